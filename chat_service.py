@@ -1,0 +1,152 @@
+"""A turn of conversation: store the user's words, ask the model with recent context, store the reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from config import Settings
+from errors import AppError, BadRequest, NotConfigured, PayloadTooLarge
+from history_store import HistoryStore, Message
+from upstream_client import Completion, UpstreamClient
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    """Ties the history store and the upstream client together; routes and the scheduler call it."""
+
+    def __init__(self, settings: Settings, store: HistoryStore, upstream: UpstreamClient):
+        self.settings = settings
+        self.store = store
+        self.upstream = upstream
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def message_from(self, body: Any) -> str:
+        """The user's message from a request body, or a BadRequest/PayloadTooLarge saying what is wrong."""
+        if not isinstance(body, dict):
+            raise BadRequest('The request body must be a JSON object such as {"message": "你好"}.', code="invalid_json")
+        if "message" not in body:
+            raise BadRequest('The request body needs a "message" field.', code="missing_message")
+        text = body["message"]
+        if not isinstance(text, str):
+            raise BadRequest('"message" must be a string.', code="invalid_message")
+        if not text.strip():
+            raise BadRequest('"message" must not be empty or blank.', code="empty_message")
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(
+                f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).')
+        return text
+
+    def _require_configured(self) -> None:
+        if not self.settings.chat_configured:
+            raise NotConfigured("Chat is not configured: set API_KEY in .env (or the environment) and restart.")
+
+    # ---- turns ---------------------------------------------------------------------------
+
+    def reply(self, text: str) -> Message:
+        """Store the user's message, get the whole reply, store it and return it."""
+        self._require_configured()
+        question = self.store.append("user", text)
+        completion = self.upstream.complete(self._context(question))
+        return self._store_reply(completion, reply_to=question["id"])
+
+    def stream_reply(self, text: str) -> Iterator[dict[str, Any]]:
+        """Store the user's message and open the model stream now, so refusals raise before any event.
+
+        The returned iterator yields the page's events; whatever happens to it (end, error, client
+        gone), the text received so far is stored.
+        """
+        self._require_configured()
+        question = self.store.append("user", text)
+        pieces = self.upstream.stream(self._context(question))
+        return self._relay(question, pieces)
+
+    def _relay(self, question: Message, pieces: Iterator[Any]) -> Iterator[dict[str, Any]]:
+        content: list[str] = []
+        reasoning: list[str] = []
+        outcome = Completion(content="")
+        extra: dict[str, Any] = {"stopped": True}  # until the stream ends one way or the other
+        yield {"type": "start", "user_message": question}
+        try:
+            for piece in pieces:
+                if piece.kind == "delta":
+                    content.append(piece.text)
+                    yield {"type": "delta", "content": piece.text}
+                elif piece.kind == "reasoning":
+                    reasoning.append(piece.text)
+                    yield {"type": "reasoning", "content": piece.text}
+                else:
+                    outcome.finish_reason, outcome.usage = piece.text, piece.usage
+                outcome.model = piece.model or outcome.model
+            extra = {}
+        except AppError as error:
+            extra = {"incomplete": True, "error": error.message}
+            yield {"type": "error", "error": error.message, "code": error.code}
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+            outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
+            if not extra or outcome.content or outcome.reasoning:
+                reply = self._store_reply(outcome, reply_to=question["id"], **extra)
+                if "stopped" in extra:
+                    log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
+        if not extra:
+            yield {"type": "done", "message": reply}
+
+    def scheduled_reply(self, tick: str) -> Message:
+        """Ask the model for the reminder of cron tick `tick` and store it (once per tick)."""
+        self._require_configured()
+        existing = self.store.find_scheduled(tick)
+        if existing is not None:
+            return existing
+        prompt = {"role": "user", "content": self.settings.scheduled_message_prompt}
+        completion = self.upstream.complete([*self._context(None), prompt])
+        return self._store_reply(completion, is_scheduled=True, scheduled_for=tick)
+
+    def _store_reply(self, completion: Completion, **fields: Any) -> Message:
+        if completion.reasoning:
+            fields["reasoning"] = completion.reasoning
+        if completion.usage:
+            fields["usage"] = completion.usage
+        return self.store.append("assistant", completion.content, model=completion.model or self.settings.model,
+                                 **fields)
+
+    # ---- context -------------------------------------------------------------------------
+
+    def _context(self, question: Message | None) -> list[dict[str, str]]:
+        """SYSTEM_PROMPT plus the newest turns within the message and character budgets.
+
+        A user message that never got an answer (its turn failed) is left out, so a failure does
+        not leave two user turns in a row; scheduled reminders count as assistant turns.
+        """
+        settings = self.settings
+        recent = self.store.recent(settings.context_max_messages * 2 + 2)
+        answered = {m.get("reply_to") for m in recent if m["role"] == "assistant"}
+        current = question["id"] if question else None
+        turns = [
+            m for m in recent
+            if (m["role"] == "assistant" and m["content"])
+            or (m["role"] == "user" and (m["id"] in answered or m["id"] == current))
+        ]
+        chosen: list[dict[str, str]] = []
+        budget = settings.context_max_chars
+        for message in reversed(turns):
+            is_current = message["id"] == current
+            if not is_current and (len(chosen) >= settings.context_max_messages or len(message["content"]) > budget):
+                break
+            budget -= len(message["content"])
+            chosen.append({"role": message["role"], "content": message["content"]})
+        return [{"role": "system", "content": settings.system_prompt}, *reversed(chosen)]
+
+    # ---- history -------------------------------------------------------------------------
+
+    def history(self, limit: int | None, before: int | None) -> tuple[list[Message], bool]:
+        """A page of the conversation (newest first page by default) and whether older messages exist."""
+        return self.store.page(limit or self.settings.history_page_size, before)
+
+    def clear_history(self) -> int:
+        """Archive and hide every message; returns how many were cleared."""
+        return self.store.clear()

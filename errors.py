@@ -1,0 +1,73 @@
+"""Failures as values: each carries its HTTP status, a machine code and one human sentence."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of every failure the API reports as `{"success": false, "error", "code"}`."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+    def to_json(self) -> dict:
+        """The response body for this error."""
+        return {"success": False, "error": self.message, "code": self.code}
+
+
+class BadRequest(AppError):
+    """The client sent something the API cannot accept."""
+
+    status = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(AppError):
+    """The message or the body is over the configured limit."""
+
+    status = 413
+    code = "message_too_long"
+
+
+class NotConfigured(AppError):
+    """Chat needs an API key and none is set."""
+
+    status = 503
+    code = "not_configured"
+
+
+class StorageError(AppError):
+    """The history file cannot be read or written (read-only or full disk, permissions)."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
+class UpstreamError(AppError):
+    """The model API answered with an error, or with something that is not a reply."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The model API did not answer within the read timeout."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The model API still refused with 429 after our retries."""
+
+    status = 429
+    code = "upstream_rate_limited"

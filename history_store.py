@@ -1,0 +1,291 @@
+"""The conversation as a JSON file that survives kill -9, many workers and a growing history.
+
+Layout, under the folder of CHAT_HISTORY_FILE (default `data/`):
+
+- `chat_history.json` — the live file: the newest messages (at most HISTORY_LIVE_LIMIT), the next
+  message id, and an index of archive files. Every write replaces it atomically (temp file in the
+  same folder, fsync, rename, fsync of the folder), under an exclusive `flock` on
+  `chat_history.json.lock`, so concurrent processes and threads never lose or duplicate a message.
+- `chat_history-archive/<first>-<last>.json` — older messages, written once and never changed.
+  When the live file grows past its limit the oldest half moves into one of these, so the cost of
+  a write depends on the limit, never on the total history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from errors import StorageError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+Message = dict[str, Any]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON so that a crash at any instant leaves old or new, never half."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as temp:
+            temp.write(payload)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path`; a fresh descriptor per call also excludes other threads."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"version": FORMAT_VERSION, "next_id": 1, "floor_id": 1, "archives": [], "messages": []}
+
+
+class CorruptHistory(ValueError):
+    """The live file exists but is not a history this store can read."""
+
+
+def _parse_state(raw: bytes) -> dict[str, Any]:
+    """Decode the live file, accepting the original app's plain list of messages too."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptHistory(str(error)) from None
+    if isinstance(data, list):  # the spec's original format: a bare list, no ids
+        state = _empty_state()
+        for number, message in enumerate(data, start=1):
+            if not isinstance(message, dict) or "role" not in message or "content" not in message:
+                raise CorruptHistory("a message without role and content")
+            state["messages"].append({"is_scheduled": False, **message, "id": number})
+        state["next_id"] = len(data) + 1
+        return state
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not isinstance(
+        data.get("next_id"), int
+    ):
+        raise CorruptHistory("not a chat history object")
+    data.setdefault("floor_id", 1)
+    data.setdefault("archives", [])
+    return data
+
+
+def _scheduled_in(state: dict[str, Any], scheduled_for: str) -> Message | None:
+    return next((m for m in reversed(state["messages"]) if m.get("scheduled_for") == scheduled_for), None)
+
+
+class HistoryStore:
+    """Appends, pages and clears the conversation; safe across threads and processes."""
+
+    def __init__(self, path: Path, *, live_limit: int = 500, timezone: str = "UTC"):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.archive_dir = self.path.with_name(self.path.stem + "-archive")
+        self.live_limit = live_limit
+        self.zone = ZoneInfo(timezone)
+        self._cache_lock = threading.Lock()
+        self._cached_key: tuple[int, int, int] | None = None
+        self._cached_state: dict[str, Any] = _empty_state()
+        self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
+        self._recover_at_start()
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _read_state(self) -> dict[str, Any]:
+        """The live state, parsed again only when the file changed since the last read."""
+        try:
+            key = self._stat_key()
+            with self._cache_lock:
+                if key == self._cached_key:
+                    return self._cached_state
+            state = _empty_state() if key is None else _parse_state(self.path.read_bytes())
+        except FileNotFoundError:  # replaced between stat and read: read again
+            return self._read_state()
+        except OSError as error:
+            raise StorageError(f"The chat history cannot be read: {error.strerror}.") from None
+        with self._cache_lock:
+            self._cached_key, self._cached_state = key, state
+        return state
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return self._read_state()
+        except CorruptHistory:
+            with self._locked():
+                self._move_aside_if_corrupt()
+                return self._read_state()
+
+    def recent(self, max_messages: int) -> list[Message]:
+        """The newest visible messages from the live file, oldest first."""
+        if max_messages <= 0:
+            return []
+        return list(self._state()["messages"][-max_messages:])
+
+    def page(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
+        """Up to `limit` visible messages older than id `before` (newest when None), and whether more exist."""
+        state = self._state()
+        floor = state["floor_id"]
+        bound = before if before is not None else state["next_id"]
+        wanted = limit + 1
+        found = [m for m in state["messages"] if floor <= m["id"] < bound][-wanted:]
+        for entry in reversed(state["archives"]):
+            if len(found) >= wanted:
+                break
+            if entry["first_id"] >= bound or entry["last_id"] < floor:
+                continue
+            older = [m for m in self._archive(entry["file"]) if floor <= m["id"] < bound]
+            found = older[-(wanted - len(found)):] + found
+        has_more = len(found) > limit
+        return found[-limit:] if limit else [], has_more
+
+    def find_scheduled(self, scheduled_for: str) -> Message | None:
+        """The live message stored for the reminder tick `scheduled_for`, if any."""
+        return _scheduled_in(self._state(), scheduled_for)
+
+    def _archive(self, name: str) -> list[Message]:
+        """Archive files never change, so a few recently used ones stay parsed in memory."""
+        with self._cache_lock:
+            if name in self._archive_cache:
+                self._archive_cache.move_to_end(name)
+                return self._archive_cache[name]
+        try:
+            messages = json.loads((self.archive_dir / name).read_bytes())["messages"]
+        except (OSError, ValueError, KeyError, TypeError):
+            log.error("Archive %s is missing or unreadable; paging skips it", name)
+            messages = []
+        with self._cache_lock:
+            self._archive_cache[name] = messages
+            while len(self._archive_cache) > 4:
+                self._archive_cache.popitem(last=False)
+        return messages
+
+    # ---- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(self.lock_path):
+                yield
+        except OSError as error:
+            raise StorageError(
+                f"The chat history cannot be saved: {error.strerror or error} "
+                "(is the data folder writable and not full?)."
+            ) from None
+
+    def _save(self, state: dict[str, Any]) -> None:
+        write_json_atomic(self.path, state)
+        key = self._stat_key()
+        with self._cache_lock:
+            self._cached_key, self._cached_state = key, state
+
+    def _now(self) -> str:
+        return datetime.now(self.zone).isoformat(timespec="milliseconds")
+
+    def append(self, role: str, content: str, **fields: Any) -> Message:
+        """Store one message with a fresh id and timestamp and return it.
+
+        A scheduled message carries `scheduled_for` (its tick); a second append for the same tick
+        returns the stored message instead of adding another, so a reminder is never stored twice.
+        """
+        with self._locked():
+            state = self._read_state()
+            tick = fields.get("scheduled_for")
+            if tick is not None:
+                existing = _scheduled_in(state, tick)
+                if existing is not None:
+                    return existing
+            message: Message = {
+                "id": state["next_id"],
+                "role": role,
+                "content": content,
+                "timestamp": self._now(),
+                "is_scheduled": bool(fields.pop("is_scheduled", False)),
+                **fields,
+            }
+            new_state = {**state, "next_id": state["next_id"] + 1, "messages": [*state["messages"], message]}
+            if len(new_state["messages"]) > self.live_limit:
+                self._rotate(new_state)
+            self._save(new_state)
+            return message
+
+    def _rotate(self, state: dict[str, Any]) -> None:
+        """Move the oldest half of the live messages into a new archive file."""
+        keep = self.live_limit // 2
+        moving, state["messages"] = state["messages"][:-keep], state["messages"][-keep:]
+        state["archives"] = [*state["archives"], self._write_archive(moving)]
+
+    def _write_archive(self, messages: list[Message]) -> dict[str, Any]:
+        self.archive_dir.mkdir(exist_ok=True)
+        first, last = messages[0]["id"], messages[-1]["id"]
+        name = f"{first:09d}-{last:09d}.json"
+        write_json_atomic(self.archive_dir / name, {"messages": messages})
+        return {"file": name, "first_id": first, "last_id": last, "count": len(messages)}
+
+    def clear(self) -> int:
+        """Hide every message from the conversation, moving the live ones into an archive; returns how many."""
+        with self._locked():
+            state = self._read_state()
+            visible = [m for m in state["messages"] if m["id"] >= state["floor_id"]]
+            archives = state["archives"]
+            if state["messages"]:
+                archives = [*archives, self._write_archive(state["messages"])]
+            self._save({**state, "floor_id": state["next_id"], "archives": archives, "messages": []})
+            return len(visible)
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def _recover_at_start(self) -> None:
+        try:
+            with self._locked():
+                self._move_aside_if_corrupt()
+        except StorageError as error:
+            log.error("%s Chat will answer 503 until this is fixed.", error.message)
+
+    def _move_aside_if_corrupt(self) -> None:
+        """Rename an unreadable live file out of the way so it is kept for inspection, never overwritten."""
+        try:
+            self._read_state()
+        except (CorruptHistory, StorageError) as problem:
+            if not self.path.exists():
+                return
+            stamp = datetime.now(self.zone).strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            os.replace(self.path, aside)
+            log.warning("History file %s was unreadable (%s); moved it to %s and started a new one",
+                        self.path, problem, aside)

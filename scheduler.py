@@ -1,0 +1,239 @@
+"""Scheduled reminders: an APScheduler cron job that runs in exactly one process at a time.
+
+Every process that serves the app (each Gunicorn worker, `python app.py`, the reloader's child)
+runs a small election thread that tries, once a second, to take an exclusive `flock` on
+`scheduler.lock` in the data folder. The one that holds it runs the BackgroundScheduler; the
+others wait. The kernel drops the lock the moment its holder exits — kill -9, max_requests
+recycling, a graceful reload — so another process takes over within about a second.
+
+`scheduler_state.json` records the last tick handled. A new leader that finds a tick missed in
+the gap (within MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a
+second message for the same tick, so no tick is ever stored twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from chat_service import ChatService
+from config import Settings
+from errors import AppError
+from history_store import Message, file_lock, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+ELECTION_INTERVAL_SECONDS = 1.0
+
+
+class Reminders:
+    """Runs the reminder job when this process wins the election; reports the schedule's state."""
+
+    def __init__(self, settings: Settings, service: ChatService):
+        self.settings = settings
+        self.service = service
+        self.zone = ZoneInfo(settings.timezone)
+        self.trigger = settings.cron_trigger()
+        self.lock_path = settings.data_dir / "scheduler.lock"
+        self.state_path = settings.data_dir / "scheduler_state.json"
+        self._state_lock_path = settings.data_dir / "scheduler_state.json.lock"
+        self._leader_fd: int | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- election ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Join the election in a background thread (no-op when SCHEDULER_ENABLED is false)."""
+        if not self.settings.scheduler_enabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._elect, name="reminder-election", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the scheduler if this process runs it and give up the lock."""
+        self._stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._leader_fd is not None:
+            os.close(self._leader_fd)
+            self._leader_fd = None
+
+    def _elect(self) -> None:
+        while not self._stopping.is_set():
+            if self._try_lock():
+                try:
+                    self._lead()
+                except Exception:
+                    log.exception("Could not start the reminder scheduler")
+                    self.stop()
+                return
+            self._stopping.wait(ELECTION_INTERVAL_SECONDS)
+
+    def _try_lock(self) -> bool:
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            log.error("Cannot open %s (%s); reminders are paused", self.lock_path, error.strerror)
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self._leader_fd = descriptor
+        return True
+
+    def _lead(self) -> None:
+        scheduler = BackgroundScheduler(timezone=self.zone)
+        scheduler.add_job(self._run_tick, self.trigger, id="reminder", coalesce=True, max_instances=1,
+                          misfire_grace_time=self.settings.misfire_grace_seconds)
+        missed = self._missed_tick()
+        if missed is not None:
+            scheduler.add_job(self._run_tick, args=[missed], id="catch-up", max_instances=1)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("Process %d runs the reminder scheduler (%s, %s)%s", os.getpid(), self.cron_expression,
+                 self.settings.timezone, f"; catching up tick {missed.isoformat()}" if missed else "")
+
+    def is_running(self) -> bool:
+        """Whether some process (this one or another) runs the scheduler right now."""
+        if not self.settings.scheduler_enabled:
+            return False
+        if self._leader_fd is not None:
+            return True
+        try:
+            descriptor = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False  # nobody holds it exclusively
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)
+
+    # ---- ticks ---------------------------------------------------------------------------
+
+    def _latest_tick(self, now: datetime) -> datetime | None:
+        """The newest fire time at or before `now`, looking back at most the misfire grace time."""
+        window = timedelta(seconds=1)
+        limit = timedelta(seconds=self.settings.misfire_grace_seconds)
+        while True:
+            tick = self.trigger.get_next_fire_time(None, now - window)
+            if tick is not None and tick <= now:
+                break
+            if window >= limit:
+                return None
+            window = min(window * 2, limit)
+        step = timedelta(microseconds=1)
+        while (following := self.trigger.get_next_fire_time(tick, tick + step)) and following <= now:
+            tick = following
+        return tick
+
+    def _missed_tick(self) -> datetime | None:
+        """A tick that fell while no process ran the scheduler, if it is still within the grace time."""
+        last = self._read_state().get("last_tick")
+        if not last:
+            return None
+        latest = self._latest_tick(datetime.now(self.zone))
+        if latest is None or latest <= datetime.fromisoformat(last):
+            return None
+        return latest
+
+    def _run_tick(self, tick: datetime | None = None) -> None:
+        tick = tick or self._latest_tick(datetime.now(self.zone))
+        if tick is None:
+            return
+        last = self._read_state().get("last_tick")
+        if last and tick <= datetime.fromisoformat(last):
+            return
+        self._record(self._attempt(tick.isoformat()), tick=tick.isoformat())
+
+    def run_now(self) -> Message:
+        """Ask for a reminder immediately (outside the schedule) and store it; raises the turn's error."""
+        tick = "manual-" + datetime.now(self.zone).isoformat(timespec="milliseconds")
+        outcome = self._attempt(tick)
+        self._record(outcome)
+        if isinstance(outcome, AppError):
+            raise outcome
+        return outcome
+
+    def _attempt(self, tick: str) -> Message | AppError:
+        try:
+            return self.service.scheduled_reply(tick)
+        except AppError as error:
+            log.warning("Reminder for %s failed: %s", tick, error.message)
+            return error
+        except Exception:
+            log.exception("Reminder for %s failed unexpectedly", tick)
+            return AppError("The reminder failed unexpectedly; see the server log.")
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path.read_bytes())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _record(self, outcome: Message | AppError, tick: str | None = None) -> None:
+        ok = not isinstance(outcome, AppError)
+        last_run = {
+            "time": datetime.now(self.zone).isoformat(timespec="seconds"),
+            "ok": ok,
+            "error": None if ok else outcome.message,
+            "message_id": outcome["id"] if ok else None,
+        }
+        try:
+            with file_lock(self._state_lock_path):
+                state = self._read_state()
+                state["last_run"] = last_run
+                if tick is not None:
+                    state["last_tick"] = max(filter(None, [state.get("last_tick"), tick]), key=datetime.fromisoformat)
+                write_json_atomic(self.state_path, state)
+        except OSError as error:
+            log.error("Cannot record the reminder state in %s: %s", self.state_path, error.strerror)
+
+    @property
+    def cron_expression(self) -> str:
+        """The six cron fields, seconds first."""
+        return " ".join(self.settings.cron.values())
+
+    def status(self) -> dict[str, Any]:
+        """What GET /api/schedule reports."""
+        enabled = self.settings.scheduler_enabled
+        next_run = self.trigger.get_next_fire_time(None, datetime.now(self.zone)) if enabled else None
+        return {
+            "enabled": enabled,
+            "running": self.is_running(),
+            "cron": self.cron_expression,
+            "cron_fields": self.settings.cron,
+            "timezone": self.settings.timezone,
+            "next_run_time": next_run.isoformat() if next_run else None,
+            "last_run": self._read_state().get("last_run"),
+        }
+
+
+def leader_pid(data_dir: Path) -> int | None:
+    """The pid written by the current leader, for tests and operators."""
+    try:
+        return int((data_dir / "scheduler.lock").read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,269 @@
+"""Talks to an OpenAI-compatible chat completions endpoint (SiliconFlow by default) over requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from config import Settings
+from errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_SECONDS = 0.5
+
+
+@dataclass
+class Completion:
+    """One whole reply from the model."""
+
+    content: str
+    reasoning: str = ""
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StreamPiece:
+    """One piece of a streamed reply: kind is "delta", "reasoning" or "finish"."""
+
+    kind: str
+    text: str = ""
+    model: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class UpstreamClient:
+    """One pooled session to the model API, with timeouts and bounded retries."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.session = requests.Session()
+        # Large pool: many gthread threads may wait on long completions at once.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._host = urlsplit(settings.api_url).netloc
+
+    # ---- public --------------------------------------------------------------------------
+
+    def complete(self, messages: list[dict[str, str]]) -> Completion:
+        """Ask for a whole reply."""
+        response = self._post({"model": self.settings.model, "messages": messages, "stream": False}, stream=False)
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            message = choice.get("message") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise UpstreamError("The model API sent a reply that is not valid chat completion JSON.",
+                                code="upstream_bad_response") from None
+        return Completion(
+            content=message.get("content") or "",
+            reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
+            model=body.get("model") or self.settings.model,
+            finish_reason=choice.get("finish_reason"),
+            usage=body.get("usage") or {},
+        )
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[StreamPiece]:
+        """Yield the reply as it arrives; closing the iterator closes the upstream connection."""
+        payload = {"model": self.settings.model, "messages": messages, "stream": True}
+        response = self._post(payload, stream=True)
+        try:
+            yield from self._read_events(response)
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    # ---- requests and retries ------------------------------------------------------------
+
+    def _post(self, payload: dict[str, Any], *, stream: bool) -> requests.Response:
+        settings = self.settings
+        headers = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        deadline = time.monotonic() + settings.retry_max_seconds
+        for attempt in range(settings.retry_attempts + 1):
+            wait = BACKOFF_BASE_SECONDS * 2**attempt * random.uniform(0.8, 1.2)
+            try:
+                response = self.session.post(
+                    settings.api_url, json=payload, headers=headers, stream=stream,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                )
+            except requests.ConnectTimeout:
+                failure: UpstreamError = UpstreamError(
+                    f"The model API at {self._host} did not accept a connection in time.", code="upstream_unreachable")
+            except requests.ReadTimeout:
+                raise self._timeout() from None
+            except requests.ConnectionError as error:
+                if _is_read_timeout(error):
+                    raise self._timeout() from None
+                failure = UpstreamError(f"The model API at {self._host} cannot be reached.",
+                                        code="upstream_unreachable")
+            else:
+                if response.status_code < 400:
+                    return response
+                failure = self._error_from(response)
+                response.close()
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise failure
+                retry_after = _retry_after_seconds(response)
+                if retry_after is not None:
+                    wait = retry_after
+                    failure.retry_after = retry_after
+            if attempt == settings.retry_attempts or time.monotonic() + wait > deadline:
+                raise failure
+            log.warning("Model API attempt %d failed (%s); retrying in %.1fs", attempt + 1, failure.code, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _timeout(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"The model API did not answer within {self.settings.read_timeout:g} seconds.")
+
+    def _error_from(self, response: requests.Response) -> UpstreamError:
+        """Turn an error response (SiliconFlow, OpenAI or plain text) into one readable error."""
+        detail = self._redact(_error_detail(response))
+        status = response.status_code
+        if status == 429:
+            return UpstreamRateLimited(f"The model API is rate limiting requests (HTTP 429): {detail}")
+        if status in (401, 403):
+            return UpstreamError(f"The model API rejected the API key (HTTP {status}): {detail} — check API_KEY.",
+                                 code="upstream_auth_failed")
+        if status == 404:
+            return UpstreamError(f"The model API answered not found (HTTP 404): {detail} — check API_URL and MODEL.")
+        return UpstreamError(f"The model API answered with an error (HTTP {status}): {detail}")
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if key else text
+
+    # ---- streaming -----------------------------------------------------------------------
+
+    def _read_events(self, response: requests.Response) -> Iterator[StreamPiece]:
+        """Parse server-sent events; bytes are split only at newlines, so UTF-8 is never cut."""
+        finished = False
+        buffer = b""
+        for chunk in self._chunks(response):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                data = _sse_data(line)
+                if data is None:
+                    continue
+                if data == b"[DONE]":
+                    if not finished:
+                        yield StreamPiece("finish", "stop")
+                    return
+                piece_list = self._pieces(data)
+                for piece in piece_list:
+                    finished = finished or piece.kind == "finish"
+                    yield piece
+        if not finished:
+            raise UpstreamError("The model's reply was cut off before it finished.", code="upstream_incomplete")
+
+    def _chunks(self, response: requests.Response) -> Iterator[bytes]:
+        """Raw body bytes as soon as they arrive (read1 does not wait for a full buffer)."""
+        raw = response.raw
+        try:
+            while True:
+                chunk = raw.read1(65536, decode_content=True)
+                if not chunk:
+                    return
+                yield chunk
+        except urllib3.exceptions.ReadTimeoutError:
+            raise self._timeout() from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise UpstreamError("The connection to the model API broke before the reply finished.",
+                                code="upstream_incomplete") from None
+
+    def _pieces(self, data: bytes) -> list[StreamPiece]:
+        try:
+            event = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UpstreamError("The model API sent a malformed stream event.", code="upstream_bad_response") from None
+        if not isinstance(event, dict):
+            raise UpstreamError("The model API sent a malformed stream event.", code="upstream_bad_response")
+        if "error" in event:
+            raise UpstreamError(f"The model API reported an error mid-reply: {self._redact(_message_of(event))}")
+        pieces = []
+        model = event.get("model") or ""
+        for choice in (event.get("choices") or [])[:1]:
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                pieces.append(StreamPiece("reasoning", reasoning, model))
+            if delta.get("content"):
+                pieces.append(StreamPiece("delta", delta["content"], model))
+            if choice.get("finish_reason"):
+                pieces.append(StreamPiece("finish", choice["finish_reason"], model, event.get("usage") or {}))
+        return pieces
+
+
+def _sse_data(line: bytes) -> bytes | None:
+    """The payload of a `data:` line, or None for comments, blank lines and other fields."""
+    line = line.rstrip(b"\r")
+    if not line.startswith(b"data:"):
+        return None
+    return line[5:].strip()
+
+
+def _is_read_timeout(error: requests.ConnectionError) -> bool:
+    """requests wraps a timeout while reading a body as ConnectionError(ReadTimeoutError)."""
+    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    """Retry-After as seconds, from either its number or its HTTP-date form."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _message_of(body: Any) -> str:
+    """The human message inside an OpenAI-style or SiliconFlow-style error body."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str) and error:
+            return error
+        for key in ("message", "detail", "msg"):
+            if body.get(key):
+                return str(body[key])
+    return ""
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        detail = _message_of(response.json())
+    except ValueError:
+        detail = ""
+    if not detail:
+        text = response.text.strip()
+        detail = text[:200] if text and not text.lstrip().startswith("<") else (response.reason or "no details")
+    return detail.rstrip(".")
