@@ -17,6 +17,7 @@ from config import ConfigError, Settings, load_settings
 from errors import AppError, BadRequest
 from history_store import HistoryStore
 from scheduler import Reminders
+from security import init_security
 from upstream_client import UpstreamClient
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     _register_routes(app)
     _register_error_handlers(app)
+    init_security(app, settings)
     if not settings.chat_configured:
         log.warning("API_KEY is not set: the page and history work, chat answers 503 until it is set")
     return app
@@ -108,10 +110,14 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/api/history")
     def history() -> Any:
-        """A page of messages, oldest first: the newest `limit` by default, or those older than `before`."""
+        """A page of messages, oldest first: the newest `limit` by default, those older than `before`,
+        or those newer than `after` (for polling); `has_more` says whether more lie beyond the page."""
         limit = _int_arg("limit", 1, 500)
         before = _int_arg("before", 1)
-        messages, has_more = _service().history(limit, before)
+        after = _int_arg("after", 0)
+        if before is not None and after is not None:
+            raise BadRequest('Use either "before" or "after", not both.', code="invalid_query")
+        messages, has_more = _service().history(limit, before, after)
         return {"success": True, "messages": messages, "has_more": has_more}
 
     @app.delete("/api/history")

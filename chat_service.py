@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from config import Settings
 from errors import AppError, BadRequest, NotConfigured, PayloadTooLarge
 from history_store import HistoryStore, Message
-from upstream_client import Completion, UpstreamClient
+from upstream_client import Completion, StreamPiece, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ChatService:
         pieces = self.upstream.stream(self._context(question))
         return self._relay(question, pieces)
 
-    def _relay(self, question: Message, pieces: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    def _relay(self, question: Message, pieces: Generator[StreamPiece, None, None]) -> Iterator[dict[str, Any]]:
         content: list[str] = []
         reasoning: list[str] = []
         outcome = Completion(content="")
@@ -87,7 +87,7 @@ class ChatService:
             extra = {"incomplete": True, "error": error.message}
             yield {"type": "error", "error": error.message, "code": error.code}
         finally:
-            pieces.close()  # type: ignore[attr-defined]
+            pieces.close()
             outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
             if not extra or outcome.content or outcome.reasoning:
                 reply = self._store_reply(outcome, reply_to=question["id"], **extra)
@@ -143,9 +143,17 @@ class ChatService:
 
     # ---- history -------------------------------------------------------------------------
 
-    def history(self, limit: int | None, before: int | None) -> tuple[list[Message], bool]:
-        """A page of the conversation (newest first page by default) and whether older messages exist."""
-        return self.store.page(limit or self.settings.history_page_size, before)
+    def history(self, limit: int | None, before: int | None = None,
+                after: int | None = None) -> tuple[list[Message], bool]:
+        """A page of the conversation and whether more exist beyond it.
+
+        By default the newest page; with `before`, the page older than that id; with `after`,
+        the messages newer than that id (for polling).
+        """
+        limit = limit or self.settings.history_page_size
+        if after is not None:
+            return self.store.newer(after, limit)
+        return self.store.page(limit, before)
 
     def clear_history(self) -> int:
         """Archive and hide every message; returns how many were cleared."""

@@ -173,6 +173,15 @@ class HistoryStore:
         has_more = len(found) > limit
         return found[-limit:] if limit else [], has_more
 
+    def newer(self, after: int, limit: int) -> tuple[list[Message], bool]:
+        """Up to `limit` visible live messages newer than id `after`, oldest first, and whether more exist.
+
+        For polling: a page that knows its newest id asks only for what came since.
+        """
+        state = self._state()
+        found = [m for m in state["messages"] if m["id"] > after and m["id"] >= state["floor_id"]]
+        return found[:limit], len(found) > limit
+
     def find_scheduled(self, scheduled_for: str) -> Message | None:
         """The live message stored for the reminder tick `scheduled_for`, if any."""
         return _scheduled_in(self._state(), scheduled_for)

@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -78,10 +78,15 @@ class UpstreamClient:
             usage=body.get("usage") or {},
         )
 
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[StreamPiece]:
-        """Yield the reply as it arrives; closing the iterator closes the upstream connection."""
+    def stream(self, messages: list[dict[str, str]]) -> Generator[StreamPiece, None, None]:
+        """Open the stream now (so refusals raise here) and return its pieces as they arrive.
+
+        Closing the returned generator closes the upstream connection.
+        """
         payload = {"model": self.settings.model, "messages": messages, "stream": True}
-        response = self._post(payload, stream=True)
+        return self._pieces_of(self._post(payload, stream=True))
+
+    def _pieces_of(self, response: requests.Response) -> Generator[StreamPiece, None, None]:
         try:
             yield from self._read_events(response)
         finally:

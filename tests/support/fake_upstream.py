@@ -1,0 +1,193 @@
+"""A real OpenAI-compatible chat completions server on 127.0.0.1, with scripted faults.
+
+Tests start it in a thread (`FakeUpstream().start()`), queue behaviours with `script(...)`, and
+read back what the app sent with `requests`. Unscripted requests get a friendly Chinese echo.
+It also runs on its own for benchmarks: `python -m tests.support.fake_upstream --port 8999`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+API_KEY = "sk-test-fake-0123456789abcdef"
+PATH = "/v1/chat/completions"
+
+
+def default_reply(request: dict[str, Any]) -> str:
+    """The echo every unscripted request gets."""
+    users = [m["content"] for m in request.get("messages", []) if m.get("role") == "user"]
+    return f"收到：{users[-1] if users else ''}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # benchmarks open hundreds of connections at once
+
+
+class FakeUpstream:
+    """Owns the server thread, the script of behaviours and the log of requests."""
+
+    def __init__(self, api_key: str = API_KEY, latency: float = 0.0, port: int = 0):
+        self.api_key = api_key
+        self.latency = latency
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._script: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self.server = _Server(("127.0.0.1", port), self._handler())
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}{PATH}"
+        self.closed_streams = threading.Event()
+
+    def start(self) -> FakeUpstream:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, *behaviours: dict[str, Any]) -> None:
+        """Queue behaviours for the next requests, one each, in order."""
+        with self._lock:
+            self._script.extend(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.requests.clear()
+            self.headers.clear()
+        self.closed_streams.clear()
+
+    def _next(self) -> dict[str, Any]:
+        with self._lock:
+            return self._script.popleft() if self._script else {}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if self.path != PATH:
+                    return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return self._json(400, {"error": {"message": "invalid JSON body"}})
+                with upstream._lock:
+                    upstream.requests.append(body)
+                    upstream.headers.append(dict(self.headers))
+                behaviour = upstream._next()
+                if self.headers.get("Authorization") != f"Bearer {upstream.api_key}":
+                    return self._json(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
+                time.sleep(behaviour.get("delay", upstream.latency))
+                kind = behaviour.get("kind", "reply")
+                if kind == "status":
+                    return self._json(behaviour["status"], behaviour.get("body", {}), behaviour.get("headers", {}))
+                if kind == "malformed":
+                    return self._raw(200, b'{"choices": [ this is not json', "application/json")
+                if kind == "hang_up":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
+                content = behaviour.get("content", default_reply(body))
+                reasoning = behaviour.get("reasoning", "")
+                if body.get("stream"):
+                    return self._stream(content, reasoning, behaviour, body)
+                message = {"role": "assistant", "content": content}
+                if reasoning:
+                    message["reasoning_content"] = reasoning
+                return self._json(200, {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model", ""),
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": len(content),
+                              "total_tokens": 10 + len(content)},
+                })
+
+            def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+                self._raw(status, json.dumps(data, ensure_ascii=False).encode(), "application/json", headers)
+
+            def _raw(self, status: int, payload: bytes, content_type: str,
+                     headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def _stream(self, content: str, reasoning: str, behaviour: dict[str, Any], body: dict[str, Any]) -> None:
+                """Send SSE in HTTP chunks; `split_bytes` cuts chunks at raw byte offsets (mid-UTF-8)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                pause = behaviour.get("chunk_delay", 0.0)
+                pieces = behaviour.get("pieces") or [content[i:i + 2] for i in range(0, len(content), 2)]
+
+                def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                    data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body.get("model", ""),
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+                frames = [event({"role": "assistant", "content": ""})]
+                frames += [event({"reasoning_content": reasoning[i:i + 3]}) for i in range(0, len(reasoning), 3)]
+                frames += [event({"content": piece}) for piece in pieces]
+                ending = behaviour.get("ending", "done")
+                if ending == "bad_chunk":
+                    frames.append(b"data: {\"choices\": [oops\n\n")
+                elif ending == "done":
+                    frames += [event({}, "stop"), b"data: [DONE]\n\n"]
+                try:
+                    if behaviour.get("split_bytes"):
+                        blob = b"".join(frames)
+                        size = behaviour["split_bytes"]
+                        for start in range(0, len(blob), size):
+                            self._chunk(blob[start:start + size])
+                            time.sleep(pause)
+                    else:
+                        for frame in frames:
+                            self._chunk(frame)
+                            time.sleep(pause)
+                    if ending == "cut":
+                        self.close_connection = True
+                        return
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    upstream.closed_streams.set()
+                    self.close_connection = True
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    args = parser.parse_args()
+    fake = FakeUpstream(latency=args.latency, port=args.port)
+    print(f"fake upstream on http://127.0.0.1:{args.port}{PATH} key={fake.api_key}", flush=True)
+    fake.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

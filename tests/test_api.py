@@ -1,0 +1,187 @@
+"""The REST API as a curl user meets it: the spec's shapes, validation and error JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.fake_upstream import API_KEY
+
+
+def test_chat_replies_and_stores_both_messages(api, upstream):
+    response = api.chat("你好，助手")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["reply"] == "收到：你好，助手"
+    assert body["message"]["role"] == "assistant"
+
+    messages = api.history()
+    assert [(m["role"], m["content"], m["is_scheduled"]) for m in messages] == [
+        ("user", "你好，助手", False),
+        ("assistant", "收到：你好，助手", False),
+    ]
+    for message in messages:
+        assert isinstance(message["id"], int)
+        assert message["timestamp"].endswith("+08:00")  # ISO-8601 with the configured zone's offset
+    assert messages[1]["reply_to"] == messages[0]["id"]
+    assert upstream.headers[0]["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_reasoning_is_kept_apart_from_the_reply(api, upstream):
+    upstream.script({"content": "答案是 42。", "reasoning": "先想一想……"})
+    body = api.chat("生命的意义？").json()
+    assert body["reply"] == "答案是 42。"
+    assert body["message"]["reasoning"] == "先想一想……"
+    assert api.history()[-1]["reasoning"] == "先想一想……"
+
+
+def test_health_reports_scheduler_and_configuration(api):
+    body = api.get("/api/health").json()
+    assert body == {"status": "ok", "scheduler_running": False, "scheduler_enabled": False, "chat_configured": True}
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ("not json at all", "invalid_json"),
+        ("[1, 2, 3]", "invalid_json"),
+        ('"just a string"', "invalid_json"),
+        ("{}", "missing_message"),
+        ('{"message": 42}', "invalid_message"),
+        ('{"message": null}', "invalid_message"),
+        ('{"message": ""}', "empty_message"),
+        ('{"message": "   \\n\\t "}', "empty_message"),
+    ],
+)
+def test_bad_chat_bodies_get_400_json(api, upstream, payload, code):
+    response = api.post("/api/chat", data=payload, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"success": False, "error": response.json()["error"], "code": code}
+    assert response.json()["error"]
+    assert upstream.requests == []
+
+
+def test_too_long_message_gets_413(serve, upstream):
+    api = serve(MAX_MESSAGE_CHARS="10")
+    response = api.chat("这条消息一共超过了十个字符")
+    assert response.status_code == 413
+    assert response.json()["code"] == "message_too_long"
+    assert "10" in response.json()["error"]
+    assert upstream.requests == []
+
+
+def test_body_over_the_byte_limit_gets_413_json(serve):
+    api = serve(MAX_BODY_BYTES="2048")
+    response = api.chat("x" * 5000)
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+def test_missing_api_key_gives_503_but_page_and_history_work(serve, upstream):
+    api = serve(API_KEY="")
+    response = api.chat("你好")
+    assert response.status_code == 503
+    assert response.json()["code"] == "not_configured"
+    assert "API_KEY" in response.json()["error"]
+    assert api.get("/api/health").json()["chat_configured"] is False
+    assert api.get("/api/history").status_code == 200
+    assert api.get("/").status_code == 200
+    assert upstream.requests == []
+
+
+def test_unknown_api_route_is_json_404(api):
+    response = api.get("/api/nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_wrong_method_is_json_405(api):
+    response = api.get("/api/chat")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=501", "before=0", "before=x"])
+def test_bad_history_parameters_get_400(api, query):
+    response = api.get(f"/api/history?{query}")
+    assert response.status_code == 400
+    assert response.json()["code"].startswith("invalid_")
+
+
+def test_history_pages_back_with_before(serve):
+    api = serve(HISTORY_PAGE_SIZE="4")
+    for number in range(5):
+        assert api.chat(f"第{number}条").status_code == 200
+    first = api.get("/api/history").json()
+    assert [m["content"] for m in first["messages"]] == ["第3条", "收到：第3条", "第4条", "收到：第4条"]
+    assert first["has_more"] is True
+    older = api.get("/api/history", params={"before": first["messages"][0]["id"], "limit": 10}).json()
+    assert len(older["messages"]) == 6
+    assert older["messages"][0]["content"] == "第0条"
+    assert older["has_more"] is False
+
+
+def test_clear_history_archives_and_empties(api, tmp_path):
+    api.chat("记住我")
+    response = api.delete("/api/history")
+    assert response.json() == {"success": True, "cleared": 2}
+    assert api.history() == []
+    assert api.get("/api/history").json()["has_more"] is False
+    archived = list((tmp_path / "data" / "chat_history-archive").glob("*.json"))
+    assert len(archived) == 1 and "记住我" in archived[0].read_text()
+    api.chat("新的开始")
+    assert [m["content"] for m in api.history()] == ["新的开始", "收到：新的开始"]
+
+
+def test_context_carries_system_prompt_and_recent_turns(serve, upstream):
+    api = serve(SYSTEM_PROMPT="你是测试助手", CONTEXT_MAX_MESSAGES="3")
+    for number in range(4):
+        api.chat(f"问题{number}")
+    sent = upstream.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "你是测试助手"}
+    assert sent[1:] == [
+        {"role": "user", "content": "问题2"},
+        {"role": "assistant", "content": "收到：问题2"},
+        {"role": "user", "content": "问题3"},
+    ]
+
+
+def test_context_respects_the_character_budget(serve, upstream):
+    api = serve(CONTEXT_MAX_CHARS="20")
+    api.chat("一二三四五六七八九十")
+    api.chat("短")
+    sent = upstream.requests[-1]["messages"]
+    # "短" (1) + the last reply (13) fit in 20 characters; the first question (10) does not
+    assert [m["content"] for m in sent[1:]] == ["收到：一二三四五六七八九十", "短"]
+
+
+def test_a_failed_turn_does_not_break_the_next_context(api, upstream):
+    upstream.script({"kind": "status", "status": 400, "body": {"code": 20015, "message": "bad"}})
+    assert api.chat("失败的问题").status_code == 502
+    assert api.chat("第二个问题").status_code == 200
+    sent = upstream.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[-1]["content"] == "第二个问题"
+    # nothing was lost: the failed question is still in the history
+    assert [m["content"] for m in api.history()][:1] == ["失败的问题"]
+
+
+def test_api_key_never_appears_in_responses(api, upstream):
+    upstream.script({"kind": "status", "status": 401,
+                     "body": {"error": {"message": f"Incorrect API key provided: {API_KEY}"}}})
+    responses = [api.chat("hi"), api.get("/api/health"), api.get("/api/history"), api.get("/"),
+                 api.get("/api/schedule")]
+    for response in responses:
+        assert API_KEY not in response.text
+    assert "***" in responses[0].json()["error"]
+
+
+def test_history_after_returns_only_newer_messages(api):
+    api.chat("一")
+    newest = api.history()[-1]["id"]
+    api.chat("二")
+    body = api.get("/api/history", params={"after": newest}).json()
+    assert [m["content"] for m in body["messages"]] == ["二", "收到：二"]
+    assert body["has_more"] is False
+    assert api.get("/api/history", params={"after": 1, "before": 3}).status_code == 400
