@@ -1,0 +1,125 @@
+"""The JSON history: atomic writes under kill -9, many processes, corruption, rotation and paging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from history_store import HistoryStore
+from tests.support.servers import ROOT
+
+
+def all_contents(path: Path) -> list[str]:
+    """Every visible message, paging back through the archives like the API does."""
+    store = HistoryStore(path)
+    messages, has_more = store.page(500)
+    found = list(messages)
+    while has_more:
+        messages, has_more = store.page(500, before=found[0]["id"])
+        found = messages + found
+    return [m["content"] for m in found]
+
+
+def spawn(path: Path, prefix: str, count: int, threads: int = 1, live_limit: int = 500) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tests.support.append_worker", str(path), prefix, str(count),
+               str(threads), str(live_limit)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def test_kill_9_at_random_moments_never_loses_an_acknowledged_write(tmp_path):
+    path = tmp_path / "chat_history.json"
+    acknowledged: list[str] = []
+    rng = random.Random(1342)
+    for round_number in range(30):
+        child = spawn(path, f"r{round_number}", 100_000, live_limit=40)
+        time.sleep(rng.uniform(0.15, 0.5))
+        child.send_signal(signal.SIGKILL)
+        output, _ = child.communicate()
+        acknowledged += [line[4:] for line in output.splitlines() if line.startswith("ack ")]
+        json.loads(path.read_bytes())  # the live file always parses
+        stored = all_contents(path)
+        assert len(stored) == len(set(stored)), "a message was stored twice"
+        missing = set(acknowledged) - set(stored)
+        assert not missing, f"round {round_number}: acknowledged but lost: {sorted(missing)[:5]}"
+    assert len(acknowledged) > 300  # the children really wrote between kills
+    assert list((tmp_path / "chat_history-archive").glob("*.json")), "rotation was exercised"
+
+
+def test_many_threads_in_two_processes_store_every_message_exactly_once(tmp_path):
+    path = tmp_path / "chat_history.json"
+    children = [spawn(path, f"p{n}", 25, threads=8, live_limit=120) for n in range(2)]
+    for child in children:
+        output, _ = child.communicate(timeout=120)
+        assert child.returncode == 0
+        assert output.count("ack ") == 200
+    stored = all_contents(path)
+    expected = {f"p{p}-{t}-{n}" for p in range(2) for t in range(8) for n in range(25)}
+    assert len(stored) == 400
+    assert set(stored) == expected
+    ids = [m["id"] for m in HistoryStore(path).page(500)[0]]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_corrupt_file_is_moved_aside_not_overwritten(tmp_path, caplog):
+    path = tmp_path / "chat_history.json"
+    path.write_text('{"messages": [ {"role": "user", "content": "半截')
+    with caplog.at_level(logging.WARNING):
+        store = HistoryStore(path)
+    aside = list(tmp_path.glob("chat_history.json.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_text().endswith("半截")
+    assert "moved it to" in caplog.text
+    store.append("user", "重新开始")
+    assert [m["content"] for m in store.page(10)[0]] == ["重新开始"]
+
+
+def test_the_original_apps_plain_list_format_is_read_and_upgraded(tmp_path):
+    path = tmp_path / "chat_history.json"
+    legacy = [
+        {"role": "user", "content": "旧消息", "timestamp": "2024-01-01T08:00:00", "is_scheduled": False},
+        {"role": "assistant", "content": "旧回复", "timestamp": "2024-01-01T08:00:01"},
+    ]
+    path.write_text(json.dumps(legacy, ensure_ascii=False))
+    store = HistoryStore(path)
+    store.append("user", "新消息")
+    messages = store.page(10)[0]
+    assert [(m["id"], m["content"]) for m in messages] == [(1, "旧消息"), (2, "旧回复"), (3, "新消息")]
+    assert messages[1]["is_scheduled"] is False
+    assert isinstance(json.loads(path.read_text()), dict)
+
+
+def test_live_file_stays_capped_and_paging_reaches_the_archives(tmp_path):
+    path = tmp_path / "chat_history.json"
+    store = HistoryStore(path, live_limit=20)
+    for number in range(95):
+        store.append("user", f"m{number}")
+    live = json.loads(path.read_text())
+    assert len(live["messages"]) <= 20
+    assert sum(entry["count"] for entry in live["archives"]) + len(live["messages"]) == 95
+    assert all_contents(path) == [f"m{n}" for n in range(95)]
+    page, has_more = store.page(5, before=12)
+    assert [m["content"] for m in page] == ["m6", "m7", "m8", "m9", "m10"] and has_more
+
+
+def test_reads_reuse_the_parsed_file_until_it_changes(tmp_path):
+    path = tmp_path / "chat_history.json"
+    writer, reader = HistoryStore(path), HistoryStore(path)
+    writer.append("user", "一")
+    first = reader._read_state()
+    assert reader._read_state() is first  # unchanged file: no second parse
+    writer.append("user", "二")
+    assert [m["content"] for m in reader._read_state()["messages"]] == ["一", "二"]
+
+
+def test_a_reminder_tick_is_stored_once(tmp_path):
+    store = HistoryStore(tmp_path / "chat_history.json")
+    first = store.append("assistant", "提醒", is_scheduled=True, scheduled_for="2026-01-01T09:00:00+08:00")
+    again = store.append("assistant", "又一次", is_scheduled=True, scheduled_for="2026-01-01T09:00:00+08:00")
+    assert again == first
+    assert len(store.page(10)[0]) == 1
