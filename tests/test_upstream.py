@@ -1,0 +1,118 @@
+"""The upstream client against a real loopback server: retries, timeouts and readable errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.servers import free_port
+
+
+def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
+    upstream.script({"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
+                     "body": {"error": {"message": "Too many requests"}}})
+    started = time.monotonic()
+    response = api.chat("重试一下")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+    assert elapsed >= 0.95  # waited as Retry-After asked
+
+
+def test_429_that_persists_answers_429_with_retry_after(serve, upstream):
+    api = serve(RETRY_ATTEMPTS="1")
+    limited = {"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
+               "body": {"code": 50603, "message": "System is too busy now"}}
+    upstream.script(limited, limited)
+    response = api.chat("还在限流")
+    assert response.status_code == 429
+    assert response.json()["code"] == "upstream_rate_limited"
+    assert "System is too busy now" in response.json()["error"]
+    assert response.headers["Retry-After"] == "1"
+    assert len(upstream.requests) == 2
+
+
+def test_retry_after_beyond_the_retry_budget_gives_up_at_once(serve, upstream):
+    api = serve(RETRY_MAX_SECONDS="3")
+    upstream.script({"kind": "status", "status": 429, "headers": {"Retry-After": "60"}})
+    started = time.monotonic()
+    response = api.chat("等不了")
+    assert response.status_code == 429
+    assert time.monotonic() - started < 2
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_with_backoff(api, upstream, status):
+    upstream.script({"kind": "status", "status": status, "body": {"error": {"message": "overloaded"}}})
+    response = api.chat("再试")
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+
+
+def test_503_that_persists_is_a_502_with_the_upstream_message(serve, upstream):
+    api = serve(RETRY_ATTEMPTS="2")
+    busy = {"kind": "status", "status": 503, "body": {"error": {"message": "Service temporarily unavailable"}}}
+    upstream.script(busy, busy, busy)
+    response = api.chat("忙吗")
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_error"
+    assert "HTTP 503" in response.json()["error"]
+    assert "Service temporarily unavailable" in response.json()["error"]
+    assert len(upstream.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "text"),
+    [
+        (400, {"code": 20015, "message": "Length of prompt exceeds limit"}, "upstream_error",
+         "Length of prompt exceeds limit"),
+        (401, {"error": {"message": "Invalid token"}}, "upstream_auth_failed", "API_KEY"),
+        (403, {"code": 30011, "message": "The model is not available for your account"}, "upstream_auth_failed",
+         "not available for your account"),
+        (404, {"code": 20012, "message": "Model does not exist. Please check it carefully."}, "upstream_error",
+         "Model does not exist"),
+        (422, {"detail": "Input should be a valid list"}, "upstream_error", "valid list"),
+    ],
+)
+def test_client_errors_are_never_retried_and_read_clearly(api, upstream, status, body, code, text):
+    upstream.script({"kind": "status", "status": status, "body": body})
+    response = api.chat("你好")
+    assert response.status_code == 502
+    assert response.json()["code"] == code
+    assert text in response.json()["error"]
+    assert f"HTTP {status}" in response.json()["error"]
+    assert len(upstream.requests) == 1
+
+
+def test_reply_slower_than_the_read_timeout_is_504(serve, upstream):
+    api = serve(READ_TIMEOUT="1")
+    upstream.script({"delay": 3})
+    started = time.monotonic()
+    response = api.chat("慢一点")
+    assert response.status_code == 504
+    assert response.json()["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 2.5
+    assert len(upstream.requests) == 1  # a timeout is not retried: it would only double the wait
+
+
+def test_malformed_json_reply_is_502(api, upstream):
+    upstream.script({"kind": "malformed"})
+    response = api.chat("坏的回复")
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_bad_response"
+
+
+def test_connection_refused_is_retried_then_502(serve):
+    api = serve(API_URL=f"http://127.0.0.1:{free_port()}/v1/chat/completions", RETRY_ATTEMPTS="1")
+    response = api.chat("有人吗")
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_unreachable"
+    assert "cannot be reached" in response.json()["error"]
+
+
+def test_each_request_carries_the_model_and_bearer_key(api, upstream):
+    api.chat("模型是谁")
+    assert upstream.requests[0]["model"] == "fake/model"
+    assert upstream.requests[0]["stream"] is False
