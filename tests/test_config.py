@@ -1,0 +1,69 @@
+"""Settings: every variable from the environment or .env, validated once, one clear line on error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+from tests.support.servers import ROOT
+
+
+def test_defaults_follow_the_spec():
+    settings = load_settings({})
+    assert settings.api_url == "https://api.siliconflow.cn/v1/chat/completions"
+    assert settings.port == 1342
+    assert settings.chat_history_file == Path("data/chat_history.json")
+    assert settings.chat_configured is False
+
+
+def test_api_key_is_not_in_the_settings_repr():
+    settings = load_settings({"API_KEY": "sk-very-secret", "ACCESS_TOKEN": "tok-secret"})
+    assert "sk-very-secret" not in repr(settings)
+    assert "tok-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "hint"),
+    [
+        ("READ_TIMEOUT", "soon", "number of seconds"),
+        ("CONNECT_TIMEOUT", "-1", "number of seconds"),
+        ("PORT", "70000", "whole number"),
+        ("API_URL", "api.siliconflow.cn/v1", "http:// or https:// URL"),
+        ("CRON_HOUR", "25", "cron field"),
+        ("CRON_DAY_OF_WEEK", "someday", "cron field"),
+        ("TIMEZONE", "Mars/Olympus", "IANA zone"),
+        ("SCHEDULER_ENABLED", "maybe", "true or false"),
+        ("CONTEXT_MAX_MESSAGES", "many", "whole number"),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_accepted_form(variable, value, hint):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}=")
+    assert hint in message
+    assert "\n" not in message
+
+
+def test_dotenv_is_read_and_the_real_environment_wins(tmp_path):
+    (tmp_path / ".env").write_text("MODEL=from-dotenv\nSYSTEM_PROMPT=来自 .env\n", encoding="utf-8")
+    script = "from config import load_settings; s = load_settings(); print(s.model, s.system_prompt)"
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "SYSTEM_PROMPT")}
+    env.update(MODEL="from-environment", DOTENV_PATH=str(tmp_path / ".env"), PYTHONPATH=str(ROOT))
+    output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "from-environment 来自 .env"
+
+
+def test_bad_value_stops_start_up_with_one_line_and_no_traceback(tmp_path):
+    env = {**os.environ, "READ_TIMEOUT": "abc", "DOTENV_PATH": str(tmp_path / "none.env")}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: READ_TIMEOUT='abc' is invalid: expected a number of seconds ≥ 0.001"
+    ]
+    assert "Traceback" not in result.stderr
