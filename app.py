@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,15 @@ def _int_arg(name: str, minimum: int, maximum: int | None = None) -> int | None:
     return number
 
 
+def _json_body() -> Any:
+    """The request's JSON body (None if unparsable); 415 unless it is sent as JSON, which also keeps
+    cross-site HTML forms out, since they cannot send that content type without a CORS preflight."""
+    if not request.is_json:
+        raise AppError('Send the body as JSON, with the header "Content-Type: application/json".',
+                       code="unsupported_media_type", status=415)
+    return request.get_json(silent=True)
+
+
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
     for event in events:
         yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
@@ -95,14 +105,14 @@ def _register_routes(app: Flask) -> None:
     def chat() -> Any:
         """Send a message; answers the stored assistant message as `reply` (and in full as `message`)."""
         service = _service()
-        message = service.reply(service.message_from(request.get_json(force=True, silent=True)))
+        message = service.reply(service.message_from(_json_body()))
         return {"success": True, "reply": message["content"], "message": message}
 
     @app.post("/api/chat/stream")
     def chat_stream() -> Response:
         """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
         service = _service()
-        events = service.stream_reply(service.message_from(request.get_json(force=True, silent=True)))
+        events = service.stream_reply(service.message_from(_json_body()))
         response = Response(_sse(events), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -134,6 +144,7 @@ def _register_routes(app: Flask) -> None:
             "scheduler_running": _reminders().is_running(),
             "scheduler_enabled": settings.scheduler_enabled,
             "chat_configured": settings.chat_configured,
+            "auth_required": bool(settings.access_token),
         }
 
     @app.get("/api/schedule")
@@ -201,4 +212,5 @@ if __name__ == "__main__":
     # Under the debug reloader the parent only watches files; the child serves and schedules.
     if not main_settings.debug or is_running_from_reloader():
         main_app.extensions["reminders"].start()
-    main_app.run(host=main_settings.host, port=main_settings.port, debug=main_settings.debug, threaded=True)
+    main_app.run(host=main_settings.host, port=main_settings.port, debug=main_settings.debug, threaded=True,
+                 extra_files=[os.environ.get("DOTENV_PATH", ".env")])  # debug: reload when .env changes

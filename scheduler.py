@@ -1,10 +1,10 @@
 """Scheduled reminders: an APScheduler cron job that runs in exactly one process at a time.
 
 Every process that serves the app (each Gunicorn worker, `python app.py`, the reloader's child)
-runs a small election thread that tries, once a second, to take an exclusive `flock` on
-`scheduler.lock` in the data folder. The one that holds it runs the BackgroundScheduler; the
-others wait. The kernel drops the lock the moment its holder exits — kill -9, max_requests
-recycling, a graceful reload — so another process takes over within about a second.
+runs a small election thread that blocks on an exclusive `flock` of `scheduler.lock` in the data
+folder. The one that holds it runs the BackgroundScheduler; the others stay blocked. The kernel
+drops the lock the moment its holder exits — kill -9, max_requests recycling, a graceful reload —
+and wakes one waiter, so another process takes over within milliseconds.
 
 `scheduler_state.json` records the last tick handled. A new leader that finds a tick missed in
 the gap (within MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a
@@ -32,7 +32,7 @@ from history_store import Message, file_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-ELECTION_INTERVAL_SECONDS = 1.0
+LOCK_RETRY_SECONDS = 5.0  # only when the lock file cannot even be opened (e.g. read-only folder)
 
 
 class Reminders:
@@ -72,25 +72,25 @@ class Reminders:
 
     def _elect(self) -> None:
         while not self._stopping.is_set():
-            if self._try_lock():
+            if self._wait_for_lock():
                 try:
                     self._lead()
                 except Exception:
                     log.exception("Could not start the reminder scheduler")
                     self.stop()
                 return
-            self._stopping.wait(ELECTION_INTERVAL_SECONDS)
+            self._stopping.wait(LOCK_RETRY_SECONDS)
 
-    def _try_lock(self) -> bool:
+    def _wait_for_lock(self) -> bool:
+        """Block until this process holds the scheduler lock; False if the lock file cannot be opened."""
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             log.error("Cannot open %s (%s); reminders are paused", self.lock_path, error.strerror)
             return False
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        if self._stopping.is_set():
             os.close(descriptor)
             return False
         os.ftruncate(descriptor, 0)
