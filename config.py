@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from dotenv import load_dotenv
+from limits import parse_many
 
 DEFAULT_API_URL = "https://api.siliconflow.cn/v1/chat/completions"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -239,3 +240,14 @@ def _validate(settings: Settings) -> None:
             ) from None
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL={settings.log_level!r} is invalid: expected DEBUG, INFO, WARNING or ERROR")
+    if settings.rate_limit and not _valid_rate(settings.rate_limit):
+        raise ConfigError(f"RATE_LIMIT={settings.rate_limit!r} is invalid: expected a rate such as 30/minute, "
+                          "10 per minute;500/day, or nothing for no limit")
+
+
+def _valid_rate(value: str) -> bool:
+    """Whether `value` is a rate-limit string Flask-Limiter accepts, each rate allowing at least one call."""
+    try:
+        return all(item.amount >= 1 for item in parse_many(value))
+    except ValueError:
+        return False

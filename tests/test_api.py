@@ -37,7 +37,8 @@ def test_reasoning_is_kept_apart_from_the_reply(api, upstream):
 
 def test_health_reports_scheduler_and_configuration(api):
     body = api.get("/api/health").json()
-    assert body == {"status": "ok", "scheduler_running": False, "scheduler_enabled": False, "chat_configured": True}
+    assert body == {"status": "ok", "scheduler_running": False, "scheduler_enabled": False, "chat_configured": True,
+                    "auth_required": False}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,337 @@
+"""Putting the app on the internet: access token, login cookie, rate limits, headers, no leaked secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+
+from config import ConfigError, load_settings
+from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
+from tests.conftest import app_env
+from tests.support.fake_upstream import API_KEY
+from tests.support.servers import Gunicorn
+
+TOKEN = "correct-horse-battery-staple-7f3a9c"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+CHAT = {"json": {"message": "你好"}}
+
+# Every route behind the token, as (method, path, request arguments).
+PROTECTED = [
+    ("GET", "/api/history", {}),
+    ("DELETE", "/api/history", {}),
+    ("POST", "/api/chat", CHAT),
+    ("POST", "/api/chat/stream", CHAT),
+    ("GET", "/api/schedule", {}),
+    ("POST", "/api/schedule/run", {}),
+    ("GET", "/api/no-such-route", {}),
+]
+WRONG_CREDENTIALS = {
+    "nothing": {},
+    "wrong bearer": {"headers": {"Authorization": "Bearer not-the-token"}},
+    "token without Bearer": {"headers": {"Authorization": TOKEN}},
+    "raw token as cookie": {"cookies": {COOKIE_NAME: TOKEN}},
+    "garbage cookie": {"cookies": {COOKIE_NAME: "in.AAAA.BBBB"}},
+}
+
+
+def call(api, method, path, **kwargs):
+    return api.session.request(method, api.base_url + path, timeout=30, **kwargs)
+
+
+def login(api, token=TOKEN):
+    return api.post("/api/login", json={"token": token})
+
+
+@pytest.mark.parametrize("credentials", WRONG_CREDENTIALS.values(), ids=WRONG_CREDENTIALS.keys())
+@pytest.mark.parametrize(("method", "path", "kwargs"), PROTECTED, ids=[f"{m} {p}" for m, p, _ in PROTECTED])
+def test_protected_routes_refuse_missing_or_wrong_credentials(serve, upstream, method, path, kwargs, credentials):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    extra = {**kwargs, **credentials}
+    response = call(api, method, path, **extra)
+    assert response.status_code == 401
+    assert response.json() == {"success": False, "error": response.json()["error"], "code": "unauthorized"}
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), PROTECTED[:-1], ids=[f"{m} {p}" for m, p, _ in PROTECTED[:-1]])
+def test_bearer_token_opens_every_protected_route(serve, method, path, kwargs):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = call(api, method, path, headers=BEARER, **kwargs)
+    assert response.status_code != 401, response.text
+    assert response.status_code < 500 or response.json()["code"] != "unauthorized"
+
+
+def test_chat_with_bearer_token_works_like_without_a_token(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = api.post("/api/chat", headers=BEARER, **CHAT)
+    assert response.status_code == 200
+    assert response.json()["reply"] == "收到：你好"
+
+
+def test_health_stays_open_and_says_a_token_is_required(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = api.get("/api/health")
+    assert response.status_code == 200
+    assert response.json()["auth_required"] is True
+    assert TOKEN not in response.text and API_KEY not in response.text
+    assert serve().get("/api/health").json()["auth_required"] is False
+
+
+def test_page_and_its_files_stay_reachable_without_a_token(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    assert api.get("/").status_code == 200
+    assert api.get("/static/index.html").status_code == 200
+
+
+def test_login_sets_a_strict_httponly_cookie_that_opens_the_api(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = login(api)
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    set_cookie = response.headers["Set-Cookie"]
+    assert set_cookie.startswith(f"{COOKIE_NAME}=")
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Path=/" in set_cookie
+    assert "Secure" not in set_cookie  # plain http here; see the https test below
+    value = api.session.cookies[COOKIE_NAME]
+    assert TOKEN not in value
+    assert api.chat("用 cookie 登录").status_code == 200
+    assert api.get("/api/history").status_code == 200
+
+
+def test_wrong_login_token_is_refused_without_a_cookie(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = login(api, "guess")
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+    assert "Set-Cookie" not in response.headers
+    assert api.get("/api/history").status_code == 401
+
+
+@pytest.mark.parametrize(("kwargs", "status", "code"), [
+    ({"json": {}}, 400, "missing_token"),
+    ({"json": {"token": 42}}, 400, "missing_token"),
+    ({"data": {"token": TOKEN}}, 415, "unsupported_media_type"),
+])
+def test_malformed_login_bodies_are_refused(serve, kwargs, status, code):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    response = api.post("/api/login", **kwargs)
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert "Set-Cookie" not in response.headers
+
+
+def test_logout_clears_the_cookie(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    login(api)
+    response = api.post("/api/logout")
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    assert f"{COOKIE_NAME}=;" in response.headers["Set-Cookie"]
+    assert COOKIE_NAME not in api.session.cookies
+    assert api.get("/api/history").status_code == 401
+
+
+def test_login_cookie_survives_a_restart_but_not_a_new_token(serve):
+    first = serve(ACCESS_TOKEN=TOKEN)
+    login(first)
+    cookie = {COOKIE_NAME: first.session.cookies[COOKIE_NAME]}
+    same_token = serve(ACCESS_TOKEN=TOKEN)
+    assert same_token.get("/api/history", cookies=cookie).status_code == 200
+    new_token = serve(ACCESS_TOKEN=TOKEN + "-rotated")
+    assert new_token.get("/api/history", cookies=cookie).status_code == 401
+
+
+def test_cookie_is_secure_behind_a_trusted_https_proxy_only(serve):
+    https = {"X-Forwarded-Proto": "https"}
+    behind_proxy = serve(ACCESS_TOKEN=TOKEN, TRUSTED_PROXIES="1")
+    assert "Secure" in behind_proxy.post("/api/login", json={"token": TOKEN}, headers=https).headers["Set-Cookie"]
+    direct = serve(ACCESS_TOKEN=TOKEN)
+    assert "Secure" not in direct.post("/api/login", json={"token": TOKEN}, headers=https).headers["Set-Cookie"]
+
+
+def test_guessing_the_token_is_rate_limited(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    allowed = int(AUTH_FAILURE_LIMIT.split("/")[0])
+    for number in range(allowed):
+        headers = {"Authorization": f"Bearer guess-{number}"} if number % 2 else {}
+        response = call(api, "GET", "/api/history", headers=headers) if number % 2 else login(api, f"guess-{number}")
+        assert response.status_code == 401
+    for response in (login(api), api.get("/api/history", headers=BEARER)):  # even the right token, for now
+        assert response.status_code == 429
+        assert response.json()["code"] == "rate_limited"
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+    other_client = serve(ACCESS_TOKEN=TOKEN)  # a fresh server: counters are per process
+    assert login(other_client).status_code == 200
+
+
+def test_calls_without_any_token_do_not_count_as_guesses(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    for _ in range(int(AUTH_FAILURE_LIMIT.split("/")[0]) + 5):
+        assert api.get("/api/history").status_code == 401  # the page before its user logs in
+    assert login(api).status_code == 200
+
+
+def test_rate_limit_answers_429_json_with_retry_after(serve, upstream):
+    api = serve(RATE_LIMIT="3/minute")
+    for number in range(3):
+        assert api.chat(f"第{number}条").status_code == 200
+    response = api.chat("太多了")
+    assert response.status_code == 429
+    body = response.json()
+    assert body == {"success": False, "error": body["error"], "code": "rate_limited"}
+    assert "3 per 1 minute" in body["error"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert len(upstream.requests) == 3
+
+
+def test_rate_limit_is_one_budget_for_every_call_that_spends_the_api_key(serve, upstream):
+    api = serve(RATE_LIMIT="2/minute")
+    assert api.chat("一").status_code == 200
+    assert api.post("/api/chat/stream", **CHAT).status_code == 200
+    assert api.post("/api/chat/stream", **CHAT).status_code == 429
+    assert api.post("/api/schedule/run").status_code == 429
+    for path in ("/api/history", "/api/health", "/api/schedule", "/"):
+        assert api.get(path).status_code == 200
+
+
+def test_refused_calls_do_not_use_up_the_budget(serve):
+    api = serve(ACCESS_TOKEN=TOKEN, RATE_LIMIT="1/minute")
+    for _ in range(3):
+        assert api.chat("没有令牌").status_code == 401
+    assert api.post("/api/chat", headers=BEARER, **CHAT).status_code == 200
+
+
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(serve):
+    direct = serve(RATE_LIMIT="1/minute")
+    assert direct.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.1"}, **CHAT).status_code == 200
+    assert direct.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.2"}, **CHAT).status_code == 429
+
+    proxied = serve(RATE_LIMIT="1/minute", TRUSTED_PROXIES="1")
+    assert proxied.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.1"}, **CHAT).status_code == 200
+    assert proxied.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.1"}, **CHAT).status_code == 429
+    # A client cannot escape by prepending an address: only the last (the proxy's own) entry counts.
+    spoofed = {"X-Forwarded-For": "198.51.100.7, 203.0.113.1"}
+    assert proxied.post("/api/chat", headers=spoofed, **CHAT).status_code == 429
+    assert proxied.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.2"}, **CHAT).status_code == 200
+
+
+def test_oversized_body_gets_413_json_once_authenticated(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN, MAX_BODY_BYTES="2048")
+    response = api.post("/api/chat", headers=BEARER, json={"message": "x" * 5000})
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    assert api.post("/api/chat", json={"message": "x" * 5000}).status_code == 401
+    assert upstream.requests == []
+
+
+def test_chat_body_that_is_not_json_gets_415(api, upstream):
+    for path in ("/api/chat", "/api/chat/stream"):
+        response = api.post(path, data={"message": "表单"})  # what curl -d sends without a Content-Type
+        assert response.status_code == 415
+        assert response.json()["code"] == "unsupported_media_type"
+        assert "application/json" in response.json()["error"]
+    assert upstream.requests == []
+
+
+def assert_security_headers(response: requests.Response) -> None:
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_kind_of_response_carries_the_security_headers(serve):
+    api = serve(ACCESS_TOKEN=TOKEN, RATE_LIMIT="2/minute")
+    responses = {
+        "page": api.get("/"),
+        "static file": api.get("/static/index.html"),
+        "health": api.get("/api/health"),
+        "401": api.get("/api/history"),
+        "404": api.get("/nowhere"),
+        "api 404": api.get("/api/nowhere", headers=BEARER),
+        "chat": api.post("/api/chat", headers=BEARER, **CHAT),
+        "login": login(api),
+        "stream": api.post("/api/chat/stream", **CHAT),
+        "429": api.post("/api/chat", **CHAT),
+    }
+    assert [r.status_code for r in responses.values()] == [200, 200, 200, 401, 404, 404, 200, 200, 200, 429]
+    for response in responses.values():
+        assert_security_headers(response)
+    assert responses["health"].headers["Cache-Control"] == "no-store"
+    assert responses["stream"].headers["Cache-Control"] == "no-cache"
+
+
+def test_start_up_warns_when_no_token_is_set_and_never_logs_it(serve, caplog):
+    with caplog.at_level(logging.INFO):
+        serve()
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "ACCESS_TOKEN" in r.getMessage()]
+    assert len(warnings) == 1 and "spend the API key" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        api = serve(ACCESS_TOKEN=TOKEN)
+        login(api)
+        api.get("/api/history", headers={"Authorization": "Bearer wrong"})
+    assert not any("is not set" in r.getMessage() for r in caplog.records)
+    assert TOKEN not in caplog.text
+
+
+def test_short_token_gets_a_warning(serve, caplog):
+    with caplog.at_level(logging.WARNING):
+        serve(ACCESS_TOKEN="short")
+    assert "only 5 characters" in caplog.text
+    assert "short" not in caplog.text.replace("only 5 characters", "")
+
+
+def test_secrets_never_reach_responses_or_gunicorn_log(upstream, tmp_path):
+    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, RATE_LIMIT="4/minute", LOG_LEVEL="DEBUG")
+    log_path = tmp_path / "gunicorn.log"
+    upstream.script(
+        {"kind": "status", "status": 401, "body": {"error": {"message": f"Incorrect API key provided: {API_KEY}"}}},
+        {"kind": "status", "status": 500, "body": {"error": {"message": f"boom {API_KEY}"}}},
+        {"kind": "status", "status": 500, "body": {"error": {"message": f"boom {API_KEY}"}}},
+        {"kind": "malformed"},
+    )
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], log_path) as server:
+        session = requests.Session()
+
+        def send(method, path, **kwargs):
+            return session.request(method, server.base_url + path, timeout=30, **kwargs)
+
+        responses = [
+            send("GET", "/api/history"),
+            send("GET", "/api/history", headers={"Authorization": "Bearer wrong"}),
+            send("POST", "/api/login", json={"token": "wrong"}),
+            send("POST", "/api/login", json={"token": TOKEN}),
+            send("POST", "/api/chat", **CHAT),  # upstream 401 quoting the key
+            send("POST", "/api/chat", **CHAT),  # upstream 500 twice (retried)
+            send("POST", "/api/chat/stream", **CHAT),  # malformed
+            send("POST", "/api/chat", data="not json", headers={"Content-Type": "application/json"}),
+            send("POST", "/api/chat", **CHAT),
+            send("POST", "/api/chat", **CHAT),  # over the rate limit
+            send("GET", "/api/nowhere"),
+            send("GET", "/api/schedule"),
+            send("GET", "/api/health"),
+            send("GET", "/"),
+        ]
+        statuses = [r.status_code for r in responses]
+        assert {400, 401, 429}.issubset(statuses) and any(s >= 500 for s in statuses), statuses
+    for response in responses:
+        text = response.text + str(response.headers)
+        assert API_KEY not in text and TOKEN not in text
+    log = server.log_text()
+    assert "POST /api/chat" in log and " 429 " in log  # the log did record this run
+    assert API_KEY not in log
+    assert TOKEN not in log
+
+
+@pytest.mark.parametrize("value", ["30", "abc", "30/fortnight", "0/minute"])
+def test_bad_rate_limit_setting_stops_start_up_with_one_line(value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"RATE_LIMIT": value})
+    assert str(caught.value).startswith(f"RATE_LIMIT={value!r} is invalid")
+    assert "\n" not in str(caught.value)
