@@ -1,0 +1,216 @@
+"""Deployment files without a Docker engine: lint the Dockerfile, validate the compose file against the
+Compose specification, run the image's exact CMD and HEALTHCHECK from the repo root, verify the unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from ruamel.yaml import YAML
+
+from tests.conftest import app_env
+from tests.support.servers import ROOT, free_port
+
+VENV_BIN = Path(sys.executable).parent
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+UNIT_FILE = ROOT / "deploy" / "systemd" / "chat-assistant.service"
+
+
+def tool(name: str) -> str:
+    """A command from the virtualenv (requirements-dev.txt) or, failing that, the PATH."""
+    found = shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert found, f"{name} is not installed: pip install -r requirements-dev.txt"
+    return found
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [(m.group(1).upper(), m.group(2).strip())
+            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
+
+
+def instruction(name: str) -> list[str]:
+    return [args for found, args in dockerfile_instructions() if found == name]
+
+
+def exec_form(arguments: str) -> list[str]:
+    """The JSON array of an exec-form CMD, or of a HEALTHCHECK's CMD after its options."""
+    command = json.loads(arguments[arguments.index("["):])
+    assert isinstance(command, list) and all(isinstance(part, str) for part in command)
+    return command
+
+
+def load_compose() -> dict:
+    return YAML(typ="safe").load(COMPOSE_FILE.read_text())
+
+
+# ---- Dockerfile -----------------------------------------------------------------------------------
+
+def test_dockerfile_passes_hadolint():
+    result = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_installs_requirements_before_copying_the_code():
+    steps = dockerfile_instructions()
+    names = [name for name, _ in steps]
+    assert instruction("FROM") == [instruction("FROM")[0]] and re.match(r"python:3\.11-slim", instruction("FROM")[0])
+    copy_requirements = steps.index(("COPY", "requirements.txt ."))
+    pip_install = next(i for i, (name, args) in enumerate(steps) if name == "RUN" and "pip install" in args)
+    copy_code = steps.index(("COPY", ". ."))
+    assert copy_requirements < pip_install < copy_code
+    assert "--no-cache-dir -r requirements.txt" in steps[pip_install][1]
+    assert names.index("USER") > copy_code
+
+
+def test_image_runs_as_a_non_root_user_with_data_as_a_volume():
+    users = instruction("USER")
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert exec_form(instruction("VOLUME")[0]) == ["/app/data"]
+    assert instruction("WORKDIR") == ["/app"]
+    assert "1342" in instruction("EXPOSE")[0]
+
+
+def test_image_command_is_gunicorn_with_its_config():
+    assert exec_form(instruction("CMD")[-1]) == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+def test_healthcheck_asks_health_with_python():
+    healthcheck = instruction("HEALTHCHECK")[0]
+    command = exec_form(healthcheck)
+    assert command[0] == "python" and "/api/health" in command[-1]
+    assert "curl" not in healthcheck and "wget" not in healthcheck
+
+
+def test_dockerignore_keeps_secrets_and_state_out_of_the_image():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    for entry in (".env", "data/", ".git/", ".venv/", "__pycache__/", "tests/"):
+        assert entry in ignored
+
+
+@pytest.fixture
+def image_env(upstream, tmp_path) -> dict[str, str]:
+    """The environment the image would give the command, on a free loopback port and a temp data folder."""
+    return {
+        **os.environ,
+        **app_env(upstream, tmp_path / "data"),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # gunicorn and python, as in the image
+        "DOTENV_PATH": str(tmp_path / "no.env"),  # the image has no .env (.dockerignore)
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+    }
+
+
+def test_image_cmd_and_healthcheck_work_outside_a_container(image_env, tmp_path):
+    (tmp_path / "data").mkdir()
+    healthcheck = exec_form(instruction("HEALTHCHECK")[0])
+    cmd = exec_form(instruction("CMD")[-1])
+
+    def healthy() -> bool:
+        return subprocess.run(healthcheck, cwd=ROOT, env=image_env, capture_output=True, timeout=10).returncode == 0
+
+    assert not healthy()  # nothing listens yet: the check really fails
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen(cmd, cwd=ROOT, env=image_env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not healthy():
+                assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
+                time.sleep(0.2)
+            base_url = f"http://127.0.0.1:{image_env['PORT']}"
+            response = requests.post(f"{base_url}/api/chat", json={"message": "容器外"}, timeout=30)
+            assert response.status_code == 200
+            assert "容器外" in (tmp_path / "data" / "chat_history.json").read_text()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+    assert server.returncode == 0
+    assert not healthy()
+
+
+# ---- docker-compose.yml ---------------------------------------------------------------------------
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
+    """Validate against the Compose specification's JSON schema, as vendored by check-jsonschema."""
+    return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_compose_file_matches_the_compose_specification():
+    result = check_compose_schema(COMPOSE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_schema_check_catches_a_typo(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("restart:", "restrat:"))
+    assert check_compose_schema(broken).returncode != 0
+
+
+def test_compose_service_has_what_the_readme_promises():
+    services = load_compose()["services"]
+    assert len(services) == 1
+    service = next(iter(services.values()))
+    assert service["build"] == "."
+    assert service["env_file"] == ".env"
+    assert [port.rsplit(":", 2)[-2:] for port in service["ports"]] == [["1342", "1342"]]
+    assert service["volumes"] == ["./data:/app/data"]
+    assert service["restart"] == "unless-stopped"
+    assert service["environment"]["HOST"] == "0.0.0.0"
+    assert service["environment"]["PORT"] == "1342"
+
+
+def test_compose_healthcheck_is_the_image_healthcheck():
+    test = load_compose()["services"]["chat-assistant"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    assert test[1:] == exec_form(instruction("HEALTHCHECK")[0])
+
+
+# ---- systemd unit ---------------------------------------------------------------------------------
+
+def unit_settings() -> dict[str, str]:
+    settings = {}
+    for line in UNIT_FILE.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_systemd_unit_runs_the_image_command_unprivileged():
+    unit = unit_settings()
+    workdir = unit["WorkingDirectory"]
+    assert unit["ExecStart"] == f"{workdir}/.venv/bin/" + " ".join(exec_form(instruction("CMD")[-1]))
+    assert unit["User"] not in ("root", "0")
+    assert unit["ReadWritePaths"] == f"{workdir}/data"
+    assert unit["ProtectSystem"] == "strict"
+    assert unit["Restart"] == "on-failure"
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "chat-assistant.service"
+    unit.write_text(UNIT_FILE.read_text().replace("/opt/chat-assistant", str(ROOT)))  # so ExecStart exists
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if unit.name in line]
+    assert result.returncode == 0 and problems == [], result.stdout + result.stderr
