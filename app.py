@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,13 @@ def _json_body() -> Any:
     return request.get_json(silent=True)
 
 
-def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
-    for event in events:
-        yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+def _sse(events: Generator[dict[str, Any], None, None]) -> Iterator[str]:
+    """Server-sent event lines; closing this (client gone) closes the relay, which stores the partial reply."""
+    try:
+        for event in events:
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+    finally:
+        events.close()
 
 
 def _register_routes(app: Flask) -> None:
