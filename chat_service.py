@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 from config import Settings
@@ -54,7 +54,7 @@ class ChatService:
         completion = self.upstream.complete(self._context(question))
         return self._store_reply(completion, reply_to=question["id"])
 
-    def stream_reply(self, text: str) -> Iterator[dict[str, Any]]:
+    def stream_reply(self, text: str) -> Generator[dict[str, Any], None, None]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
 
         The returned iterator yields the page's events; whatever happens to it (end, error, client
@@ -65,7 +65,8 @@ class ChatService:
         pieces = self.upstream.stream(self._context(question))
         return self._relay(question, pieces)
 
-    def _relay(self, question: Message, pieces: Generator[StreamPiece, None, None]) -> Iterator[dict[str, Any]]:
+    def _relay(self, question: Message,
+               pieces: Generator[StreamPiece, None, None]) -> Generator[dict[str, Any], None, None]:
         content: list[str] = []
         reasoning: list[str] = []
         outcome = Completion(content="")

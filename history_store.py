@@ -105,7 +105,7 @@ def _scheduled_in(state: dict[str, Any], scheduled_for: str) -> Message | None:
 class HistoryStore:
     """Appends, pages and clears the conversation; safe across threads and processes."""
 
-    def __init__(self, path: Path, *, live_limit: int = 500, timezone: str = "UTC"):
+    def __init__(self, path: Path, *, live_limit: int = 200, timezone: str = "UTC"):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.archive_dir = self.path.with_name(self.path.stem + "-archive")
@@ -283,8 +283,16 @@ class HistoryStore:
         try:
             with self._locked():
                 self._move_aside_if_corrupt()
+                self._remove_stale_temp_files()
         except StorageError as error:
             log.error("%s Chat will answer 503 until this is fixed.", error.message)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temp files left by a writer killed mid-write; under the lock no write is in progress."""
+        for folder, name in ((self.path.parent, self.path.name), (self.archive_dir, "")):
+            for stale in folder.glob(f".{name}*.tmp"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     def _move_aside_if_corrupt(self) -> None:
         """Rename an unreadable live file out of the way so it is kept for inspection, never overwritten."""
