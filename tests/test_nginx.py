@@ -1,0 +1,142 @@
+"""The shipped nginx site in front of real Gunicorn: streaming passes event by event, the app sees each
+client's own address (so the rate limit is per client and cannot be dodged), HTTPS cookies are Secure.
+
+Clients connect from different loopback addresses (127.0.0.2, 127.0.0.3, ...), so nginx sees
+genuinely different clients and the app can only tell them apart through X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from security import CONTENT_SECURITY_POLICY
+from tests.conftest import app_env
+from tests.support.nginx import Nginx, nginx_binary
+from tests.support.servers import Gunicorn
+
+pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+
+TOKEN = "nginx-test-token-5d1e8b2a9c"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class FromAddress(HTTPAdapter):
+    """Open every connection from a given local address."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Stack:
+    """nginx → Gunicorn → fake upstream; `client(address)` is a browser at that address."""
+
+    def __init__(self, nginx: Nginx, gunicorn: Gunicorn):
+        self.nginx = nginx
+        self.gunicorn = gunicorn
+
+    def client(self, address: str) -> requests.Session:
+        session = requests.Session()
+        session.mount("https://", FromAddress(address))
+        session.mount("http://", FromAddress(address))
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment would replace `verify`
+        session.verify = str(self.nginx.certificate)  # real TLS verification against the test's own certificate
+        return session
+
+    def url(self, path: str) -> str:
+        return self.nginx.https_url + path
+
+
+@pytest.fixture
+def stack(upstream, tmp_path: Path) -> Iterator[Stack]:
+    # One worker: rate-limit counters live in each worker's memory (see NETWORK_SETUP.md).
+    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, RATE_LIMIT="2/minute", TRUSTED_PROXIES="1",
+                  READ_TIMEOUT="10", DOTENV_PATH=str(tmp_path / "no.env"))
+    nginx_folder = tmp_path / "nginx"
+    nginx_folder.mkdir()
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "gunicorn.log") as gunicorn:
+        nginx = Nginx(nginx_folder, gunicorn.port)
+        with nginx:
+            yield Stack(nginx, gunicorn)
+
+
+def timed_events(response: requests.Response) -> list[tuple[float, dict]]:
+    """Server-sent events with the moment each one arrived."""
+    events, buffer = [], b""
+    for data in response.iter_content(chunk_size=None):
+        buffer += data
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            if frame.startswith(b"data: "):
+                events.append((time.monotonic(), json.loads(frame[len(b"data: "):])))
+    return events
+
+
+def test_stream_arrives_through_nginx_event_by_event(stack, upstream):
+    upstream.script({"content": "一二三四五六", "pieces": ["一二", "三四", "五六"], "chunk_delay": 0.4})
+    client = stack.client("127.0.0.2")
+    with client.post(stack.url("/api/chat/stream"), json={"message": "慢慢说"}, headers=BEARER,
+                     stream=True, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = timed_events(response)
+    kinds = [event["type"] for _, event in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    deltas = [(moment, event["content"]) for moment, event in events if event["type"] == "delta"]
+    assert [text for _, text in deltas] == ["一二", "三四", "五六"]
+    # Buffered, all three would land together at the end; streamed, they come 0.4 s apart.
+    assert deltas[-1][0] - deltas[0][0] > 0.5
+    assert events[-1][0] - deltas[0][0] > 0.5
+
+
+def test_rate_limit_is_per_client_address_behind_nginx(stack):
+    alice, bob = stack.client("127.0.0.2"), stack.client("127.0.0.3")
+
+    def chat(client: requests.Session, **headers: str) -> requests.Response:
+        return client.post(stack.url("/api/chat"), json={"message": "你好"}, headers={**BEARER, **headers},
+                           timeout=30)
+
+    assert chat(alice).status_code == 200
+    assert chat(alice).status_code == 200
+    refused = chat(alice)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # Claiming another address does not help: nginx appends the real one, and the app reads only that.
+    assert chat(alice, **{"X-Forwarded-For": "198.51.100.23"}).status_code == 429
+    # Another client through the same nginx still has its whole budget: the app sees addresses, not nginx.
+    assert chat(bob).status_code == 200
+    assert chat(bob).status_code == 200
+    assert chat(bob).status_code == 429
+
+
+def test_login_through_https_sets_a_secure_cookie(stack):
+    browser = stack.client("127.0.0.4")
+    assert browser.get(stack.url("/api/history"), timeout=30).status_code == 401
+    response = browser.post(stack.url("/api/login"), json={"token": TOKEN}, timeout=30)
+    assert response.status_code == 200
+    assert "Secure" in response.headers["Set-Cookie"]  # the app learnt https from X-Forwarded-Proto
+    assert browser.get(stack.url("/api/history"), timeout=30).status_code == 200
+
+
+def test_headers_pass_through_and_plain_http_redirects(stack):
+    browser = stack.client("127.0.0.5")
+    page = browser.get(stack.url("/"), timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "nginx/" not in page.headers.get("Server", "")  # server_tokens off
+    redirect = browser.get(stack.nginx.http_url + "/api/health", allow_redirects=False, timeout=30)
+    assert redirect.status_code == 301
+    assert redirect.headers["Location"].startswith("https://")
