@@ -43,7 +43,7 @@ class Settings:
     max_message_chars: int = 8000
 
     chat_history_file: Path = Path("data/chat_history.json")
-    history_live_limit: int = 500
+    history_live_limit: int = 200
     history_page_size: int = 50
 
     scheduler_enabled: bool = True
@@ -195,7 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         context_max_chars=read.integer("CONTEXT_MAX_CHARS", 12000, minimum=0),
         max_message_chars=read.integer("MAX_MESSAGE_CHARS", 8000),
         chat_history_file=Path(read.text("CHAT_HISTORY_FILE", "data/chat_history.json")),
-        history_live_limit=read.integer("HISTORY_LIVE_LIMIT", 500, minimum=10),
+        history_live_limit=read.integer("HISTORY_LIVE_LIMIT", 200, minimum=20),
         history_page_size=read.integer("HISTORY_PAGE_SIZE", 50, maximum=500),
         scheduler_enabled=read.boolean("SCHEDULER_ENABLED", True),
         cron_second=read.text("CRON_SECOND", "0"),

@@ -18,7 +18,7 @@ from history_store import HistoryStore
 def main() -> None:
     path, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    live_limit = int(sys.argv[5]) if len(sys.argv) > 5 else 500
+    live_limit = int(sys.argv[5]) if len(sys.argv) > 5 else 200
     store = HistoryStore(path, live_limit=live_limit)
     print_lock = threading.Lock()
 
