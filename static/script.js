@@ -51,6 +51,7 @@ const STRINGS = {
       upstream_bad_response: '模型服务返回了无法识别的内容。',
       message_too_long: '消息太长了。',
       storage_unavailable: '服务器无法保存聊天记录。',
+      rate_limited: '请求太频繁了，请稍后再试。',
       stream_ended: '连接在回复完成前断开了。',
       default: '出错了，请重试。',
     },
@@ -100,6 +101,7 @@ const STRINGS = {
       upstream_bad_response: 'The model service sent something unreadable.',
       message_too_long: 'The message is too long.',
       storage_unavailable: 'The server cannot save the history.',
+      rate_limited: 'Too many requests; try again later.',
       stream_ended: 'The connection closed before the reply finished.',
       default: 'Something went wrong. Please retry.',
     },
@@ -536,7 +538,7 @@ function failTurn(turn, error) {
   retry.type = 'button';
   retry.addEventListener('click', () => retryTurn(turn, box));
   box.append(retry);
-  article.append(box);
+  article.querySelector('.bubble').after(box);
   scrollToBottom();
 }
 
@@ -551,6 +553,11 @@ function retryTurn(turn, box) {
     turn.replyEl.remove();
   }
   sendMessage(turn.text);
+}
+
+/** Stop button or Escape: abort the fetch; the server keeps the partial reply marked stopped. */
+function stopStreaming() {
+  if (current) current.controller.abort();
 }
 
 /** Swap Send for Stop while a reply streams. */
@@ -726,7 +733,9 @@ function notifyReminders(messages) {
   if (!notificationsOn() || document.hasFocus()) return;
   for (const message of messages) {
     const text = message.content.replace(/[#*`>_[\]()]/g, '').slice(0, 180);
-    new Notification(t('reminder'), { body: text, tag: `reminder-${message.id}` });
+    try {
+      new Notification(t('reminder'), { body: text, tag: `reminder-${message.id}` });
+    } catch { /* e.g. Android Chrome allows notifications only from a service worker */ }
   }
 }
 
@@ -869,7 +878,9 @@ function boot() {
   el.composer.addEventListener('submit', event => { event.preventDefault(); submitInput(); });
   el.input.addEventListener('keydown', onInputKeydown);
   el.input.addEventListener('input', () => { autoGrow(); updateSendState(); });
-  el.stop.addEventListener('click', () => current && current.controller.abort());
+  el.stop.addEventListener('click', stopStreaming);
+  document.addEventListener('keydown', event => { if (event.key === 'Escape') stopStreaming(); });
+  document.addEventListener('visibilitychange', () => { if (!document.hidden && el.login.hidden) pollSoon(); });
   el.messages.addEventListener('scroll', onMessagesScroll, { passive: true });
   el.messages.addEventListener('toggle', onReasoningToggle, true);
   el.bell.addEventListener('click', toggleNotifications);

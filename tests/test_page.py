@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import time
 from urllib.parse import urlparse
@@ -67,6 +66,7 @@ def test_streamed_reply_appears_progressively_and_ends_as_highlighted_markdown(s
     assert "就这些" not in bubble.inner_text(), "the whole reply arrived at once"
     expect(page.locator("#stop")).to_be_visible()
     assert page.input_value("#input") == "", "the box clears once the server has the message"
+    screenshot(page, "streaming")
 
     reply = wait_reply_done(page)
     expect(reply.locator(".bubble strong")).to_have_text("示例代码")
@@ -272,6 +272,7 @@ def test_reply_cut_midway_keeps_the_partial_and_offers_retry(serve, upstream, op
     expect(reply.locator(".bubble")).to_have_text("半句话")
     expect(reply.locator(".flag")).to_have_text("未完成")
     assert page.input_value("#input") == "说完整", "the text comes back so nothing is lost"
+    screenshot(page, "turn-error")
 
     error.get_by_role("button", name="重试").click()
     expect(last_reply(page).locator(".bubble")).to_have_text("收到：说完整", timeout=10_000)
@@ -289,65 +290,38 @@ def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):
     expect(page.locator("#send")).to_be_disabled()
 
 
-def test_login_form_when_the_server_requires_a_token(serve, open_page):
-    """Plays the auth contract with routes, so the page side does not wait for the server side."""
-    api = serve()
-    state = {"logged_in": False, "tokens": []}
+def test_login_form_when_the_server_requires_a_token(serve, upstream, open_page):
+    api = serve(ACCESS_TOKEN="page-test-token-123")
     page = open_page(api.base_url, "?poll=300")
-
-    def health(route):
-        route.fulfill(json={"status": "ok", "chat_configured": True, "scheduler_enabled": False,
-                            "scheduler_running": False, "auth_required": True})
-
-    def guarded(route):
-        if state["logged_in"]:
-            route.continue_()
-        else:
-            route.fulfill(status=401, json={"success": False, "error": "Log in first.", "code": "unauthorized"})
-
-    def login(route):
-        token = json.loads(route.request.post_data or "{}").get("token")
-        state["tokens"].append(token)
-        state["logged_in"] = token == "s3cret"
-        if state["logged_in"]:
-            route.fulfill(json={"success": True})
-        else:
-            route.fulfill(status=401, json={"success": False, "error": "Wrong token.", "code": "invalid_token"})
-
-    def logout(route):
-        state["logged_in"] = False
-        route.fulfill(json={"success": True})
-
-    page.route("**/api/health", health)
-    page.route("**/api/login", login)
-    page.route("**/api/logout", logout)
-    page.route("**/api/history*", guarded)
-    page.route("**/api/schedule*", guarded)
-    page.route("**/api/chat/**", guarded)
-    page.reload()
-    wait_ready(page)
-
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#app")).to_be_hidden()
-    page.fill("#token", "wrong")
+
+    page.fill("#token", "wrong-token")
     page.press("#token", "Enter")
     expect(page.locator("#login-error")).to_have_text("令牌不正确，请重试。")
+    screenshot(page, "login")
 
-    page.fill("#token", "s3cret")
+    page.fill("#token", "page-test-token-123")
     page.click("#login-form button[type=submit]")
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#logout")).to_be_visible()
-    assert state["tokens"] == ["wrong", "s3cret"]
-
     send(page, "登录后的消息")
-    expect(last_reply(page).locator(".bubble")).to_have_text("收到：登录后的消息", timeout=10_000)
+    expect(wait_reply_done(page).locator(".bubble")).to_have_text("收到：登录后的消息")
 
-    state["logged_in"] = False  # the cookie expired: the next poll answers 401
-    expect(page.locator("#login")).to_be_visible(timeout=5_000)
-    page.fill("#token", "s3cret")
-    page.press("#token", "Enter")
+    page.reload()  # the HttpOnly cookie keeps the login
+    wait_ready(page)
     expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("article.message")).to_have_count(2)
+
+    page.context.clear_cookies()  # the login expired: the next poll answers 401
+    expect(page.locator("#login")).to_be_visible(timeout=5_000)
+    page.fill("#token", "page-test-token-123")
+    page.press("#token", "Enter")
+    expect(page.locator("article.message")).to_have_count(2)
     page.click("#logout")
+    expect(page.locator("#login")).to_be_visible()
+    page.reload()
+    wait_ready(page)
     expect(page.locator("#login")).to_be_visible()
 
 
