@@ -101,6 +101,12 @@ def test_login_sets_a_strict_httponly_cookie_that_opens_the_api(serve, upstream)
     assert api.get("/api/history").status_code == 200
 
 
+def test_login_without_a_configured_token_just_says_none_is_needed(api):
+    response = login(api, "anything")
+    assert response.json() == {"success": True, "auth_required": False}
+    assert "Set-Cookie" not in response.headers
+
+
 def test_wrong_login_token_is_refused_without_a_cookie(serve):
     api = serve(ACCESS_TOKEN=TOKEN)
     response = login(api, "guess")
