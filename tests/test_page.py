@@ -202,6 +202,37 @@ def test_scheduled_reminder_appears_live_with_its_badge(serve, upstream, open_pa
     expect(reminder).to_have_count(1)  # later polls do not repeat it
 
 
+def test_bell_asks_for_notification_permission_on_click_and_toggles(serve, open_page):
+    api = serve()
+    page = open_page(api.base_url)
+    page.context.grant_permissions(["notifications"], origin=api.base_url)
+    bell = page.locator("#notify-toggle")
+    expect(bell).to_have_attribute("aria-pressed", "false")
+    bell.click()
+    expect(bell).to_have_attribute("aria-pressed", "true")
+    expect(bell).to_have_attribute("title", "关闭定时提醒通知")
+    page.reload()
+    wait_ready(page)
+    expect(bell).to_have_attribute("aria-pressed", "true")  # remembered
+    bell.click()
+    expect(bell).to_have_attribute("aria-pressed", "false")
+
+
+def test_new_chat_clears_the_conversation_after_confirming(serve, upstream, open_page):
+    api = serve()
+    assert api.chat("旧话题").status_code == 200
+    page = open_page(api.base_url)
+    expect(page.locator("article.message")).to_have_count(2)
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#new-chat")
+    expect(page.locator("article.message")).to_have_count(2)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#new-chat")
+    expect(page.locator("article.message")).to_have_count(0)
+    expect(page.locator("#empty")).to_be_visible()
+    assert api.history() == []
+
+
 def test_history_survives_reload_and_older_pages_load_on_scroll_up(serve, upstream, open_page):
     api = serve(HISTORY_PAGE_SIZE="6")
     long_reply = "\n\n".join(f"第{i}行：一段足够长的回答，用来把页面撑高。" for i in range(6))
