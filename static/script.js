@@ -770,11 +770,13 @@ function showLogin() {
 /** Send the token; the server answers with an HttpOnly cookie. */
 async function logIn(event) {
   event.preventDefault();
+  delete document.documentElement.dataset.ready;
   const token = el.token.value.trim();
   el.loginError.hidden = true;
   if (!token) {
     el.loginError.textContent = t('loginRequired');
     el.loginError.hidden = false;
+    document.documentElement.dataset.ready = '1';
     return;
   }
   try {
@@ -782,6 +784,7 @@ async function logIn(event) {
   } catch (error) {
     el.loginError.textContent = error.status === 401 ? t('loginFailed') : errorText(error.code);
     el.loginError.hidden = false;
+    document.documentElement.dataset.ready = '1';
     return;
   }
   el.token.value = '';
@@ -829,23 +832,31 @@ function onInputKeydown(event) {
 }
 
 function submitInput() {
-  if (current || !health.configured) return;
+  if (current || !chatReady || !health.configured) return;
   const text = el.input.value;
   if (text.trim()) sendMessage(text);
 }
 
 // ---- boot ---------------------------------------------------------------------------------
 
-/** Load what the chat shows; a 401 on the way shows the login form instead. */
+let chatReady = false;  // no sending until the history is on screen, so loading it cannot wipe a new turn
+
+/** Load what the chat shows; a 401 on the way shows the login form instead.
+ * <html data-ready> marks the end of this first load (tests wait for it). */
 async function start() {
+  chatReady = false;
   await loadHealth();
   try {
     await loadHistory();
   } catch (error) {
-    if (error.status === 401) return;
-    el.historyEdge.textContent = errorText(error.code);
-    el.historyEdge.hidden = false;
+    if (error.status !== 401) {
+      el.historyEdge.textContent = errorText(error.code);
+      el.historyEdge.hidden = false;
+    }
   }
+  document.documentElement.dataset.ready = '1';
+  if (!el.login.hidden) return;
+  chatReady = true;
   loadSchedule();
   schedulePoll();
 }
@@ -889,7 +900,7 @@ function boot() {
   el.loginForm.addEventListener('submit', logIn);
   updateBell();
   updateSendState();
-  start().finally(() => { document.documentElement.dataset.ready = '1'; });
+  start();
   el.input.focus();
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 DESKTOP = {"width": 1280, "height": 800}
+# Other suites may run beside these on a 2-core machine; Playwright's 5 s default is too tight there.
+expect.set_options(timeout=10_000)
 PHONE = {"width": 390, "height": 844}
 
 
