@@ -17,6 +17,7 @@ from chat_service import ChatService
 from config import ConfigError, Settings, load_settings
 from errors import AppError, BadRequest
 from history_store import HistoryStore
+from openapi import init_openapi
 from scheduler import Reminders
 from security import init_security
 from upstream_client import UpstreamClient
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _register_routes(app)
     _register_error_handlers(app)
     init_security(app, settings)
+    init_openapi(app)
     if not settings.chat_configured:
         log.warning("API_KEY is not set: the page and history work, chat answers 503 until it is set")
     return app

@@ -1,0 +1,84 @@
+"""GET /api/openapi.json describes every route, and the API behaves as it says under fuzzing (Schemathesis)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import CheckContext, negative_data_rejection, not_a_server_error, positive_data_acceptance
+
+from app import create_app
+from config import load_settings
+from openapi import build_document, undocumented_routes
+
+
+def documented_document() -> tuple[dict, set]:
+    """The document of an app with default settings, and the routes it leaves out (built in a throwaway folder)."""
+    with tempfile.TemporaryDirectory() as folder:
+        app = create_app(load_settings({"API_KEY": "sk-doc", "SCHEDULER_ENABLED": "false",
+                                        "CHAT_HISTORY_FILE": str(Path(folder) / "chat_history.json")}))
+        return build_document(app), undocumented_routes(app)
+
+
+DOCUMENT, UNDOCUMENTED = documented_document()
+# Bad input must be refused with a 4xx the document names: an over-long message is 413, a non-JSON body 415.
+REFUSALS = [400, 401, 404, 405, 413, 415, 429]
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}}}))
+
+
+def test_every_route_is_documented_and_served(api):
+    document = api.get("/api/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) >= {"/api/chat", "/api/chat/stream", "/api/history", "/api/health",
+                                       "/api/schedule", "/api/schedule/run", "/api/openapi.json"}
+    assert set(document["paths"]["/api/history"]) == {"get", "delete"}
+    assert set() == UNDOCUMENTED
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation["summary"], f"{method.upper()} {path} has no docstring"
+
+
+def test_the_document_declares_each_error_status(api):
+    paths = api.get("/api/openapi.json").json()["paths"]
+    assert {"400", "413", "415", "429", "502", "503", "504"} <= set(paths["/api/chat"]["post"]["responses"])
+    assert {"400", "413", "429", "502", "503", "504"} <= set(paths["/api/chat/stream"]["post"]["responses"])
+    assert [p["name"] for p in paths["/api/history"]["get"]["parameters"]] == ["limit", "before", "after"]
+
+
+@schemathesis.check
+def no_internal_error(ctx: CheckContext, response, case) -> None:
+    """A 500 is always a bug; 502/503/504 are fine when the document declares them (conformance checks that)."""
+    if response.status_code == 500 or response.status_code > 504:
+        raise AssertionError(f"{case.method} {case.path} answered {response.status_code}: {response.text[:300]}")
+
+
+@schema.parametrize()
+@settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_document_under_fuzzing(case, fuzz_target):
+    # Without ACCESS_TOKEN, /api/login is a no-op that accepts any body, so rejecting bad bodies is not expected.
+    excluded = [not_a_server_error] + ([negative_data_rejection] if case.path == "/api/login" else [])
+    # OpenAPI 3.0 cannot say "before or after, not both"; the document says it in words, the API answers 400.
+    given = {name for name, value in (case.query or {}).items() if value or value == 0}  # "" and [] send nothing
+    both = case.path == "/api/history" and {"before", "after"} <= given
+    if both:
+        excluded.append(positive_data_acceptance)
+    response = case.call_and_validate(base_url=fuzz_target.base_url, excluded_checks=excluded,
+                                      additional_checks=[no_internal_error], timeout=10)
+    if both and response.request.method == "GET":
+        assert response.status_code == 400 and response.json()["code"] in ("invalid_query", "invalid_before",
+                                                                              "invalid_after", "invalid_limit")
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(fake_upstream_server, tmp_path_factory):
+    """One app for the whole fuzz, on a loopback port, talking to the fake upstream."""
+    from tests.conftest import Api, app_env
+    from tests.support.servers import serve_in_thread
+
+    app_settings = load_settings(app_env(fake_upstream_server, tmp_path_factory.mktemp("fuzz") / "data"))
+    with serve_in_thread(create_app(app_settings)) as base_url:
+        yield Api(base_url, app_settings)
