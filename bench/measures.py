@@ -1,0 +1,354 @@
+"""The four measurements of bench/run.py, each a side-by-side comparison taken within one run.
+
+Each returns rows for the results table; none reads or writes anything outside its work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from history_files import build_history, configured_live_limit  # noqa: E402
+from load import requests_per_second  # noqa: E402
+from processes import API_KEY, Server, app_env, cpu_seconds, fake_upstream, rss_mb, warm  # noqa: E402
+
+from config import DEFAULT_SYSTEM_PROMPT  # noqa: E402
+from history_store import HistoryStore  # noqa: E402
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    measure: str
+    value: str
+    goal: str = ""
+    met: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.met is None else ("met" if self.met else "MISSED")
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` (0..1) quantile by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+# ---- overhead ----------------------------------------------------------------------------
+
+def direct_payload(history_file: Path, question: str, stream: bool) -> dict:
+    """What the app would send the upstream for `question`: system prompt, the last 20 turns, the question."""
+    recent = json.loads(history_file.read_text())["messages"][-20:]
+    messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
+    messages += [{"role": m["role"], "content": m["content"]} for m in recent]
+    messages.append({"role": "user", "content": question})
+    return {"model": "fake/model", "messages": messages, "stream": stream}
+
+
+def first_token_time(session: requests.Session, url: str, marker: bytes, **kwargs) -> tuple[float, float]:
+    """Seconds to the first byte chunk containing `marker`, and to the end of the stream."""
+    started = time.perf_counter()
+    with session.post(url, stream=True, timeout=30, **kwargs) as response:
+        response.raise_for_status()
+        seen = b""
+        first = None
+        while chunk := response.raw.read1(65536):
+            if first is None:
+                seen += chunk
+                if marker in seen:
+                    first = time.perf_counter() - started
+        if first is None:
+            raise RuntimeError(f"no {marker!r} in the stream from {url}")
+        return first, time.perf_counter() - started
+
+
+def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
+    """Sequential chats and streams through the app vs straight to the upstream, interleaved pair by pair."""
+    history_file = work / "overhead" / "chat_history.json"
+    build_history(history_file, 1000)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with fake_upstream(0.0) as upstream, Server(app_env(upstream, history_file), name="overhead") as server:
+        app_session, direct_session = requests.Session(), requests.Session()
+
+        def via_app() -> float:
+            started = time.perf_counter()
+            response = app_session.post(server.base_url + "/api/chat", json={"message": "今天天气怎么样？"}, timeout=30)
+            assert response.status_code == 200, response.text
+            return time.perf_counter() - started
+
+        def direct() -> float:
+            payload = direct_payload(history_file, "今天天气怎么样？", stream=False)
+            started = time.perf_counter()
+            response = direct_session.post(upstream, json=payload, headers=headers, timeout=30)
+            assert response.status_code == 200, response.text
+            return time.perf_counter() - started
+
+        def stream_via_app() -> float:
+            return first_token_time(app_session, server.base_url + "/api/chat/stream", b'"type": "delta"',
+                                    json={"message": "讲个笑话"})[0]
+
+        def stream_direct() -> float:
+            payload = direct_payload(history_file, "讲个笑话", stream=True)
+            # The fake's first frame carries an empty content; the first token is the first non-empty one.
+            return first_token_time(direct_session, upstream, b'"content": "\xe6', json=payload, headers=headers)[0]
+
+        warm(server.base_url)
+        app_times, direct_times = interleave(via_app, direct, chats, warmup=20)
+        app_ttft, direct_ttft = interleave(stream_via_app, stream_direct, streams, warmup=10)
+        stored = len(json.loads(history_file.read_text())["messages"])
+    added50 = percentile(app_times, 0.5) - percentile(direct_times, 0.5)
+    added99 = percentile(app_times, 0.99) - percentile(direct_times, 0.99)
+    added_ttft = percentile(app_ttft, 0.5) - percentile(direct_ttft, 0.5)
+    section = "overhead"
+    return [
+        Row(section, f"chat, app p50 / direct p50 ({chats} pairs, 1,000+ stored)",
+            f"{ms(percentile(app_times, 0.5))} / {ms(percentile(direct_times, 0.5))}"),
+        Row(section, "chat, added at p50", ms(added50), "≤ 3 ms", added50 <= 0.003),
+        Row(section, "chat, added at p99", ms(added99),
+            f"(app p99 {ms(percentile(app_times, 0.99))}, direct p99 {ms(percentile(direct_times, 0.99))})"),
+        Row(section, f"stream first token, app p50 / direct p50 ({streams} pairs)",
+            f"{ms(percentile(app_ttft, 0.5))} / {ms(percentile(direct_ttft, 0.5))}"),
+        Row(section, "stream first token, added at p50", ms(added_ttft), "≤ 3 ms", added_ttft <= 0.003),
+        Row(section, "live messages in the file at the end (capped by HISTORY_LIVE_LIMIT)", str(stored)),
+    ]
+
+
+def interleave(first: Callable[[], float], second: Callable[[], float], pairs: int,
+               warmup: int) -> tuple[list[float], list[float]]:
+    """Time `pairs` calls of each, alternating which goes first; discard `warmup` pairs."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for number in range(warmup + pairs):
+        order = [(0, first), (1, second)] if number % 2 == 0 else [(1, second), (0, first)]
+        for index, call in order:
+            elapsed = call()
+            if number >= warmup:
+                times[index].append(elapsed)
+    return times
+
+
+# ---- concurrency -------------------------------------------------------------------------
+
+def burst(send: Callable[[requests.Session, int], str], count: int) -> tuple[float, int, list[str]]:
+    """`count` calls of `send` released at once, one thread and one connection each.
+
+    Returns the wall time from release to the last answer, the successes, and the failures' descriptions.
+    """
+    gate = threading.Barrier(count + 1)
+    outcomes: list[str | None] = [None] * count
+    finished: list[float] = [0.0] * count
+
+    def one(index: int) -> None:
+        with requests.Session() as session:
+            gate.wait()
+            try:
+                outcomes[index] = send(session, index)
+            except requests.RequestException as error:
+                outcomes[index] = type(error).__name__
+            finished[index] = time.perf_counter()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    failures = [o or "no answer" for o in outcomes if o != "ok"]
+    return max(finished) - started, count - len(failures), failures
+
+
+def last_event(response: requests.Response) -> bytes:
+    """The payload of the last `data:` line of an SSE response."""
+    return [line for line in response.iter_lines() if line.startswith(b"data: ")][-1][6:]
+
+
+def chat_sender(url: str, stream: bool) -> Callable[[requests.Session, int], str]:
+    """A burst call to the app: "ok" when the chat (or stream) ended with a stored reply."""
+    def send(session: requests.Session, index: int) -> str:
+        response = session.post(url, json={"message": f"并发{index}"}, timeout=30, stream=stream)
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {response.text[:120]}"
+        if stream:
+            kind = json.loads(last_event(response))["type"]
+            return "ok" if kind == "done" else f"stream ended with {kind}"
+        return "ok" if response.json().get("success") else response.text[:120]
+
+    return send
+
+
+def direct_sender(url: str, payload: dict) -> Callable[[requests.Session, int], str]:
+    """The same burst call straight to the upstream, as the baseline."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def send(session: requests.Session, index: int) -> str:
+        response = session.post(url, json=payload, headers=headers, timeout=30, stream=payload["stream"])
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}"
+        if payload["stream"]:
+            return "ok" if last_event(response) == b"[DONE]" else "stream cut"
+        return "ok" if response.json().get("choices") else "no choices"
+
+    return send
+
+
+def measure_concurrency(chats: int, streams: int, work: Path) -> list[Row]:
+    """Simultaneous chats and streams against an upstream that takes 1 s per reply, default config.
+
+    The same burst sent straight to the upstream gives the client's and the fake's own share of the wall time.
+    """
+    history_file = work / "concurrency" / "chat_history.json"
+    build_history(history_file, 1000)
+    rows = []
+    with fake_upstream(1.0) as upstream, Server(app_env(upstream, history_file), name="concurrency") as server:
+        warm(server.base_url)
+        for path, count, stream in (("/api/chat", chats, False), ("/api/chat/stream", streams, True)):
+            direct_wall, direct_ok, _ = burst(direct_sender(upstream, direct_payload(history_file, "并发", stream)),
+                                              count)
+            workers = server.worker_pids()
+            cpu_before, client_before = cpu_seconds(workers), time.process_time()
+            wall, ok, failures = burst(chat_sender(server.base_url + path, stream), count)
+            app_cpu, client_cpu = cpu_seconds(workers) - cpu_before, time.process_time() - client_before
+            label = "streams" if stream else "chats"
+            met = ok == count and wall <= 1.25
+            note = f"; failures: {sorted(set(failures))[:3]}" if failures else ""
+            rows.append(Row("concurrency", f"{count} simultaneous {label}, upstream 1 s: wall time, succeeded",
+                            f"{wall:.3f} s, {ok}/{count}{note}", "all succeed, ≤ 1.25 s", met))
+            rows.append(Row("concurrency", "  same burst straight to the upstream (baseline)",
+                            f"{direct_wall:.3f} s, {direct_ok}/{count}"))
+            rows.append(Row("concurrency", "  CPU used by the app's workers / by this client, for the burst",
+                            f"{app_cpu:.2f} s ({app_cpu / count * 1000:.1f} ms per {label[:-1]}) / {client_cpu:.2f} s"))
+    return rows
+
+
+# ---- growth ------------------------------------------------------------------------------
+
+GROWTH_SIZES = (100, 10_000, 100_000)
+
+
+def timed_rounds(calls: dict[int, Callable[[], object]], rounds: int, warmup: int) -> dict[int, list[float]]:
+    """Call each of `calls` once per round, in turn, `warmup + rounds` times; the seconds of the timed rounds."""
+    times: dict[int, list[float]] = {key: [] for key in calls}
+    for number in range(warmup + rounds):
+        for key, call in calls.items():
+            started = time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - started
+            if number >= warmup:
+                times[key].append(elapsed)
+    return times
+
+
+def ok(response: requests.Response) -> requests.Response:
+    """`response`, after checking that it succeeded (a benchmark of failures would measure nothing)."""
+    assert response.status_code == 200, response.text
+    return response
+
+
+def live_file_row(files: dict[int, Path]) -> Row:
+    """How big the live file is at each size, and how much of it is the index of archive files."""
+    figures = []
+    for path in files.values():
+        raw = path.read_bytes()
+        index = len(json.dumps(json.loads(raw)["archives"], separators=(",", ":")))
+        figures.append(f"{len(raw) / 1024:.0f} KB ({index / 1024:.0f} KB index)")
+    return Row("growth", "live file rewritten by each append, at 100 / 10k / 100k stored", " / ".join(figures))
+
+
+def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row]:
+    """A chat turn, a history page, a store append and worker memory at 100 / 10,000 / 100,000 stored messages."""
+    files = {size: work / f"growth-{size}" / "chat_history.json" for size in GROWTH_SIZES}
+    stores = {}
+    for size in GROWTH_SIZES:
+        build_history(files[size], size)
+        build_history(work / f"append-{size}" / "chat_history.json", size)
+        stores[size] = HistoryStore(work / f"append-{size}" / "chat_history.json", live_limit=configured_live_limit())
+    file_row = live_file_row(files)
+    append_times = timed_rounds({size: lambda store=store: store.append("user", "今天天气怎么样？")
+                                 for size, store in stores.items()}, appends, 3)
+
+    with fake_upstream(0.0) as upstream:
+        servers = {size: Server(app_env(upstream, files[size]), name=f"growth-{size}") for size in GROWTH_SIZES}
+        try:
+            for server in servers.values():
+                server.__enter__()
+                warm(server.base_url)
+            sessions = {size: requests.Session() for size in GROWTH_SIZES}
+            turn_times = timed_rounds({size: lambda size=size: ok(sessions[size].post(
+                servers[size].base_url + "/api/chat", json={"message": "你好"}, timeout=30))
+                for size in GROWTH_SIZES}, turns, 5)
+            page_times = timed_rounds({size: lambda size=size: ok(sessions[size].get(
+                servers[size].base_url + "/api/history", timeout=30)) for size in GROWTH_SIZES}, pages, 5)
+            memory = {size: max(rss_mb(pid) for pid in server.worker_pids()) for size, server in servers.items()}
+        finally:
+            for server in servers.values():
+                server.__exit__(None, None, None)
+
+    rows = []
+    small, large = GROWTH_SIZES[0], GROWTH_SIZES[-1]
+    for label, times, goal in (("chat turn p50", turn_times, True), ("GET /api/history p50", page_times, True),
+                               ("HistoryStore.append p50", append_times, False)):
+        medians = {size: statistics.median(values) for size, values in times.items()}
+        ratio = medians[large] / medians[small]
+        figures = " / ".join(ms(medians[size]) for size in GROWTH_SIZES)
+        rows.append(Row("growth", f"{label} at 100 / 10k / 100k stored", f"{figures} ({ratio:.2f}×)",
+                        "100k ≤ 1.5× 100" if goal else "", ratio <= 1.5 if goal else None))
+    rows.append(file_row)
+    rows.append(Row("growth", "largest worker RSS at 100 / 10k / 100k stored",
+                    " / ".join(f"{memory[size]:.1f} MB" for size in GROWTH_SIZES), "≤ 100 MB at 100k",
+                    memory[large] <= 100))
+    return rows
+
+
+# ---- throughput --------------------------------------------------------------------------
+
+def measure_throughput(seconds: float, rounds: int, work: Path) -> list[Row]:
+    """Requests per second of the app's cheap routes vs bare Flask, same Gunicorn config, alternating runs."""
+    history_file = work / "throughput" / "chat_history.json"
+    build_history(history_file, 1000)
+    bare_env = {"DOTENV_PATH": "/nonexistent", "CHAT_HISTORY_FILE": str(work / "bare" / "unused.json")}
+    with fake_upstream(0.0) as upstream, Server(app_env(upstream, history_file), name="throughput") as app_server, \
+            Server(bare_env, module="bench.bare_app:app", name="bare") as bare_server:
+        targets = {
+            "app /api/health": app_server.base_url + "/api/health",
+            "bare /api/health": bare_server.base_url + "/api/health",
+            "app /api/history": app_server.base_url + "/api/history",
+            "bare /bare/page": bare_server.base_url + "/bare/page",
+        }
+        for url in targets.values():
+            requests_per_second(url, 1.0)  # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in targets}
+        generator = ""
+        for _ in range(rounds):
+            for name, url in targets.items():
+                rate, generator = requests_per_second(url, seconds)
+                rates[name].append(rate)
+    best = {name: statistics.median(values) for name, values in rates.items()}
+
+    def row(app: str, bare: str, goal: bool) -> Row:
+        ratio = best[app] / best[bare]
+        return Row("throughput", f"{app} vs {bare} (req/s)", f"{best[app]:.0f} vs {best[bare]:.0f} ({ratio:.2f}×)",
+                   "≥ 0.8×" if goal else "(same bytes as the app's page)", ratio >= 0.8 if goal else None)
+
+    return [
+        row("app /api/health", "bare /api/health", True),
+        row("app /api/history", "bare /api/health", True),
+        row("app /api/history", "bare /bare/page", False),
+        Row("throughput", "load generator", generator),
+    ]

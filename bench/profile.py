@@ -1,0 +1,134 @@
+"""Where a chat turn's time goes: py-spy samples the only Gunicorn worker while sequential chats run.
+
+    .venv/bin/python bench/profile.py [--path /api/chat] [--seconds 15] [--stored 1000] [--wrk]
+
+Prints the functions with the most samples (inclusive and own) and leaves py-spy's collapsed stacks in
+bench/out/profile.txt. By default time in system calls (fsync, waiting for the upstream) counts too, as
+a single client's latency is made of it; with --wrk only the thread holding the GIL is sampled, as
+throughput on a busy worker is bounded by CPU time under the GIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from history_files import build_history  # noqa: E402
+from processes import OUT, Server, app_env, fake_upstream, warm  # noqa: E402
+
+
+def drive(url: str, method: str, stop: threading.Event) -> int:
+    """Send requests one after another until `stop`; returns how many."""
+    count = 0
+    with requests.Session() as session:
+        while not stop.is_set():
+            if method == "POST":
+                response = session.post(url, json={"message": "今天天气怎么样？"}, timeout=30)
+            else:
+                response = session.get(url, timeout=30)
+            response.raise_for_status()
+            count += 1
+    return count
+
+
+def summarise(collapsed: Path, top: int) -> None:
+    """Print the `top` functions by inclusive and by own samples, from py-spy's raw (collapsed) output."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any("handle_request" in frame for frame in frames):
+            continue  # only the request threads, not the accept loop or idle pool threads
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    print(f"{total} samples in request threads")
+    for title, counter in (("inclusive", inclusive), ("own", own)):
+        print(f"\n-- top {top} by {title} share")
+        for frame, samples in counter.most_common(top):
+            print(f"{100 * samples / total:5.1f}%  {frame}")
+
+
+def record(pids: list[int], seconds: int, sampling: str) -> Path:
+    """Run py-spy on each of `pids` for `seconds` at once; returns their collapsed stacks, merged."""
+    outputs = [OUT / f"profile-{pid}.txt" for pid in pids]
+    spies = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "500",
+                               sampling, "--format", "raw", "--output", str(output), "--nonblocking"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid, output in zip(pids, outputs, strict=True)]
+    for spy in spies:
+        spy.wait()
+    merged = OUT / "profile.txt"
+    merged.write_text("".join(output.read_text() for output in outputs if output.exists()))
+    return merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", default="/api/chat")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--stored", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--wrk", action="store_true",
+                        help="drive a GET route with wrk and sample only the thread holding the GIL (throughput)")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="instead: N simultaneous chats against a 1 s upstream, every worker sampled")
+    parser.add_argument("--module", default="wsgi:app", help="e.g. bench.bare_app:app to profile the baseline")
+    parser.add_argument("--cpu", action="store_true", help="sample only the thread holding the GIL (CPU time)")
+    args = parser.parse_args()
+    method = "POST" if args.path.startswith("/api/chat") else "GET"
+    OUT.mkdir(parents=True, exist_ok=True)
+    extra = {} if args.burst else {"WEB_CONCURRENCY": "1"}
+    with tempfile.TemporaryDirectory(prefix="chat-profile-") as folder:
+        history_file = Path(folder) / "chat_history.json"
+        build_history(history_file, args.stored)
+        with fake_upstream(1.0 if args.burst else 0.0) as upstream, \
+                Server(app_env(upstream, history_file, **extra), args.module, "profile") as server:
+            warm(server.base_url)
+            if args.burst:
+                from measures import burst, chat_sender
+
+                sampling = "--gil" if args.cpu else "--idle"
+                spying = threading.Thread(target=lambda: record(server.worker_pids(), args.seconds, sampling))
+                spying.start()
+                time.sleep(0.5)
+                wall, ok, _ = burst(chat_sender(server.base_url + args.path, args.path.endswith("stream")), args.burst)
+                spying.join()
+                print(f"{ok}/{args.burst} simultaneous requests to {args.path} in {wall:.3f} s")
+                summarise(OUT / "profile.txt", args.top)
+                return
+            stop = threading.Event()
+            result: list[int] = []
+            if args.wrk:
+                command = ["wrk", "-t1", "-c16", f"-d{args.seconds + 2}s", server.base_url + args.path]
+                client = threading.Thread(target=lambda: result.append(
+                    int(subprocess.run(command, capture_output=True, text=True).stdout.split(" requests in")[0]
+                        .split()[-1])))
+            else:
+                client = threading.Thread(
+                    target=lambda: result.append(drive(server.base_url + args.path, method, stop)))
+            client.start()
+            time.sleep(1)
+            collapsed = record(server.worker_pids(), args.seconds, "--gil" if args.wrk or args.cpu else "--idle")
+            stop.set()
+            client.join()
+    print(f"{result[0]} requests to {args.path} with {args.stored} stored messages")
+    summarise(collapsed, args.top)
+
+
+if __name__ == "__main__":
+    main()
