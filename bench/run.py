@@ -97,7 +97,7 @@ def write_results(rows: list[Row], info: dict[str, str], loads: list[str], comma
         "- The concurrency rows carry their own baseline: the same burst sent straight to the fake upstream",
         "  (the client's and the fake's share of the wall time), and the CPU the app's workers spent on it,",
         "  which, unlike wall time, does not depend on what else runs on the machine.",
-        "- Where the time goes: `.venv/bin/python bench/profile.py` samples the worker with py-spy during",
+        "- Where the time goes: `.venv/bin/python bench/profile_worker.py` samples the worker with py-spy during",
         "  sequential chats (`--cpu` for CPU only), `--burst 200 --cpu` during a burst, and",
         "  `--wrk --path /api/history` (or `--module bench.bare_app:app --path /bare/page`) under wrk.",
         "- What fsync costs: run the benchmark under Debian's `eatmydata`, which turns fsync into a no-op:",
