@@ -1,6 +1,8 @@
 """Where a chat turn's time goes: py-spy samples the only Gunicorn worker while sequential chats run.
 
-    .venv/bin/python bench/profile_worker.py [--path /api/chat] [--seconds 15] [--stored 1000] [--wrk]
+    .venv/bin/python bench/profile_worker.py [--path /api/chat] [--seconds 15] [--stored 1000] [--cpu]
+    .venv/bin/python bench/profile_worker.py --wrk --path /api/history     # throughput: the GIL holder only
+    .venv/bin/python bench/profile_worker.py --burst 200 --cpu             # 200 simultaneous chats
 
 Prints the functions with the most samples (inclusive and own) and leaves py-spy's collapsed stacks in
 bench/out/profile.txt. By default time in system calls (fsync, waiting for the upstream) counts too, as

@@ -146,10 +146,12 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[list]:
     artifacts.mkdir(exist_ok=True)
     (artifacts / "fault-table.md").write_text("\n".join(lines) + "\n")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\n\nUpstream fault table (also in test-artifacts/fault-table.md):")
-        for line in lines:
-            reporter.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown on a passing run too, not only on failure
+            reporter.write_line("\n\nUpstream fault table (also in test-artifacts/fault-table.md):")
+            for line in lines:
+                reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
