@@ -96,7 +96,7 @@ def write_results(rows: list[Row], info: dict[str, str], loads: list[str], comma
         "  few hundred samples moves with anything else the machine does, the p50 much less.",
         "- The concurrency rows carry their own baseline: the same burst sent straight to the fake upstream",
         "  (the client's and the fake's share of the wall time), and the CPU the app's workers spent on it,",
-        "  which, unlike wall time, does not depend on what else runs on the machine.",
+        "  which depends much less than wall time on what else runs on the machine.",
         "- Where the time goes: `.venv/bin/python bench/profile_worker.py` samples the worker with py-spy during",
         "  sequential chats (`--cpu` for CPU only), `--burst 200 --cpu` during a burst, and",
         "  `--wrk --path /api/history` (or `--module bench.bare_app:app --path /bare/page`) under wrk.",
