@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test from a fresh clone: installs what the tests drive (Debian's Chromium and nginx),
+# Run every test from a fresh clone: installs what the tests drive (Debian's Chromium, nginx, and
+# systemd-analyze for the unit file check),
 # creates .venv, installs requirements-dev.txt, checks style with ruff, then runs pytest.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k stream`.
 set -euo pipefail
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]})); then
   echo "Installing ${missing[*]} with apt-get (needs root) ..."
   sudo_cmd=()
