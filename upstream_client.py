@@ -140,7 +140,8 @@ class UpstreamClient:
         raise AssertionError("unreachable")
 
     def _timeout(self) -> UpstreamTimeout:
-        return UpstreamTimeout(f"The model API did not answer within {self.settings.read_timeout:g} seconds.")
+        return UpstreamTimeout(
+            f"The model API did not answer within the read timeout ({self.settings.read_timeout:g} s, READ_TIMEOUT).")
 
     def _error_from(self, response: requests.Response) -> UpstreamError:
         """Turn an error response (SiliconFlow, OpenAI or plain text) into one readable error."""
