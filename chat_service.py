@@ -9,7 +9,7 @@ from typing import Any
 from config import Settings
 from errors import AppError, BadRequest, NotConfigured, PayloadTooLarge
 from history_store import HistoryStore, Message
-from upstream_client import Completion, StreamPiece, UpstreamClient
+from upstream_client import Completion, UpstreamClient, UpstreamStream
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,14 @@ class ChatService:
         pieces = self.upstream.stream(self._context(question))
         return self._relay(question, pieces)
 
-    def _relay(self, question: Message,
-               pieces: Generator[StreamPiece, None, None]) -> Generator[dict[str, Any], None, None]:
+    def _relay(self, question: Message, pieces: UpstreamStream) -> Generator[dict[str, Any], None, None]:
+        """The page's events for one streamed turn; stores the reply however the stream ends."""
         content: list[str] = []
         reasoning: list[str] = []
         outcome = Completion(content="")
         extra: dict[str, Any] = {"stopped": True}  # until the stream ends one way or the other
-        yield {"type": "start", "user_message": question}
         try:
+            yield {"type": "start", "user_message": question}
             for piece in pieces:
                 if piece.kind == "delta":
                     content.append(piece.text)
@@ -81,12 +81,17 @@ class ChatService:
                     reasoning.append(piece.text)
                     yield {"type": "reasoning", "content": piece.text}
                 else:
-                    outcome.finish_reason, outcome.usage = piece.text, piece.usage
+                    outcome.usage = piece.usage
                 outcome.model = piece.model or outcome.model
             extra = {}
         except AppError as error:
             extra = {"incomplete": True, "error": error.message}
             yield {"type": "error", "error": error.message, "code": error.code}
+        except Exception:
+            log.exception("The reply stream failed unexpectedly")
+            extra = {"incomplete": True, "error": "internal error"}
+            yield {"type": "error", "error": "Something went wrong on the server; see its log.",
+                   "code": "internal_error"}
         finally:
             pieces.close()
             outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)

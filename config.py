@@ -189,7 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         system_prompt=read.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         connect_timeout=read.number("CONNECT_TIMEOUT", 10.0),
         read_timeout=read.number("READ_TIMEOUT", 120.0),
-        retry_attempts=read.integer("RETRY_ATTEMPTS", 3, maximum=10),
+        retry_attempts=read.integer("RETRY_ATTEMPTS", 3, minimum=0, maximum=10),
         retry_max_seconds=read.number("RETRY_MAX_SECONDS", 30.0, minimum=0),
         context_max_messages=read.integer("CONTEXT_MAX_MESSAGES", 20, minimum=0),
         context_max_chars=read.integer("CONTEXT_MAX_CHARS", 12000, minimum=0),

@@ -122,7 +122,7 @@ class HistoryStore:
         self._cached_key: tuple[int, int, int] | None = None
         self._cached_state: dict[str, Any] = _empty_state()
         self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
-        self._archive_index_key: int | None = None
+        self._archive_index_key: tuple[int, int] | None = None
         self._archive_index: list[tuple[int, int, str]] = []
         self._encoded: dict[tuple[int, str], bytes] = {}  # a stored message's JSON; messages never change
         self._recover_at_start()
@@ -153,12 +153,20 @@ class HistoryStore:
         return state
 
     def _state(self) -> dict[str, Any]:
+        """The live state for a reader; a corrupt file is dealt with under the lock."""
         try:
             return self._read_state()
         except CorruptHistory:
             with self._locked():
-                self._move_aside_if_corrupt()
-                return self._read_state()
+                return self._locked_state()
+
+    def _locked_state(self) -> dict[str, Any]:
+        """The live state for a caller holding the lock: a corrupt file is moved aside, never overwritten."""
+        try:
+            return self._read_state()
+        except CorruptHistory as problem:
+            self._move_aside(problem)
+            return self._read_state()
 
     def recent(self, max_messages: int) -> list[Message]:
         """The newest visible messages from the live file, oldest first."""
@@ -175,8 +183,9 @@ class HistoryStore:
         found = [m for m in live if floor <= m["id"] < bound][-wanted:]
         # Archives hold only ids below the live file's first; `lowest` also skips the overlap of an
         # archive written by a process killed before it could update the live file.
-        lowest = min(bound, live[0]["id"] if live else state["next_id"])
-        for first, last, name in reversed(self._archives()):
+        live_first = live[0]["id"] if live else state["next_id"]
+        lowest = min(bound, live_first)
+        for first, last, name in reversed(self._archives(live_first)):
             if len(found) >= wanted:
                 break
             if first >= lowest or last < floor:
@@ -200,10 +209,14 @@ class HistoryStore:
         """The live message stored for the reminder tick `scheduled_for`, if any."""
         return _scheduled_in(self._state(), scheduled_for)
 
-    def _archives(self) -> list[tuple[int, int, str]]:
-        """(first id, last id, file name) of every archive file, sorted by last id; re-listed only on change."""
+    def _archives(self, live_first: int) -> list[tuple[int, int, str]]:
+        """(first id, last id, file name) of every archive file, sorted by last id.
+
+        Listed again only when the folder or the live file's first id changed (every rotation and
+        clear moves that id, even when the folder's mtime does not visibly change).
+        """
         try:
-            key = self.archive_dir.stat().st_mtime_ns
+            key = (self.archive_dir.stat().st_mtime_ns, live_first)
         except FileNotFoundError:
             return []
         with self._cache_lock:
@@ -282,7 +295,7 @@ class HistoryStore:
         returns the stored message instead of adding another, so a reminder is never stored twice.
         """
         with self._locked():
-            state = self._read_state()
+            state = self._locked_state()
             tick = fields.get("scheduled_for")
             if tick is not None:
                 existing = _scheduled_in(state, tick)
@@ -316,7 +329,7 @@ class HistoryStore:
     def clear(self) -> int:
         """Hide every message from the conversation, moving the live ones into an archive; returns how many."""
         with self._locked():
-            state = self._read_state()
+            state = self._locked_state()
             visible = [m for m in state["messages"] if m["id"] >= state["floor_id"]]
             if state["messages"]:
                 self._write_archive(state["messages"])
@@ -326,10 +339,11 @@ class HistoryStore:
     # ---- recovery ------------------------------------------------------------------------
 
     def _recover_at_start(self) -> None:
+        """Set a corrupt file aside and sweep temp files; an unreadable file is left alone and reported."""
         try:
             with self._locked():
-                self._move_aside_if_corrupt()
                 self._remove_stale_temp_files()
+                self._locked_state()
         except StorageError as error:
             log.error("%s Chat will answer 503 until this is fixed.", error.message)
 
@@ -340,15 +354,14 @@ class HistoryStore:
                 with contextlib.suppress(OSError):
                     stale.unlink()
 
-    def _move_aside_if_corrupt(self) -> None:
-        """Rename an unreadable live file out of the way so it is kept for inspection, never overwritten."""
-        try:
-            self._read_state()
-        except (CorruptHistory, StorageError) as problem:
-            if not self.path.exists():
-                return
-            stamp = datetime.now(self.zone).strftime("%Y%m%dT%H%M%S")
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-            os.replace(self.path, aside)
-            log.warning("History file %s was unreadable (%s); moved it to %s and started a new one",
-                        self.path, problem, aside)
+    def _move_aside(self, problem: CorruptHistory) -> None:
+        """Rename a live file that does not parse, so it is kept for inspection and a new one starts.
+
+        Only for content that is not a history: a file we cannot read (permissions, I/O) stays
+        where it is and chat answers 503 until an operator fixes it.
+        """
+        stamp = datetime.now(self.zone).strftime("%Y%m%dT%H%M%S.%f")  # unique: callers hold the lock
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        os.rename(self.path, aside)
+        log.warning("History file %s is not valid (%s); moved it to %s and started a new one",
+                    self.path, problem, aside)

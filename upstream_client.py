@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,7 +32,6 @@ class Completion:
     content: str
     reasoning: str = ""
     model: str = ""
-    finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,7 +55,8 @@ class UpstreamClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._host = urlsplit(settings.api_url).netloc
+        parts = urlsplit(settings.api_url)  # host and port only: a user:password@ part stays out of messages
+        self._host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
     # ---- public --------------------------------------------------------------------------
 
@@ -66,31 +66,25 @@ class UpstreamClient:
         try:
             body = response.json()
             choice = body["choices"][0]
-            message = choice.get("message") or {}
+            message = choice["message"]
+            completion = Completion(
+                content=message.get("content") or "",
+                reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
+                model=body.get("model") or self.settings.model,
+                usage=body.get("usage") or {},
+            )
+            if not isinstance(completion.content, str) or not isinstance(completion.reasoning, str):
+                raise TypeError
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError("The model API sent a reply that is not valid chat completion JSON.",
                                 code="upstream_bad_response") from None
-        return Completion(
-            content=message.get("content") or "",
-            reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
-            model=body.get("model") or self.settings.model,
-            finish_reason=choice.get("finish_reason"),
-            usage=body.get("usage") or {},
-        )
+        return completion
 
-    def stream(self, messages: list[dict[str, str]]) -> Generator[StreamPiece, None, None]:
-        """Open the stream now (so refusals raise here) and return its pieces as they arrive.
-
-        Closing the returned generator closes the upstream connection.
-        """
+    def stream(self, messages: list[dict[str, str]]) -> UpstreamStream:
+        """Open the stream now (so refusals raise here) and return its pieces as they arrive."""
         payload = {"model": self.settings.model, "messages": messages, "stream": True}
-        return self._pieces_of(self._post(payload, stream=True))
-
-    def _pieces_of(self, response: requests.Response) -> Generator[StreamPiece, None, None]:
-        try:
-            yield from self._read_events(response)
-        finally:
-            response.close()
+        response = self._post(payload, stream=True)
+        return UpstreamStream(response, self._read_events(response))
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -122,6 +116,8 @@ class UpstreamClient:
                     raise self._timeout() from None
                 failure = UpstreamError(f"The model API at {self._host} cannot be reached.",
                                         code="upstream_unreachable")
+            except requests.RequestException:  # e.g. a body cut off mid-way (ChunkedEncodingError)
+                raise _broken() from None
             else:
                 if response.status_code < 400:
                     return response
@@ -166,21 +162,25 @@ class UpstreamClient:
         """Parse server-sent events; bytes are split only at newlines, so UTF-8 is never cut."""
         finished = False
         buffer = b""
-        for chunk in self._chunks(response):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                data = _sse_data(line)
-                if data is None:
-                    continue
-                if data == b"[DONE]":
-                    if not finished:
-                        yield StreamPiece("finish", "stop")
-                    return
-                piece_list = self._pieces(data)
-                for piece in piece_list:
-                    finished = finished or piece.kind == "finish"
-                    yield piece
+        try:
+            for chunk in self._chunks(response):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    data = _sse_data(line)
+                    if data is None:
+                        continue
+                    if data == b"[DONE]":
+                        if not finished:
+                            yield StreamPiece("finish", "stop")
+                        return
+                    for piece in self._pieces(data):
+                        finished = finished or piece.kind == "finish"
+                        yield piece
+        except UpstreamError:
+            if finished:  # the reply was whole; only what follows the finish reason was lost
+                return
+            raise
         if not finished:
             raise UpstreamError("The model's reply was cut off before it finished.", code="upstream_incomplete")
 
@@ -196,30 +196,60 @@ class UpstreamClient:
         except urllib3.exceptions.ReadTimeoutError:
             raise self._timeout() from None
         except (urllib3.exceptions.HTTPError, OSError):
-            raise UpstreamError("The connection to the model API broke before the reply finished.",
-                                code="upstream_incomplete") from None
+            raise _broken() from None
 
     def _pieces(self, data: bytes) -> list[StreamPiece]:
+        """The reasoning, reply text and finish reason in one `data:` event."""
         try:
             event = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UpstreamError("The model API sent a malformed stream event.", code="upstream_bad_response") from None
+            raise _malformed() from None
         if not isinstance(event, dict):
-            raise UpstreamError("The model API sent a malformed stream event.", code="upstream_bad_response")
+            raise _malformed()
         if "error" in event:
             raise UpstreamError(f"The model API reported an error mid-reply: {self._redact(_message_of(event))}")
+        choices = event.get("choices") or []
+        choice = choices[0] if isinstance(choices, list) and choices else {}
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            raise _malformed()
+        model = event.get("model") if isinstance(event.get("model"), str) else ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        content, finish = delta.get("content"), choice.get("finish_reason")
+        if any(value is not None and not isinstance(value, str) for value in (reasoning, content, finish)):
+            raise _malformed()
         pieces = []
-        model = event.get("model") or ""
-        for choice in (event.get("choices") or [])[:1]:
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                pieces.append(StreamPiece("reasoning", reasoning, model))
-            if delta.get("content"):
-                pieces.append(StreamPiece("delta", delta["content"], model))
-            if choice.get("finish_reason"):
-                pieces.append(StreamPiece("finish", choice["finish_reason"], model, event.get("usage") or {}))
+        if reasoning:
+            pieces.append(StreamPiece("reasoning", reasoning, model))
+        if content:
+            pieces.append(StreamPiece("delta", content, model))
+        if finish:
+            usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+            pieces.append(StreamPiece("finish", finish, model, usage))
         return pieces
+
+
+class UpstreamStream:
+    """The pieces of one streamed reply; `close()` drops the upstream connection at once, started or not."""
+
+    def __init__(self, response: requests.Response, pieces: Iterator[StreamPiece]):
+        self._response = response
+        self._pieces = pieces
+
+    def __iter__(self) -> Iterator[StreamPiece]:
+        return self._pieces
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _broken() -> UpstreamError:
+    return UpstreamError("The connection to the model API broke before the reply finished.",
+                         code="upstream_incomplete")
+
+
+def _malformed() -> UpstreamError:
+    return UpstreamError("The model API sent a malformed stream event.", code="upstream_bad_response")
 
 
 def _sse_data(line: bytes) -> bytes | None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from errors import StorageError
 from history_store import HistoryStore
 from tests.support.servers import ROOT
 
@@ -140,3 +141,28 @@ def test_an_archive_orphaned_by_a_crash_mid_rotation_is_not_shown_twice(tmp_path
     for number in range(15, 40):
         store.append("user", f"m{number}")
     assert all_contents(path) == [f"m{n}" for n in range(40)]
+
+
+def test_a_file_corrupted_while_running_is_moved_aside_on_the_next_write(tmp_path):
+    path = tmp_path / "chat_history.json"
+    store = HistoryStore(path)
+    store.append("user", "之前")
+    path.write_text("not json at all")  # e.g. an operator's bad edit
+    store.append("user", "之后")
+    assert [m["content"] for m in store.page(10)[0]] == ["之后"]
+    assert [p.read_text() for p in tmp_path.glob("chat_history.json.corrupt-*")] == ["not json at all"]
+
+
+def test_an_unreadable_file_is_reported_and_left_in_place(tmp_path, caplog):
+    path = tmp_path / "chat_history.json"
+    path.mkdir()  # reading it fails with an OS error, as a permission or I/O problem would
+    with caplog.at_level(logging.ERROR):
+        store = HistoryStore(path)
+    assert "cannot be read" in caplog.text
+    assert path.is_dir() and not list(tmp_path.glob("*.corrupt-*"))
+    try:
+        store.append("user", "存不下")
+    except StorageError as error:
+        assert error.status == 503 and error.code == "storage_unavailable"
+    else:
+        raise AssertionError("append succeeded on an unreadable history")

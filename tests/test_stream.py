@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import requests
 
 
@@ -99,3 +100,25 @@ def test_client_disconnect_closes_upstream_and_stores_partial_as_stopped(api, up
     assert last["role"] == "assistant" and last["stopped"] is True
     assert last["content"].startswith("第0段。第1段。第2段。")
     assert len(last["content"]) < len("".join(pieces))
+
+
+def test_a_stream_cut_after_its_finish_reason_is_complete(api, upstream):
+    upstream.script({"frames": ['{"choices": [{"delta": {"content": "完整"}, "finish_reason": null}]}',
+                                '{"choices": [{"delta": {}, "finish_reason": "stop"}]}'], "ending": "cut"})
+    events = read_events(stream(api, "说完了吗"))
+    assert events[-1]["type"] == "done"
+    assert events[-1]["message"]["content"] == "完整" and "incomplete" not in events[-1]["message"]
+
+
+@pytest.mark.parametrize("frame", [
+    '{"choices": [{"delta": "text"}]}',
+    '{"choices": ["text"]}',
+    '{"choices": [{"delta": {"content": 42}}]}',
+    '[1, 2]',
+])
+def test_stream_events_of_the_wrong_shape_are_a_bad_response(api, upstream, frame):
+    upstream.script({"frames": ['{"choices": [{"delta": {"content": "前半"}}]}', frame], "ending": "cut"})
+    events = read_events(stream(api, "怪事件"))
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "upstream_bad_response"
+    stored = api.history()[-1]
+    assert stored["content"] == "前半" and stored["incomplete"] is True and "stopped" not in stored

@@ -116,3 +116,30 @@ def test_each_request_carries_the_model_and_bearer_key(api, upstream):
     api.chat("模型是谁")
     assert upstream.requests[0]["model"] == "fake/model"
     assert upstream.requests[0]["stream"] is False
+
+
+def test_a_reply_body_cut_off_mid_way_is_502(api, upstream):
+    upstream.script({"kind": "cut_body"})
+    response = api.chat("说一半")
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_incomplete"
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": [{"message": "just text"}]},
+    {"choices": [{"message": {"content": ["not", "text"]}}]},
+    {"choices": []},
+    {"no_choices": True},
+])
+def test_a_reply_of_the_wrong_shape_is_502_bad_response(api, upstream, body):
+    upstream.script({"kind": "status", "status": 200, "body": body})
+    response = api.chat("奇怪的回复")
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_bad_response"
+
+
+def test_credentials_in_api_url_stay_out_of_error_messages(serve):
+    api = serve(API_URL=f"http://user:hunter2@127.0.0.1:{free_port()}/v1/chat/completions", RETRY_ATTEMPTS="0")
+    response = api.chat("有人吗")
+    assert response.status_code == 502
+    assert "hunter2" not in response.text and "127.0.0.1" in response.json()["error"]

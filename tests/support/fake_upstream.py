@@ -100,6 +100,14 @@ class FakeUpstream:
                     return self._json(behaviour["status"], behaviour.get("body", {}), behaviour.get("headers", {}))
                 if kind == "malformed":
                     return self._raw(200, b'{"choices": [ this is not json', "application/json")
+                if kind == "cut_body":  # promises more bytes than it sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "500")
+                    self.end_headers()
+                    self.wfile.write(b'{"choices": [{"message": {"content": "half')
+                    self.close_connection = True
+                    return None
                 if kind == "hang_up":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -152,6 +160,8 @@ class FakeUpstream:
                 frames = [event({"role": "assistant", "content": ""})]
                 frames += [event({"reasoning_content": reasoning[i:i + 3]}) for i in range(0, len(reasoning), 3)]
                 frames += [event({"content": piece}) for piece in pieces]
+                if "frames" in behaviour:  # exact `data:` payloads instead of the generated ones
+                    frames = [f"data: {frame}\n\n".encode() for frame in behaviour["frames"]]
                 ending = behaviour.get("ending", "done")
                 if ending == "bad_chunk":
                     frames.append(b"data: {\"choices\": [oops\n\n")
