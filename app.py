@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request, send_from_directory
+from flask import Flask, Response, current_app, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from chat_service import ChatService
@@ -168,11 +168,7 @@ def _register_routes(app: Flask) -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AppError)
     def app_error(error: AppError) -> Response:
-        response = jsonify(error.to_json())
-        response.status_code = error.status
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
-        return response
+        return error.to_response()
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
@@ -195,10 +191,9 @@ def _register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def unexpected_error(error: Exception) -> Any:
+    def unexpected_error(error: Exception) -> Response:
         log.exception("Unexpected error on %s %s", request.method, request.path)
-        return {"success": False, "error": "Something went wrong on the server; see its log.",
-                "code": "internal_error"}, 500
+        return AppError("Something went wrong on the server; see its log.").to_response()
 
 
 def load_settings_or_exit() -> Settings:

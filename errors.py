@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+from flask import Response, jsonify
+
 
 class AppError(Exception):
     """Base of every failure the API reports as `{"success": false, "error", "code"}`."""
@@ -22,6 +26,14 @@ class AppError(Exception):
     def to_json(self) -> dict:
         """The response body for this error."""
         return {"success": False, "error": self.message, "code": self.code}
+
+    def to_response(self) -> Response:
+        """The JSON response, with Retry-After (whole seconds, rounded up) when there is one."""
+        response = jsonify(self.to_json())
+        response.status_code = self.status
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return response
 
 
 class BadRequest(AppError):
@@ -50,6 +62,20 @@ class StorageError(AppError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class Unauthorized(AppError):
+    """The request lacks a valid access token or login cookie."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class RateLimited(AppError):
+    """The client has used up its budget (RATE_LIMIT, or wrong tokens); `retry_after` says for how long."""
+
+    status = 429
+    code = "rate_limited"
 
 
 class UpstreamError(AppError):

@@ -89,7 +89,12 @@ class Reminders:
         except OSError as error:
             log.error("Cannot open %s (%s); reminders are paused", self.lock_path, error.strerror)
             return False
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:  # e.g. ENOLCK on a network file system without locks
+            os.close(descriptor)
+            log.error("Cannot lock %s (%s); reminders are paused", self.lock_path, error.strerror)
+            return False
         if self._stopping.is_set():
             os.close(descriptor)
             return False
@@ -146,22 +151,27 @@ class Reminders:
             tick = following
         return tick
 
+    def _last_tick(self) -> datetime | None:
+        """The last tick handled, from the state file."""
+        return _parse_tick(self._read_state().get("last_tick"))
+
     def _missed_tick(self) -> datetime | None:
         """A tick that fell while no process ran the scheduler, if it is still within the grace time."""
-        last = self._read_state().get("last_tick")
-        if not last:
+        last = self._last_tick()
+        if last is None:
             return None
         latest = self._latest_tick(datetime.now(self.zone))
-        if latest is None or latest <= datetime.fromisoformat(last):
+        if latest is None or latest <= last:
             return None
         return latest
 
     def _run_tick(self, tick: datetime | None = None) -> None:
+        """The job: handle tick `tick` (by default the one that just fell) unless it was handled already."""
         tick = tick or self._latest_tick(datetime.now(self.zone))
         if tick is None:
             return
-        last = self._read_state().get("last_tick")
-        if last and tick <= datetime.fromisoformat(last):
+        last = self._last_tick()
+        if last is not None and tick <= last:
             return
         self._record(self._attempt(tick.isoformat()), tick=tick.isoformat())
 
@@ -194,6 +204,7 @@ class Reminders:
             return {}
 
     def _record(self, outcome: Message | AppError, tick: str | None = None) -> None:
+        """Write the outcome as `last_run` (and `tick` as the last tick handled, if newer)."""
         ok = not isinstance(outcome, AppError)
         last_run = {
             "time": datetime.now(self.zone).isoformat(timespec="seconds"),
@@ -205,8 +216,9 @@ class Reminders:
             with file_lock(self._state_lock_path):
                 state = self._read_state()
                 state["last_run"] = last_run
-                if tick is not None:
-                    state["last_tick"] = max(filter(None, [state.get("last_tick"), tick]), key=datetime.fromisoformat)
+                last = _parse_tick(state.get("last_tick"))
+                if tick is not None and (last is None or datetime.fromisoformat(tick) > last):
+                    state["last_tick"] = tick
                 write_json_atomic(self.state_path, state)
         except OSError as error:
             log.error("Cannot record the reminder state in %s: %s", self.state_path, error.strerror)
@@ -229,6 +241,14 @@ class Reminders:
             "next_run_time": next_run.isoformat() if next_run else None,
             "last_run": self._read_state().get("last_run"),
         }
+
+
+def _parse_tick(value: Any) -> datetime | None:
+    """A stored tick time; anything unreadable counts as none, so a bad state file cannot stop reminders."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def leader_pid(data_dir: Path) -> int | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ from limits import parse
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
-from errors import AppError, BadRequest
+from errors import AppError, BadRequest, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +51,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-
-
-class Unauthorized(AppError):
-    """The request lacks a valid access token or login cookie."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class RateLimited(AppError):
-    """The client has used up its budget for now; `retry_after` says for how long."""
-
-    status = 429
-    code = "rate_limited"
 
 
 class Guard:
@@ -125,7 +110,7 @@ def init_security(app: Flask, settings: Settings) -> None:
     if settings.trusted_proxies:
         # Believe exactly that many proxies: X-Forwarded-For's last N entries, never a client's own.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
-                                x_proto=settings.trusted_proxies)
+                                x_proto=1)  # nginx replaces X-Forwarded-Proto: one value, whatever N
     limiter = Limiter(get_remote_address, storage_uri="memory://", strategy="moving-window",
                       headers_enabled=False)
     guard = Guard(settings.access_token, limiter) if settings.access_token else None
@@ -149,7 +134,7 @@ def init_security(app: Flask, settings: Settings) -> None:
         current = limiter.current_limit
         retry_after = _seconds_until(current.window.reset_time) if current is not None else 60
         message = f"Too many requests from your address; the limit is {error.description}. Try again later."
-        return _error_response(RateLimited(message, retry_after=retry_after))
+        return RateLimited(message, retry_after=retry_after).to_response()
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
@@ -194,15 +179,6 @@ def _register_login_routes(app: Flask) -> None:
         response = current_app.json.response({"success": True})
         response.delete_cookie(COOKIE_NAME, path="/", secure=request.is_secure, httponly=True, samesite="Strict")
         return response
-
-
-def _error_response(error: AppError) -> Response:
-    """The same JSON and Retry-After the app's AppError handler gives."""
-    response = current_app.json.response(error.to_json())
-    response.status_code = error.status
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return response
 
 
 def _seconds_until(timestamp: float) -> float:

@@ -209,3 +209,13 @@ def test_scheduler_disabled_means_no_scheduler_anywhere(upstream, tmp_path, work
     assert health["scheduler_running"] is False
     assert status["enabled"] is False and status["next_run_time"] is None
     assert ticks(data_dir) == []
+
+
+def test_a_garbled_state_file_does_not_stop_reminders(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "scheduler_state.json").write_text('{"last_tick": "not a time", "last_run": 7}')
+    with gunicorn(upstream, tmp_path, workers=2):
+        wait_for(lambda: len(ticks(data_dir)) >= 2, 10)
+    assert_each_tick_once(data_dir, upstream)
+    assert json.loads((data_dir / "scheduler_state.json").read_text())["last_tick"] != "not a time"
