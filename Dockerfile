@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# A fixed, unprivileged user: chown a bind-mounted ./data to 10001:10001 so it can write there.
+# A fixed, unprivileged user: `chown -R 10001:10001 data` on the host so it can use a bind-mounted ./data.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 

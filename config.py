@@ -62,6 +62,13 @@ class Settings:
     debug: bool = False
     log_level: str = "INFO"
 
+    # Read by gunicorn.conf.py only.
+    web_concurrency: int = 2
+    gunicorn_threads: int = 128
+    gunicorn_timeout: int = 120
+    gunicorn_graceful_timeout: int = 30
+    gunicorn_max_requests: int = 0
+
     access_token: str = field(default="", repr=False)
     rate_limit: str = ""
     trusted_proxies: int = 0
@@ -211,6 +218,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         port=read.integer("PORT", 1342, maximum=65535),
         debug=read.boolean("FLASK_DEBUG", False),
         log_level=read.text("LOG_LEVEL", "INFO").upper(),
+        web_concurrency=read.integer("WEB_CONCURRENCY", 2, maximum=64),
+        gunicorn_threads=read.integer("GUNICORN_THREADS", 128, maximum=4096),
+        gunicorn_timeout=read.integer("GUNICORN_TIMEOUT", 120),
+        gunicorn_graceful_timeout=read.integer("GUNICORN_GRACEFUL_TIMEOUT", 30),
+        gunicorn_max_requests=read.integer("GUNICORN_MAX_REQUESTS", 0, minimum=0),
         access_token=read.text("ACCESS_TOKEN", ""),
         rate_limit=read.text("RATE_LIMIT", ""),
         trusted_proxies=read.integer("TRUSTED_PROXIES", 0, minimum=0, maximum=10),

@@ -2,10 +2,8 @@
 
 Chat requests wait seconds to minutes on the model, so each worker is a gthread worker with many
 threads: a slow reply occupies one thread, never the whole worker. Workers can be any number;
-reminders still fire once (see scheduler.py).
+reminders still fire once (see scheduler.py). Every value comes from the validated settings.
 """
-
-import os
 
 from app import load_settings_or_exit
 
@@ -13,13 +11,13 @@ _settings = load_settings_or_exit()  # also fails fast, with one line, on a bad 
 
 bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+workers = _settings.web_concurrency
+threads = _settings.gunicorn_threads
 # The worker heartbeat timeout; gthread keeps beating while threads wait on the model.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+timeout = _settings.gunicorn_timeout
+graceful_timeout = _settings.gunicorn_graceful_timeout
 keepalive = 5
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests = _settings.gunicorn_max_requests  # 0: never recycle; reminders survive recycling anyway
 max_requests_jitter = max_requests // 10
 accesslog = "-"
 errorlog = "-"

@@ -39,6 +39,7 @@ def test_api_key_is_not_in_the_settings_repr():
         ("TIMEZONE", "Mars/Olympus", "IANA zone"),
         ("SCHEDULER_ENABLED", "maybe", "true or false"),
         ("CONTEXT_MAX_MESSAGES", "many", "whole number"),
+        ("GUNICORN_THREADS", "lots", "whole number"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_accepted_form(variable, value, hint):
