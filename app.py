@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ from flask import Flask, Response, current_app, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from chat_service import ChatService
-from config import ConfigError, Settings, load_settings
-from errors import AppError, BadRequest
+from config import HISTORY_PAGE_MAX, ConfigError, Settings, load_settings
+from errors import AppError, BadRequest, UnsupportedMediaType
 from history_store import HistoryStore
 from openapi import init_openapi
 from scheduler import Reminders
@@ -87,8 +86,7 @@ def _json_body() -> Any:
     """The request's JSON body (None if unparsable); 415 unless it is sent as JSON, which also keeps
     cross-site HTML forms out, since they cannot send that content type without a CORS preflight."""
     if not request.is_json:
-        raise AppError('Send the body as JSON, with the header "Content-Type: application/json".',
-                       code="unsupported_media_type", status=415)
+        raise UnsupportedMediaType('Send the body as JSON, with the header "Content-Type: application/json".')
     return request.get_json(silent=True)
 
 
@@ -128,7 +126,7 @@ def _register_routes(app: Flask) -> None:
     def history() -> Any:
         """A page of messages, oldest first: the newest `limit` by default, those older than `before`,
         or those newer than `after` (for polling); `has_more` says whether more lie beyond the page."""
-        limit = _int_arg("limit", 1, 500)
+        limit = _int_arg("limit", 1, HISTORY_PAGE_MAX)
         before = _int_arg("before", 1)
         after = _int_arg("after", 0)
         if before is not None and after is not None:
@@ -214,4 +212,4 @@ if __name__ == "__main__":
     if not main_settings.debug or is_running_from_reloader():
         main_app.extensions["reminders"].start()
     main_app.run(host=main_settings.host, port=main_settings.port, debug=main_settings.debug, threaded=True,
-                 extra_files=[os.environ.get("DOTENV_PATH", ".env")])  # debug: reload when .env changes
+                 extra_files=[main_settings.dotenv_path])  # debug: reload when .env changes

@@ -17,6 +17,7 @@ from limits import parse_many
 DEFAULT_API_URL = "https://api.siliconflow.cn/v1/chat/completions"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = "你是一个友好、简洁、乐于助人的中文助手。"
+HISTORY_PAGE_MAX = 500  # the most messages one GET /api/history returns
 DEFAULT_SCHEDULED_PROMPT = "请给我发一条简短的提醒：喝水、活动一下，并用一句话鼓励我。"
 
 
@@ -57,6 +58,7 @@ class Settings:
     scheduled_message_prompt: str = DEFAULT_SCHEDULED_PROMPT
     misfire_grace_seconds: int = 300
 
+    dotenv_path: str = ".env"  # DOTENV_PATH: the file read above (and watched by the debug reloader)
     host: str = "0.0.0.0"
     port: int = 1342
     debug: bool = False
@@ -188,8 +190,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         load_dotenv(os.environ.get("DOTENV_PATH", ".env"), override=False)
         environ = os.environ
     read = _Reader(environ)
+    dotenv_path = environ.get("DOTENV_PATH", ".env")
 
     values: dict[str, Any] = dict(
+        dotenv_path=dotenv_path,
         api_key=read.text("API_KEY", ""),
         api_url=read.url("API_URL", DEFAULT_API_URL),
         model=read.text("MODEL", DEFAULT_MODEL),
@@ -203,7 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         max_message_chars=read.integer("MAX_MESSAGE_CHARS", 8000),
         chat_history_file=Path(read.text("CHAT_HISTORY_FILE", "data/chat_history.json")),
         history_live_limit=read.integer("HISTORY_LIVE_LIMIT", 200, minimum=20),
-        history_page_size=read.integer("HISTORY_PAGE_SIZE", 50, maximum=500),
+        history_page_size=read.integer("HISTORY_PAGE_SIZE", 50, maximum=HISTORY_PAGE_MAX),
         scheduler_enabled=read.boolean("SCHEDULER_ENABLED", True),
         cron_second=read.text("CRON_SECOND", "0"),
         cron_minute=read.text("CRON_MINUTE", "0"),

@@ -50,6 +50,13 @@ class PayloadTooLarge(AppError):
     code = "message_too_long"
 
 
+class UnsupportedMediaType(AppError):
+    """A JSON endpoint got a body not sent as application/json (this also keeps cross-site forms out)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class NotConfigured(AppError):
     """Chat needs an API key and none is set."""
 

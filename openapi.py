@@ -13,10 +13,9 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from config import Settings
+from config import HISTORY_PAGE_MAX, Settings
 
 OPENAPI_VERSION = "3.0.3"
-HISTORY_MAX_LIMIT = 500  # app.py's _int_arg("limit", 1, 500)
 # "Not blank" as the app judges it (str.strip), spelled out: regex \s means different things in Python and ECMAScript.
 NOT_BLANK = "[^" + "".join(f"\\u{code:04x}" for code in range(0x3001) if chr(code).isspace()) + "]"
 
@@ -204,7 +203,7 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
         ("/api/history", "get"): {
             "parameters": [
                 integer("limit", 1, f"Page size (default HISTORY_PAGE_SIZE, {settings.history_page_size}).",
-                        HISTORY_MAX_LIMIT),
+                        HISTORY_PAGE_MAX),
                 integer("before", 1, "Only messages with a smaller id: the page before this one."),
                 integer("after", 0, "Only messages with a larger id (for polling); not with `before`."),
             ],

@@ -31,7 +31,7 @@ from limits import parse
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
-from errors import AppError, BadRequest, RateLimited, Unauthorized
+from errors import BadRequest, RateLimited, Unauthorized, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,7 @@ def _register_login_routes(app: Flask) -> None:
             return {"success": True, "auth_required": False}
         guard.check_not_guessing()
         if not request.is_json:
-            raise AppError('Send {"token": "..."} as JSON (Content-Type: application/json).',
-                           code="unsupported_media_type", status=415)
+            raise UnsupportedMediaType('Send {"token": "..."} as JSON (Content-Type: application/json).')
         body = request.get_json(silent=True)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
