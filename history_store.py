@@ -197,12 +197,25 @@ class HistoryStore:
         return found[-limit:] if limit else [], has_more
 
     def newer(self, after: int, limit: int) -> tuple[list[Message], bool]:
-        """Up to `limit` visible live messages newer than id `after`, oldest first, and whether more exist.
+        """Up to `limit` visible messages newer than id `after`, oldest first, and whether more exist.
 
-        For polling: a page that knows its newest id asks only for what came since.
+        For polling: a page that knows its newest id asks only for what came since. Usually that is
+        all in the live file; a page that fell further behind than a rotation reads the archives too.
         """
         state = self._state()
-        found = [m for m in state["messages"] if m["id"] > after and m["id"] >= state["floor_id"]]
+        floor, live = state["floor_id"], state["messages"]
+        live_first = live[0]["id"] if live else state["next_id"]
+        found: list[Message] = []
+        if after + 1 < live_first:  # oldest first, stopping once the page is full
+            for first, last, name in self._archives(live_first):
+                if len(found) > limit:
+                    break
+                if last <= after or first >= live_first:
+                    continue
+                since = found[-1]["id"] if found else after  # also skips an orphaned archive's repeats
+                found += [m for m in self._archive(name) if since < m["id"] < live_first and m["id"] >= floor]
+        if len(found) <= limit:
+            found += [m for m in live if m["id"] > after and m["id"] >= floor]
         return found[:limit], len(found) > limit
 
     def find_scheduled(self, scheduled_for: str) -> Message | None:

@@ -166,3 +166,13 @@ def test_an_unreadable_file_is_reported_and_left_in_place(tmp_path, caplog):
         assert error.status == 503 and error.code == "storage_unavailable"
     else:
         raise AssertionError("append succeeded on an unreadable history")
+
+
+def test_polling_after_an_id_that_was_rotated_away_still_gets_everything_newer(tmp_path):
+    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+    for number in range(60):
+        store.append("user", f"m{number}")
+    newer, has_more = store.newer(after=5, limit=100)
+    assert [m["content"] for m in newer] == [f"m{n}" for n in range(5, 60)] and not has_more
+    newer, has_more = store.newer(after=5, limit=10)
+    assert [m["content"] for m in newer] == [f"m{n}" for n in range(5, 15)] and has_more
