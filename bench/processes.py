@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
 from tests.support.fake_upstream import API_KEY, PATH  # noqa: E402
-from tests.support.servers import free_port, wait_until_healthy  # noqa: E402
+from tests.support.servers import free_port, stop_process_group, wait_until_healthy  # noqa: E402
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -34,16 +33,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # the process group: Gunicorn's workers too
-    process.wait()
-
-
 @contextlib.contextmanager
 def fake_upstream(latency: float = 0.0) -> Iterator[str]:
     """A fake OpenAI-compatible server in a separate process (so it never takes the client's GIL); yields its URL."""
@@ -55,7 +44,7 @@ def fake_upstream(latency: float = 0.0) -> Iterator[str]:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}{PATH}"
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def app_env(upstream_url: str, history_file: Path, **extra: str) -> dict[str, str]:
@@ -86,7 +75,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            _stop(self.process)
+            stop_process_group(self.process)
 
     def worker_pids(self) -> list[int]:
         """The master's children, from /proc."""

@@ -7,7 +7,6 @@ once, so a change to the shipped file that the test no longer covers fails loudl
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT, free_port, stop_process_group
 
 SITE_FILE = ROOT / "deploy" / "nginx" / "chat-assistant.conf"
 
@@ -123,15 +122,7 @@ class Nginx:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # graceful: finish open requests
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # a worker left behind
+        stop_process_group(self.process, signal.SIGQUIT, timeout=10)  # SIGQUIT: finish open requests
 
     def __enter__(self) -> Nginx:
         return self.start()

@@ -39,6 +39,18 @@ def serve_in_thread(app: Flask) -> Iterator[str]:
         server.server_close()
 
 
+def stop_process_group(process: subprocess.Popen, signal_number: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Ask a server started with start_new_session=True to stop; after `timeout`, or for anything its
+    process group leaves behind (workers), SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal_number)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def wait_until_healthy(base_url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,15 +100,7 @@ class Gunicorn:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
+        stop_process_group(self.process)
         self._log.close()
 
     def __enter__(self) -> Gunicorn:
