@@ -28,6 +28,8 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, TimestampSigner
 from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
@@ -56,11 +58,12 @@ SECURITY_HEADERS = {
 class Guard:
     """Checks tokens and login cookies, and counts wrong guesses per client."""
 
-    def __init__(self, token: str, limiter: Limiter):
+    def __init__(self, token: str):
         self.token = token.encode("utf-8")
         key = hmac.new(self.token, b"chat-assistant login cookie key v1", hashlib.sha256).digest()
         self.signer = TimestampSigner(key, salt="login", digest_method=hashlib.sha256)
-        self.limiter = limiter
+        # Its own counter, so Flask-Limiter's per-request hook runs only when RATE_LIMIT is set.
+        self.failures = MovingWindowRateLimiter(MemoryStorage())
         self.failure_limit = parse(AUTH_FAILURE_LIMIT)
 
     def token_matches(self, candidate: str) -> bool:
@@ -80,7 +83,7 @@ class Guard:
 
     def check_not_guessing(self) -> None:
         """429 while this client is over AUTH_FAILURE_LIMIT wrong tokens."""
-        strategy, client = self.limiter.limiter, get_remote_address()
+        strategy, client = self.failures, get_remote_address()
         if not strategy.test(self.failure_limit, "auth_failures", client):
             reset_at = strategy.get_window_stats(self.failure_limit, "auth_failures", client).reset_time
             raise RateLimited(f"Too many wrong tokens from your address; the limit is {self.failure_limit}.",
@@ -88,7 +91,7 @@ class Guard:
 
     def count_failure(self) -> None:
         """Remember one wrong token from this client."""
-        self.limiter.limiter.hit(self.failure_limit, "auth_failures", get_remote_address())
+        self.failures.hit(self.failure_limit, "auth_failures", get_remote_address())
 
     def authenticate(self) -> None:
         """Let the request through with a valid Bearer token or login cookie, else 401."""
@@ -113,7 +116,7 @@ def init_security(app: Flask, settings: Settings) -> None:
                                 x_proto=1)  # nginx replaces X-Forwarded-Proto: one value, whatever N
     limiter = Limiter(get_remote_address, storage_uri="memory://", strategy="moving-window",
                       headers_enabled=False)
-    guard = Guard(settings.access_token, limiter) if settings.access_token else None
+    guard = Guard(settings.access_token) if settings.access_token else None
     app.extensions["guard"] = guard
 
     # Authentication runs before the rate limiter, so refused calls never use up anyone's budget.
@@ -122,9 +125,8 @@ def init_security(app: Flask, settings: Settings) -> None:
         if guard is not None and request.path.startswith("/api/") and request.path not in OPEN_API_PATHS:
             guard.authenticate()
 
-    if settings.rate_limit or guard is not None:  # unused otherwise; its per-request check costs ~10% CPU
+    if settings.rate_limit:  # only then: Flask-Limiter's per-request check costs ~10% CPU
         limiter.init_app(app)
-    if settings.rate_limit:
         for endpoint in RATE_LIMITED_ENDPOINTS:
             app.view_functions[endpoint] = limiter.shared_limit(settings.rate_limit, scope="chat")(
                 app.view_functions[endpoint])

@@ -156,6 +156,11 @@ def test_cookie_is_secure_behind_a_trusted_https_proxy_only(serve):
     assert "Secure" in behind_proxy.post("/api/login", json={"token": TOKEN}, headers=https).headers["Set-Cookie"]
     direct = serve(ACCESS_TOKEN=TOKEN)
     assert "Secure" not in direct.post("/api/login", json={"token": TOKEN}, headers=https).headers["Set-Cookie"]
+    # Two proxies (a CDN, then nginx) add two X-Forwarded-For entries, but nginx's
+    # `proxy_set_header X-Forwarded-Proto $scheme` leaves a single value.
+    two_proxies = serve(ACCESS_TOKEN=TOKEN, TRUSTED_PROXIES="2")
+    headers = {**https, "X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    assert "Secure" in two_proxies.post("/api/login", json={"token": TOKEN}, headers=headers).headers["Set-Cookie"]
 
 
 def test_guessing_the_token_is_rate_limited(serve):

@@ -143,3 +143,11 @@ def test_credentials_in_api_url_stay_out_of_error_messages(serve):
     response = api.chat("有人吗")
     assert response.status_code == 502
     assert "hunter2" not in response.text and "127.0.0.1" in response.json()["error"]
+
+
+def test_a_fractional_retry_after_is_rounded_up(serve, upstream):
+    api = serve(RETRY_ATTEMPTS="0")
+    upstream.script({"kind": "status", "status": 429, "headers": {"Retry-After": "1.2"}})
+    response = api.chat("多久以后")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"  # never tell a client to come back too early
