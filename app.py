@@ -108,15 +108,15 @@ def _register_routes(app: Flask) -> None:
     @app.post("/api/chat")
     def chat() -> Any:
         """Send a message; answers the stored assistant message as `reply` (and in full as `message`)."""
-        service = _service()
-        message = service.reply(service.message_from(_json_body()))
+        service, body = _service(), _json_body()
+        message = service.reply(service.message_from(body), service.retry_of_from(body))
         return {"success": True, "reply": message["content"], "message": message}
 
     @app.post("/api/chat/stream")
     def chat_stream() -> Response:
         """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
-        service = _service()
-        events = service.stream_reply(service.message_from(_json_body()))
+        service, body = _service(), _json_body()
+        events = service.stream_reply(service.message_from(body), service.retry_of_from(body))
         response = Response(_sse(events), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once

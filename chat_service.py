@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from config import Settings
@@ -12,6 +13,16 @@ from history_store import HistoryStore, Message
 from upstream_client import Completion, UpstreamClient, UpstreamStream
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _naming(question: Message) -> Iterator[None]:
+    """Errors raised inside carry the stored question, so a client can retry with `retry_of`."""
+    try:
+        yield
+    except AppError as error:
+        error.extra["user_message"] = question
+        raise
 
 
 class ChatService:
@@ -41,28 +52,52 @@ class ChatService:
                 f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).')
         return text
 
+    def retry_of_from(self, body: dict[str, Any]) -> int | None:
+        """The optional `retry_of`: the id of a stored user message whose failed turn is being retried."""
+        retry_of = body.get("retry_of")
+        if retry_of is not None and (not isinstance(retry_of, int) or isinstance(retry_of, bool) or retry_of < 1):
+            raise BadRequest('"retry_of" must be the id (a whole number) of your earlier message.',
+                             code="invalid_retry_of")
+        return retry_of
+
+    def _question(self, text: str, retry_of: int | None) -> Message:
+        """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
+
+        A retry that names another message, or one already answered, stores the text as new.
+        """
+        if retry_of is not None:
+            recent = self.store.recent(self.settings.history_live_limit)
+            answered = any(m.get("reply_to") == retry_of and not m.get("incomplete") and not m.get("stopped")
+                           for m in recent)
+            earlier = next((m for m in recent if m["id"] == retry_of), None)
+            if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
+                return earlier
+        return self.store.append("user", text)
+
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:
             raise NotConfigured("Chat is not configured: set API_KEY in .env (or the environment) and restart.")
 
     # ---- turns ---------------------------------------------------------------------------
 
-    def reply(self, text: str) -> Message:
+    def reply(self, text: str, retry_of: int | None = None) -> Message:
         """Store the user's message, get the whole reply, store it and return it."""
         self._require_configured()
-        question = self.store.append("user", text)
-        completion = self.upstream.complete(self._context(question))
+        question = self._question(text, retry_of)
+        with _naming(question):
+            completion = self.upstream.complete(self._context(question))
         return self._store_reply(completion, reply_to=question["id"])
 
-    def stream_reply(self, text: str) -> Generator[dict[str, Any], None, None]:
+    def stream_reply(self, text: str, retry_of: int | None = None) -> Generator[dict[str, Any], None, None]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
 
         The returned iterator yields the page's events; whatever happens to it (end, error, client
         gone), the text received so far is stored.
         """
         self._require_configured()
-        question = self.store.append("user", text)
-        pieces = self.upstream.stream(self._context(question))
+        question = self._question(text, retry_of)
+        with _naming(question):
+            pieces = self.upstream.stream(self._context(question))
         return self._relay(question, pieces)
 
     def _relay(self, question: Message, pieces: UpstreamStream) -> Generator[dict[str, Any], None, None]:
@@ -130,8 +165,10 @@ class ChatService:
         """
         settings = self.settings
         recent = self.store.recent(settings.context_max_messages * 2 + 2)
-        answered = {m.get("reply_to") for m in recent if m["role"] == "assistant"}
         current = question["id"] if question else None
+        if current is not None:  # a retried question may have partial replies after it: end on the question
+            recent = [m for m in recent if m["id"] < current] + [question]
+        answered = {m.get("reply_to") for m in recent if m["role"] == "assistant"}
         turns = [
             m for m in recent
             if (m["role"] == "assistant" and m["content"])

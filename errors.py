@@ -22,10 +22,11 @@ class AppError(Exception):
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        self.extra: dict = {}  # more fields for the body, e.g. the stored `user_message` of a failed turn
 
     def to_json(self) -> dict:
         """The response body for this error."""
-        return {"success": False, "error": self.message, "code": self.code}
+        return {"success": False, "error": self.message, "code": self.code, **self.extra}
 
     def to_response(self) -> Response:
         """The JSON response, with Retry-After (whole seconds, rounded up) when there is one."""

@@ -91,7 +91,10 @@ def _components(settings: Settings) -> dict[str, Any]:
                 "type": "object", "required": ["success", "error", "code"], "additionalProperties": False,
                 "properties": {"success": {"type": "boolean", "enum": [False]},
                                "error": {"type": "string", "minLength": 1, "description": "One human sentence."},
-                               "code": {"type": "string", "description": "Stable, for programs."}},
+                               "code": {"type": "string", "description": "Stable, for programs."},
+                               "user_message": {"$ref": "#/components/schemas/Message",
+                                                "description": "A chat that failed after storing the user's "
+                                                               "message: retry it with `retry_of`."}},
             },
             "Message": message,
             "ChatRequest": {
@@ -99,6 +102,10 @@ def _components(settings: Settings) -> dict[str, Any]:
                 "properties": {"message": {
                     "type": "string", "minLength": 1, "maxLength": settings.max_message_chars, "pattern": NOT_BLANK,
                     "description": f"Not blank; at most MAX_MESSAGE_CHARS ({settings.max_message_chars}) characters.",
+                }, "retry_of": {
+                    "type": "integer", "minimum": 1, "nullable": True,
+                    "description": "Retrying a failed turn: the id of its stored user message (from the error's "
+                                   "`user_message`), so the text is not stored twice.",
                 }},
             },
             "ChatResult": chat_result,
@@ -143,7 +150,8 @@ def _components(settings: Settings) -> dict[str, Any]:
         "responses": {
             "BadRequest": _error("The request is malformed", [
                 "invalid_json", "missing_message", "invalid_message", "empty_message", "invalid_limit",
-                "invalid_before", "invalid_after", "invalid_query", "missing_token", "bad_request"]),
+                "invalid_before", "invalid_after", "invalid_query", "invalid_retry_of", "missing_token",
+                "bad_request"]),
             "Unauthorized": _error("ACCESS_TOKEN is set and the request has neither the Bearer token nor a login "
                                    "cookie", ["unauthorized", "invalid_token"]),
             "NotFound": _error("There is no such API route", ["not_found"]),

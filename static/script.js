@@ -147,10 +147,11 @@ function errorText(code) {
 // ---- api ----------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(message, code, status) {
+  constructor(message, code, status, userMessage = null) {
     super(message);
     this.code = code;
     this.status = status;
+    this.userMessage = userMessage;  // the user's message, when the server stored it before failing
   }
 }
 
@@ -177,7 +178,8 @@ async function errorFrom(response) {
   const body = await response.json().catch(() => null);
   const code = (body && body.code) || `http_${response.status}`;
   if (response.status === 401 && code !== 'invalid_token') showLogin();
-  return new ApiError((body && body.error) || `HTTP ${response.status}`, code, response.status);
+  return new ApiError((body && body.error) || `HTTP ${response.status}`, code, response.status,
+    (body && body.user_message) || null);
 }
 
 /** GET/POST/DELETE returning the parsed JSON body, or throwing ApiError. */
@@ -383,8 +385,12 @@ function scrollToBottom() {
 
 let current = null;  // the turn being streamed: { controller, text, user, reply, ... }
 
-/** Send `text` as a new turn and stream the reply into the page. */
-async function sendMessage(text) {
+/**
+ * Send `text` as a new turn and stream the reply into the page. Retrying a turn whose message the
+ * server already stored passes `retryOf` (its id) and that message's element, so it is not stored
+ * or shown twice.
+ */
+async function sendMessage(text, { retryOf = null, userEl = null } = {}) {
   if (current || !text.trim()) return;
   const turn = {
     text,
@@ -395,15 +401,17 @@ async function sendMessage(text) {
     frame: 0,
   };
   current = turn;
-  turn.userEl = messageElement({ role: 'user', content: text });
+  turn.userEl = userEl || messageElement({ role: 'user', content: text });
   turn.replyEl = messageElement({ role: 'assistant', content: '' });
   turn.replyEl.classList.add('pending');
-  el.list.append(turn.userEl, turn.replyEl);
+  if (userEl) el.list.append(turn.replyEl);
+  else el.list.append(turn.userEl, turn.replyEl);
   updateEmptyState();
   scrollToBottom();
   setStreaming(true);
   try {
-    const response = await api('/api/chat/stream', { method: 'POST', body: { message: text }, signal: turn.controller.signal });
+    const body = retryOf ? { message: text, retry_of: retryOf } : { message: text };
+    const response = await api('/api/chat/stream', { method: 'POST', body, signal: turn.controller.signal });
     if (!response.ok) throw await errorFrom(response);
     await readEvents(response, event => handleEvent(turn, event));
     if (!turn.finished) throw new ApiError('', 'stream_ended', 0);
@@ -516,6 +524,10 @@ function finishStopped(turn) {
 /** The turn failed: show the partial reply (if any), the error and a Retry button; give the text back. */
 function failTurn(turn, error) {
   cancelAnimationFrame(turn.frame);
+  if (error.userMessage) {  // refused after the server stored the words: show them as stored
+    turn.userMessage = error.userMessage;
+    updateMessageElement(turn.userEl, error.userMessage);
+  }
   const article = turn.replyEl;
   article.classList.remove('pending', 'streaming');
   if (turn.content || turn.reasoning) {
@@ -542,17 +554,17 @@ function failTurn(turn, error) {
   scrollToBottom();
 }
 
-/** Send the failed turn's words again; a turn the server never stored disappears first. */
+/** Send the failed turn's words again: as a retry of the stored message, or anew if none was stored. */
 function retryTurn(turn, box) {
   if (current) return;
   box.remove();
-  if (!turn.started) {
+  if (turn.replyEl.classList.contains('failed')) turn.replyEl.remove();
+  if (turn.userMessage) {
+    sendMessage(turn.text, { retryOf: turn.userMessage.id, userEl: turn.userEl });
+  } else {
     turn.userEl.remove();
-    turn.replyEl.remove();
-  } else if (turn.replyEl.classList.contains('failed')) {
-    turn.replyEl.remove();
+    sendMessage(turn.text);
   }
-  sendMessage(turn.text);
 }
 
 /** Stop button or Escape: abort the fetch; the server keeps the partial reply marked stopped. */

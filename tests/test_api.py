@@ -186,3 +186,33 @@ def test_history_after_returns_only_newer_messages(api):
     assert [m["content"] for m in body["messages"]] == ["二", "收到：二"]
     assert body["has_more"] is False
     assert api.get("/api/history", params={"after": 1, "before": 3}).status_code == 400
+
+
+def test_a_failed_turn_names_its_stored_message_and_retry_of_reuses_it(api, upstream):
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    failed = api.chat("只存一次")
+    assert failed.status_code == 502
+    stored = failed.json()["user_message"]
+    assert stored["role"] == "user" and stored["content"] == "只存一次"
+
+    retried = api.post("/api/chat", json={"message": "只存一次", "retry_of": stored["id"]})
+    assert retried.status_code == 200 and retried.json()["message"]["reply_to"] == stored["id"]
+    assert [m["content"] for m in api.history()] == ["只存一次", "收到：只存一次"]
+    # Once answered, the same retry_of stores the text as a new turn rather than answering twice.
+    again = api.post("/api/chat", json={"message": "只存一次", "retry_of": stored["id"]})
+    assert again.json()["message"]["reply_to"] != stored["id"]
+    assert [m["role"] for m in api.history()] == ["user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.parametrize("retry_of", ["1", 0, -3, 1.5, True])
+def test_retry_of_must_be_a_message_id(api, retry_of):
+    response = api.post("/api/chat", json={"message": "你好", "retry_of": retry_of})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_retry_of"
+
+
+def test_retry_of_another_text_stores_the_new_text(api, upstream):
+    upstream.script({"kind": "status", "status": 500}, {"kind": "status", "status": 500},
+                    {"kind": "status", "status": 500})
+    stored = api.chat("第一句").json()["user_message"]
+    api.post("/api/chat", json={"message": "另一句", "retry_of": stored["id"]})
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["第一句", "另一句"]

@@ -289,6 +289,8 @@ def test_refused_turn_shows_error_and_retry_and_keeps_the_typed_text(serve, upst
     expect(page.locator(".turn-error")).to_have_count(0)
     expect(page.locator("article.message.user")).to_have_count(1)
     assert page.input_value("#input") == ""
+    # The server stored the words once, before the refusal; the retry answered that same message.
+    assert [(m["role"], m["content"]) for m in api.history()] == [("user", "请记住这句话"), ("assistant", "记住了。")]
 
 
 def test_reply_cut_midway_keeps_the_partial_and_offers_retry(serve, upstream, open_page):
@@ -308,6 +310,9 @@ def test_reply_cut_midway_keeps_the_partial_and_offers_retry(serve, upstream, op
     error.get_by_role("button", name="重试").click()
     expect(last_reply(page).locator(".bubble")).to_have_text("收到：说完整", timeout=10_000)
     expect(page.locator(".turn-error")).to_have_count(0)
+    expect(page.locator("article.message.user")).to_have_count(1)
+    stored = [(m["role"], m["content"], bool(m.get("incomplete"))) for m in api.history()]
+    assert stored == [("user", "说完整", False), ("assistant", "半句话", True), ("assistant", "收到：说完整", False)]
 
 
 def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):

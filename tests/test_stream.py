@@ -122,3 +122,16 @@ def test_stream_events_of_the_wrong_shape_are_a_bad_response(api, upstream, fram
     assert events[-1]["type"] == "error" and events[-1]["code"] == "upstream_bad_response"
     stored = api.history()[-1]
     assert stored["content"] == "前半" and stored["incomplete"] is True and "stopped" not in stored
+
+
+def test_retrying_a_cut_reply_asks_the_question_again_without_storing_it_twice(api, upstream):
+    upstream.script({"content": "半句", "ending": "cut"})
+    events = read_events(stream(api, "再说一遍"))
+    question = events[0]["user_message"]
+    assert events[-1]["code"] == "upstream_incomplete"
+    retried = read_events(api.post("/api/chat/stream", json={"message": "再说一遍", "retry_of": question["id"]},
+                                   stream=True))
+    assert retried[0]["user_message"] == question
+    assert retried[-1]["message"]["content"] == "收到：再说一遍"
+    assert upstream.requests[-1]["messages"][-1] == {"role": "user", "content": "再说一遍"}
+    assert [m["content"] for m in api.history()] == ["再说一遍", "半句", "收到：再说一遍"]
