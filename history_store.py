@@ -203,7 +203,8 @@ class HistoryStore:
         all in the live file; a page that fell further behind than a rotation reads the archives too.
         """
         state = self._state()
-        floor, live = state["floor_id"], state["messages"]
+        live = state["messages"]
+        after = max(after, state["floor_id"] - 1)  # nothing below the floor is visible, so never read it
         live_first = live[0]["id"] if live else state["next_id"]
         found: list[Message] = []
         if after + 1 < live_first:  # oldest first, stopping once the page is full
@@ -213,9 +214,9 @@ class HistoryStore:
                 if last <= after or first >= live_first:
                     continue
                 since = found[-1]["id"] if found else after  # also skips an orphaned archive's repeats
-                found += [m for m in self._archive(name) if since < m["id"] < live_first and m["id"] >= floor]
+                found += [m for m in self._archive(name) if since < m["id"] < live_first]
         if len(found) <= limit:
-            found += [m for m in live if m["id"] > after and m["id"] >= floor]
+            found += [m for m in live if m["id"] > after]
         return found[:limit], len(found) > limit
 
     def find_scheduled(self, scheduled_for: str) -> Message | None:

@@ -176,3 +176,13 @@ def test_polling_after_an_id_that_was_rotated_away_still_gets_everything_newer(t
     assert [m["content"] for m in newer] == [f"m{n}" for n in range(5, 60)] and not has_more
     newer, has_more = store.newer(after=5, limit=10)
     assert [m["content"] for m in newer] == [f"m{n}" for n in range(5, 15)] and has_more
+
+
+def test_polling_from_before_a_clear_sees_only_what_came_after_it(tmp_path):
+    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+    for number in range(50):
+        store.append("user", f"old{number}")
+    store.clear()
+    store.append("user", "new")
+    newer, has_more = store.newer(after=3, limit=10)
+    assert [m["content"] for m in newer] == ["new"] and not has_more
