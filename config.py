@@ -1,12 +1,12 @@
-"""Settings: read from the environment (and `.env`) once, validated, frozen."""
+"""Settings: each declared once as a `Settings` field, read from the environment (and `.env`), validated, frozen."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,61 +20,119 @@ DEFAULT_SYSTEM_PROMPT = "你是一个友好、简洁、乐于助人的中文助�
 HISTORY_PAGE_MAX = 500  # the most messages one GET /api/history returns
 DEFAULT_SCHEDULED_PROMPT = "请给我发一条简短的提醒：喝水、活动一下，并用一句话鼓励我。"
 
+# Whole numbers count from 1 and seconds from 1 ms unless a setting declares its own minimum.
+_DEFAULT_MINIMUM: dict[type, float] = {int: 1, float: 0.001}
+_TRUTHS = frozenset({"1", "true", "yes", "on"})
+_FALSITIES = frozenset({"0", "false", "no", "off"})
+
 
 class ConfigError(Exception):
     """A setting has a value the app cannot use; the message names it and the accepted form."""
+
+
+def setting(default: Any, *, env: str, help: str, minimum: float | None = None, maximum: float | None = None,
+            parse: Callable[[str], Any] | None = None, form: str = "", when_unset: Callable[[], Any] | None = None,
+            secret: bool = False) -> Any:
+    """A `Settings` field read from the variable `env`; `parse` and `form` replace the conversion its type implies."""
+    metadata = dict(env=env, help=help, minimum=minimum, maximum=maximum, parse=parse, form=form,
+                    when_unset=when_unset)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def _local_zone_name() -> str:
+    """The machine's IANA zone name, or UTC when it cannot be told."""
+    try:
+        from tzlocal import get_localzone_name
+
+        return get_localzone_name() or "UTC"
+    except Exception:  # tzlocal raises several types on odd systems
+        return "UTC"
+
+
+def _http_url(value: str) -> str:
+    """`value` unchanged if it is an http(s) URL with a host; ValueError otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(value)
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the app, typed; built by `load_settings`."""
 
-    api_key: str = field(default="", repr=False)
-    api_url: str = DEFAULT_API_URL
-    model: str = DEFAULT_MODEL
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    api_key: str = setting("", env="API_KEY", secret=True,
+                           help="API key of the model service; chat answers 503 without it.")
+    api_url: str = setting(DEFAULT_API_URL, env="API_URL", parse=_http_url,
+                           form="an http:// or https:// URL, e.g. " + DEFAULT_API_URL,
+                           help="Any OpenAI-compatible chat completions URL.")
+    model: str = setting(DEFAULT_MODEL, env="MODEL", help="Model name sent with every request.")
+    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, env="SYSTEM_PROMPT",
+                                 help="System prompt sent first with every request.")
 
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    retry_attempts: int = 3
-    retry_max_seconds: float = 30.0
+    connect_timeout: float = setting(10.0, env="CONNECT_TIMEOUT",
+                                     help="Seconds to wait for a connection to the model API.")
+    read_timeout: float = setting(120.0, env="READ_TIMEOUT",
+                                  help="Longest silence, in seconds, while waiting for the model's data.")
+    retry_attempts: int = setting(3, env="RETRY_ATTEMPTS", minimum=0, maximum=10,
+                                  help="Retries on 429, 500, 502, 503, 504 and connection errors (0 = none).")
+    retry_max_seconds: float = setting(30.0, env="RETRY_MAX_SECONDS", minimum=0,
+                                       help="No retry starts later than this many seconds after the first attempt.")
 
-    context_max_messages: int = 20
-    context_max_chars: int = 12000
-    max_message_chars: int = 8000
+    context_max_messages: int = setting(20, env="CONTEXT_MAX_MESSAGES", minimum=0,
+                                        help="Most recent messages sent as context.")
+    context_max_chars: int = setting(12000, env="CONTEXT_MAX_CHARS", minimum=0,
+                                     help="Character budget of that context.")
+    max_message_chars: int = setting(8000, env="MAX_MESSAGE_CHARS",
+                                     help="Longest accepted user message, in characters.")
 
-    chat_history_file: Path = Path("data/chat_history.json")
-    history_live_limit: int = 200
-    history_page_size: int = 50
+    chat_history_file: Path = setting(Path("data/chat_history.json"), env="CHAT_HISTORY_FILE",
+                                      help="History file; its folder also holds archives, locks and scheduler state.")
+    history_live_limit: int = setting(200, env="HISTORY_LIVE_LIMIT", minimum=20,
+                                      help="Messages kept in the live file; older ones roll into archive files.")
+    history_page_size: int = setting(50, env="HISTORY_PAGE_SIZE", maximum=HISTORY_PAGE_MAX,
+                                     help="Default page size of GET /api/history.")
 
-    scheduler_enabled: bool = True
-    cron_second: str = "0"
-    cron_minute: str = "0"
-    cron_hour: str = "9"
-    cron_day: str = "*"
-    cron_month: str = "*"
-    cron_day_of_week: str = "*"
-    timezone: str = "UTC"
-    scheduled_message_prompt: str = DEFAULT_SCHEDULED_PROMPT
-    misfire_grace_seconds: int = 300
+    scheduler_enabled: bool = setting(True, env="SCHEDULER_ENABLED", help="Whether scheduled reminders are sent.")
+    cron_second: str = setting("0", env="CRON_SECOND", help="Cron second field of the reminder schedule.")
+    cron_minute: str = setting("0", env="CRON_MINUTE", help="Cron minute field of the reminder schedule.")
+    cron_hour: str = setting("9", env="CRON_HOUR", help="Cron hour field of the reminder schedule.")
+    cron_day: str = setting("*", env="CRON_DAY", help="Cron day-of-month field of the reminder schedule.")
+    cron_month: str = setting("*", env="CRON_MONTH", help="Cron month field of the reminder schedule.")
+    cron_day_of_week: str = setting("*", env="CRON_DAY_OF_WEEK",
+                                    help="Cron day-of-week field of the reminder schedule.")
+    timezone: str = setting("UTC", env="TIMEZONE", when_unset=_local_zone_name,
+                            help="IANA zone of reminders and timestamps; empty means the machine's local zone.")
+    scheduled_message_prompt: str = setting(DEFAULT_SCHEDULED_PROMPT, env="SCHEDULED_MESSAGE_PROMPT",
+                                            help="Prompt sent to the model for each reminder.")
+    misfire_grace_seconds: int = setting(300, env="MISFIRE_GRACE_SECONDS",
+                                         help="How late, in seconds, a missed reminder may still be sent.")
 
-    dotenv_path: str = ".env"  # DOTENV_PATH: the file read above (and watched by the debug reloader)
-    host: str = "0.0.0.0"
-    port: int = 1342
-    debug: bool = False
-    log_level: str = "INFO"
+    # Only the real environment can set it: it names the file the rest may come from (and the debug reloader watches).
+    dotenv_path: str = setting(".env", env="DOTENV_PATH", help="The .env file read at start-up.")
+    host: str = setting("0.0.0.0", env="HOST", help="Address to listen on.")
+    port: int = setting(1342, env="PORT", maximum=65535, help="Port to listen on.")
+    debug: bool = setting(False, env="FLASK_DEBUG",
+                          help="Development mode of python app.py (reloader); keep false in production.")
+    log_level: str = setting("INFO", env="LOG_LEVEL", parse=str.upper, help="Log level: DEBUG, INFO, WARNING or ERROR.")
 
     # Read by gunicorn.conf.py only.
-    web_concurrency: int = 2
-    gunicorn_threads: int = 128
-    gunicorn_timeout: int = 120
-    gunicorn_graceful_timeout: int = 30
-    gunicorn_max_requests: int = 0
+    web_concurrency: int = setting(2, env="WEB_CONCURRENCY", maximum=64, help="Gunicorn worker processes.")
+    gunicorn_threads: int = setting(128, env="GUNICORN_THREADS", maximum=4096, help="Threads per Gunicorn worker.")
+    gunicorn_timeout: int = setting(120, env="GUNICORN_TIMEOUT", help="Gunicorn worker heartbeat timeout in seconds.")
+    gunicorn_graceful_timeout: int = setting(30, env="GUNICORN_GRACEFUL_TIMEOUT",
+                                             help="Seconds a graceful restart waits for requests in progress.")
+    gunicorn_max_requests: int = setting(0, env="GUNICORN_MAX_REQUESTS", minimum=0,
+                                         help="Recycle a worker after this many requests (0 = never).")
 
-    access_token: str = field(default="", repr=False)
-    rate_limit: str = ""
-    trusted_proxies: int = 0
-    max_body_bytes: int = 64 * 1024
+    access_token: str = setting("", env="ACCESS_TOKEN", secret=True,
+                                help="Access token; set it before the app is reachable from the internet.")
+    rate_limit: str = setting("", env="RATE_LIMIT",
+                              help="Per-client chat rate limit such as 30/minute; empty means none.")
+    trusted_proxies: int = setting(0, env="TRUSTED_PROXIES", minimum=0, maximum=10,
+                                   help="Reverse proxies in front whose X-Forwarded-For is trusted (1 for nginx).")
+    max_body_bytes: int = setting(64 * 1024, env="MAX_BODY_BYTES", minimum=1024,
+                                  help="Largest accepted request body in bytes.")
 
     @property
     def chat_configured(self) -> bool:
@@ -103,81 +161,93 @@ class Settings:
         return CronTrigger(timezone=ZoneInfo(self.timezone), **self.cron)
 
 
-def _local_zone_name() -> str:
-    """The machine's IANA zone name, or UTC when it cannot be told."""
+@dataclass(frozen=True)
+class DeclaredSetting:
+    """One variable as a `Settings` field declares it: what the loader, tests and docs work from."""
+
+    attribute: str
+    env: str
+    kind: type
+    default: Any
+    help: str
+    minimum: float | None
+    maximum: float | None
+    parse: Callable[[str], Any] | None
+    form: str
+    when_unset: Callable[[], Any] | None
+    secret: bool
+
+    @property
+    def default_text(self) -> str:
+        """The default as `.env` spells it: true/false, 10 rather than 10.0."""
+        if self.kind is bool:
+            return "true" if self.default else "false"
+        return _number_text(self.default) if self.kind in (int, float) else str(self.default)
+
+    @property
+    def accepted_form(self) -> str:
+        """What a ConfigError says the value should look like."""
+        if self.form:
+            return self.form
+        if self.kind is bool:
+            return "true or false"
+        bounds = f"≥ {_number_text(self.minimum)}"
+        if self.maximum is not None:
+            bounds += f" and ≤ {_number_text(self.maximum)}"
+        if self.kind is int:
+            return f"a whole number {bounds}"
+        if self.kind is float:
+            return f"a number of seconds {bounds}"
+        return "text"
+
+    def convert(self, text: str) -> Any:
+        """The typed value of a non-blank `text`; ValueError when it is not of the accepted form."""
+        if self.parse is not None:
+            return self.parse(text)
+        if self.kind is bool:
+            lowered = text.lower()
+            if lowered not in _TRUTHS | _FALSITIES:
+                raise ValueError(text)
+            return lowered in _TRUTHS
+        if self.kind in (int, float):
+            number = self.kind(text)
+            above = number == float("inf") or (self.maximum is not None and number > self.maximum)
+            if not number >= self.minimum or above:  # `not >=` also refuses NaN
+                raise ValueError(text)
+            return number
+        return self.kind(text)  # str or Path
+
+
+def _number_text(number: float) -> str:
+    """10 for 10.0, 0.001 for 0.001: numbers as people write them in `.env` and messages."""
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def declared_settings() -> list[DeclaredSetting]:
+    """Every setting a variable sets, in declaration order; fields not made by `setting()` have no variable."""
+    kinds = get_type_hints(Settings)
+    declared = []
+    for spec in fields(Settings):
+        if "env" not in spec.metadata:
+            continue
+        kind = kinds[spec.name]
+        minimum = spec.metadata["minimum"]
+        declared.append(DeclaredSetting(
+            attribute=spec.name, kind=kind, default=spec.default, secret=not spec.repr,
+            **{**spec.metadata, "minimum": _DEFAULT_MINIMUM.get(kind) if minimum is None else minimum},
+        ))
+    return declared
+
+
+def _read(declared: DeclaredSetting, environ: Mapping[str, str]) -> Any:
+    """One variable's typed value; blank counts as unset, and a bad value raises ConfigError naming it."""
+    text = (environ.get(declared.env) or "").strip()
+    if not text:
+        return declared.when_unset() if declared.when_unset else declared.default
     try:
-        from tzlocal import get_localzone_name
-
-        return get_localzone_name() or "UTC"
-    except Exception:  # tzlocal raises several types on odd systems
-        return "UTC"
-
-
-class _Reader:
-    """Reads and converts one variable at a time, naming it in every error."""
-
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
-
-    def raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value if value != "" else None
-
-    def text(self, name: str, default: str) -> str:
-        value = self.raw(name)
-        return default if value is None else value
-
-    def _convert(self, name: str, default: Any, convert: Callable[[str], Any], form: str) -> Any:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return convert(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is invalid: expected {form}") from None
-
-    def number(self, name: str, default: float, minimum: float = 0.001) -> float:
-        def convert(value: str) -> float:
-            number = float(value)
-            if not number >= minimum or number == float("inf"):
-                raise ValueError
-            return number
-
-        return self._convert(name, default, convert, f"a number of seconds ≥ {minimum:g}")
-
-    def integer(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
-        def convert(value: str) -> int:
-            number = int(value)
-            if number < minimum or (maximum is not None and number > maximum):
-                raise ValueError
-            return number
-
-        upper = f" and ≤ {maximum}" if maximum is not None else ""
-        return self._convert(name, default, convert, f"a whole number ≥ {minimum}{upper}")
-
-    def boolean(self, name: str, default: bool) -> bool:
-        truths = {"1", "true", "yes", "on"}
-        falsities = {"0", "false", "no", "off"}
-
-        def convert(value: str) -> bool:
-            lowered = value.lower()
-            if lowered in truths | falsities:
-                return lowered in truths
-            raise ValueError
-
-        return self._convert(name, default, convert, "true or false")
-
-    def url(self, name: str, default: str) -> str:
-        def convert(value: str) -> str:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError
-            return value
-
-        return self._convert(name, default, convert, "an http:// or https:// URL, e.g. " + DEFAULT_API_URL)
+        return declared.convert(text)
+    except ValueError:
+        raise ConfigError(f"{declared.env}={text!r} is invalid: expected {declared.accepted_form}") from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -186,52 +256,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     `.env` never overrides a variable that is already set. Keyword overrides win over both;
     tests use them. Raises ConfigError with one line naming the bad variable.
     """
+    declared = {item.attribute: item for item in declared_settings()}
     if environ is None:
-        load_dotenv(os.environ.get("DOTENV_PATH", ".env"), override=False)
         environ = os.environ
-    read = _Reader(environ)
-    dotenv_path = environ.get("DOTENV_PATH", ".env")
-
-    values: dict[str, Any] = dict(
-        dotenv_path=dotenv_path,
-        api_key=read.text("API_KEY", ""),
-        api_url=read.url("API_URL", DEFAULT_API_URL),
-        model=read.text("MODEL", DEFAULT_MODEL),
-        system_prompt=read.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
-        connect_timeout=read.number("CONNECT_TIMEOUT", 10.0),
-        read_timeout=read.number("READ_TIMEOUT", 120.0),
-        retry_attempts=read.integer("RETRY_ATTEMPTS", 3, minimum=0, maximum=10),
-        retry_max_seconds=read.number("RETRY_MAX_SECONDS", 30.0, minimum=0),
-        context_max_messages=read.integer("CONTEXT_MAX_MESSAGES", 20, minimum=0),
-        context_max_chars=read.integer("CONTEXT_MAX_CHARS", 12000, minimum=0),
-        max_message_chars=read.integer("MAX_MESSAGE_CHARS", 8000),
-        chat_history_file=Path(read.text("CHAT_HISTORY_FILE", "data/chat_history.json")),
-        history_live_limit=read.integer("HISTORY_LIVE_LIMIT", 200, minimum=20),
-        history_page_size=read.integer("HISTORY_PAGE_SIZE", 50, maximum=HISTORY_PAGE_MAX),
-        scheduler_enabled=read.boolean("SCHEDULER_ENABLED", True),
-        cron_second=read.text("CRON_SECOND", "0"),
-        cron_minute=read.text("CRON_MINUTE", "0"),
-        cron_hour=read.text("CRON_HOUR", "9"),
-        cron_day=read.text("CRON_DAY", "*"),
-        cron_month=read.text("CRON_MONTH", "*"),
-        cron_day_of_week=read.text("CRON_DAY_OF_WEEK", "*"),
-        timezone=read.text("TIMEZONE", "") or _local_zone_name(),
-        scheduled_message_prompt=read.text("SCHEDULED_MESSAGE_PROMPT", DEFAULT_SCHEDULED_PROMPT),
-        misfire_grace_seconds=read.integer("MISFIRE_GRACE_SECONDS", 300),
-        host=read.text("HOST", "0.0.0.0"),
-        port=read.integer("PORT", 1342, maximum=65535),
-        debug=read.boolean("FLASK_DEBUG", False),
-        log_level=read.text("LOG_LEVEL", "INFO").upper(),
-        web_concurrency=read.integer("WEB_CONCURRENCY", 2, maximum=64),
-        gunicorn_threads=read.integer("GUNICORN_THREADS", 128, maximum=4096),
-        gunicorn_timeout=read.integer("GUNICORN_TIMEOUT", 120),
-        gunicorn_graceful_timeout=read.integer("GUNICORN_GRACEFUL_TIMEOUT", 30),
-        gunicorn_max_requests=read.integer("GUNICORN_MAX_REQUESTS", 0, minimum=0),
-        access_token=read.text("ACCESS_TOKEN", ""),
-        rate_limit=read.text("RATE_LIMIT", ""),
-        trusted_proxies=read.integer("TRUSTED_PROXIES", 0, minimum=0, maximum=10),
-        max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
-    )
+        dotenv_path = _read(declared["dotenv_path"], environ)
+        load_dotenv(dotenv_path, override=False)
+        # The file actually read, even if it names another one itself.
+        overrides = {"dotenv_path": dotenv_path, **overrides}
+    values = {attribute: _read(item, environ) for attribute, item in declared.items()}
     values.update(overrides)
     settings = Settings(**values)
     _validate(settings)
@@ -239,7 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def _validate(settings: Settings) -> None:
-    """Checks that need more than one field or a library: zone, cron, log level."""
+    """Checks that need more than one field or a library: zone, cron, log level, rate limit."""
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -93,6 +93,7 @@ class UpstreamClient:
     # ---- requests and retries ------------------------------------------------------------
 
     def _post(self, payload: dict[str, Any], *, stream: bool) -> requests.Response:
+        """POST `payload`, retrying 429, 5xx and connection failures with backoff within RETRY_MAX_SECONDS."""
         settings = self.settings
         headers = {
             "Authorization": f"Bearer {settings.api_key}",
@@ -100,40 +101,56 @@ class UpstreamClient:
         }
         deadline = time.monotonic() + settings.retry_max_seconds
         for attempt in range(settings.retry_attempts + 1):
-            wait = BACKOFF_BASE_SECONDS * 2**attempt * random.uniform(0.8, 1.2)
-            try:
-                response = self.session.post(
-                    settings.api_url, json=payload, headers=headers, stream=stream,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                )
-            except requests.ConnectTimeout:
-                failure: UpstreamError = UpstreamError(
-                    f"The model API at {self._host} did not accept a connection in time.", code="upstream_unreachable")
-            except requests.ReadTimeout:
-                raise self._timeout() from None
-            except requests.ConnectionError as error:
-                if _is_read_timeout(error):
-                    raise self._timeout() from None
-                failure = UpstreamError(f"The model API at {self._host} cannot be reached.",
-                                        code="upstream_unreachable")
-            except requests.RequestException:  # e.g. a body cut off mid-way (ChunkedEncodingError)
-                raise _broken() from None
-            else:
-                if response.status_code < 400:
-                    return response
-                failure = self._error_from(response)
-                response.close()
-                if response.status_code not in RETRYABLE_STATUSES:
-                    raise failure
-                retry_after = _retry_after_seconds(response)
-                if retry_after is not None:
-                    wait = retry_after
-                    failure.retry_after = retry_after
+            outcome = self._attempt(payload, headers, stream=stream)
+            if isinstance(outcome, requests.Response):
+                return outcome
+            wait = _backoff_seconds(attempt) if outcome.retry_after is None else outcome.retry_after
             if attempt == settings.retry_attempts or time.monotonic() + wait > deadline:
-                raise failure
-            log.warning("Model API attempt %d failed (%s); retrying in %.1fs", attempt + 1, failure.code, wait)
+                raise outcome
+            log.warning("Model API attempt %d failed (%s); retrying in %.1fs", attempt + 1, outcome.code, wait)
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _attempt(
+        self, payload: dict[str, Any], headers: dict[str, str], *, stream: bool
+    ) -> requests.Response | UpstreamError:
+        """One request: a successful response, or a failure worth retrying; other failures are raised."""
+        settings = self.settings
+        try:
+            response = self.session.post(
+                settings.api_url, json=payload, headers=headers, stream=stream,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+            )
+        except requests.RequestException as error:
+            return self._retryable_request_failure(error)
+        if response.status_code < 400:
+            return response
+        return self._retryable_status_failure(response)
+
+    def _retryable_request_failure(self, error: requests.RequestException) -> UpstreamError:
+        """A failure to connect, to retry; a read timeout or a body cut off mid-way is raised at once."""
+        # ConnectTimeout is also a ConnectionError, so it must be told apart first.
+        if isinstance(error, requests.ConnectTimeout):
+            return UpstreamError(f"The model API at {self._host} did not accept a connection in time.",
+                                 code="upstream_unreachable")
+        if isinstance(error, requests.ReadTimeout):
+            raise self._timeout() from None
+        if isinstance(error, requests.ConnectionError):
+            if _is_read_timeout(error):
+                raise self._timeout() from None
+            return UpstreamError(f"The model API at {self._host} cannot be reached.", code="upstream_unreachable")
+        raise _broken() from None  # e.g. a body cut off mid-way (ChunkedEncodingError)
+
+    def _retryable_status_failure(self, response: requests.Response) -> UpstreamError:
+        """The error of a 429 or 5xx answer, to retry after its Retry-After if any; other errors are raised at once."""
+        failure = self._error_from(response)
+        response.close()
+        if response.status_code not in RETRYABLE_STATUSES:
+            raise failure
+        retry_after = _retry_after_seconds(response)
+        if retry_after is not None:
+            failure.retry_after = retry_after
+        return failure
 
     def _timeout(self) -> UpstreamTimeout:
         return UpstreamTimeout(
@@ -258,6 +275,11 @@ def _sse_data(line: bytes) -> bytes | None:
     if not line.startswith(b"data:"):
         return None
     return line[5:].strip()
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with ±20% jitter, so clients refused together do not retry together."""
+    return BACKOFF_BASE_SECONDS * 2**attempt * random.uniform(0.8, 1.2)
 
 
 def _is_read_timeout(error: requests.ConnectionError) -> bool:

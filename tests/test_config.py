@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import ConfigError, declared_settings, load_settings
 from tests.support.servers import ROOT
 
 
@@ -49,6 +49,22 @@ def test_bad_values_name_the_variable_and_the_accepted_form(variable, value, hin
     assert message.startswith(f"{variable}=")
     assert hint in message
     assert "\n" not in message
+
+
+def test_blank_values_count_as_unset():
+    assert load_settings({item.env: "  " for item in declared_settings()}) == load_settings({})
+
+
+@pytest.mark.parametrize("declared", [item for item in declared_settings() if item.kind in (int, float)],
+                         ids=lambda item: item.env)
+def test_numbers_are_held_to_their_declared_bounds(declared):
+    bounds = [declared.minimum] + ([declared.maximum] if declared.maximum is not None else [])
+    for accepted in bounds:
+        assert getattr(load_settings({declared.env: str(accepted)}), declared.attribute) == accepted
+    refused = [declared.minimum - 1] + ([declared.maximum + 1] if declared.maximum is not None else [])
+    for value in refused:
+        with pytest.raises(ConfigError, match=f"^{declared.env}=.* is invalid: expected a (whole )?number"):
+            load_settings({declared.env: str(value)})
 
 
 def test_dotenv_is_read_and_the_real_environment_wins(tmp_path):
