@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from config import Settings
-from errors import AppError, BadRequest, NotConfigured, PayloadTooLarge
+from errors import AppError, NotConfigured, PayloadTooLarge
 from history_store import HistoryStore, Message
 from upstream_client import Completion, UpstreamClient, UpstreamStream
 
@@ -35,30 +35,11 @@ class ChatService:
 
     # ---- input ---------------------------------------------------------------------------
 
-    def message_from(self, body: Any) -> str:
-        """The user's message from a request body, or a BadRequest/PayloadTooLarge saying what is wrong."""
-        if not isinstance(body, dict):
-            raise BadRequest('The request body must be a JSON object such as {"message": "你好"}.', code="invalid_json")
-        if "message" not in body:
-            raise BadRequest('The request body needs a "message" field.', code="missing_message")
-        text = body["message"]
-        if not isinstance(text, str):
-            raise BadRequest('"message" must be a string.', code="invalid_message")
-        if not text.strip():
-            raise BadRequest('"message" must not be empty or blank.', code="empty_message")
+    def _check_length(self, text: str) -> None:
         limit = self.settings.max_message_chars
         if len(text) > limit:
             raise PayloadTooLarge(
                 f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).')
-        return text
-
-    def retry_of_from(self, body: dict[str, Any]) -> int | None:
-        """The optional `retry_of`: the id of a stored user message whose failed turn is being retried."""
-        retry_of = body.get("retry_of")
-        if retry_of is not None and (not isinstance(retry_of, int) or isinstance(retry_of, bool) or retry_of < 1):
-            raise BadRequest('"retry_of" must be the id (a whole number) of your earlier message.',
-                             code="invalid_retry_of")
-        return retry_of
 
     def _question(self, text: str, retry_of: int | None) -> Message:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
@@ -83,6 +64,7 @@ class ChatService:
     def reply(self, text: str, retry_of: int | None = None) -> Message:
         """Store the user's message, get the whole reply, store it and return it."""
         self._require_configured()
+        self._check_length(text)
         question = self._question(text, retry_of)
         with _naming(question):
             completion = self.upstream.complete(self._context(question))
@@ -95,6 +77,7 @@ class ChatService:
         gone), the text received so far is stored.
         """
         self._require_configured()
+        self._check_length(text)
         question = self._question(text, retry_of)
         with _naming(question):
             pieces = self.upstream.stream(self._context(question))

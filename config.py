@@ -294,7 +294,7 @@ def _validate(settings: Settings) -> None:
 
 
 def _valid_rate(value: str) -> bool:
-    """Whether `value` is a rate-limit string Flask-Limiter accepts, each rate allowing at least one call."""
+    """Whether `value` is a rate-limit string the limits library accepts, each rate allowing at least one call."""
     try:
         return all(item.amount >= 1 for item in parse_many(value))
     except ValueError:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from flask import Response, jsonify
-
 
 class AppError(Exception):
     """Base of every failure the API reports as `{"success": false, "error", "code"}`."""
@@ -23,18 +21,20 @@ class AppError(Exception):
             self.status = status
         self.retry_after = retry_after
         self.extra: dict = {}  # more fields for the body, e.g. the stored `user_message` of a failed turn
+        self.allow: list[str] = []  # for 405: the methods the route does take
 
-    def to_json(self) -> dict:
-        """The response body for this error."""
+    def body(self) -> dict:
+        """The JSON body for this error."""
         return {"success": False, "error": self.message, "code": self.code, **self.extra}
 
-    def to_response(self) -> Response:
-        """The JSON response, with Retry-After (whole seconds, rounded up) when there is one."""
-        response = jsonify(self.to_json())
-        response.status_code = self.status
+    def headers(self) -> dict[str, str]:
+        """Headers that go with it: Retry-After in whole seconds, rounded up; Allow for 405."""
+        headers = {}
         if self.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
-        return response
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        if self.allow:
+            headers["Allow"] = ", ".join(self.allow)
+        return headers
 
 
 class BadRequest(AppError):

@@ -1,0 +1,181 @@
+"""The HTTP API under /api: thin routes that validate with `schemas`, call the service, and answer JSON.
+
+Each route declares its request model (a `body` or `query` parameter) and its answers once, in its
+decorator; flask-openapi3 validates with them and builds /api/openapi.json from them and the docstrings.
+A route is guarded by ACCESS_TOKEN unless marked `@public`, and counts against RATE_LIMIT when marked
+`@spends_api_key`.
+"""
+
+import json
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_openapi3 import APIBlueprint
+
+from chat_service import ChatService
+from config import Settings
+from errors import Unauthorized, UnsupportedMediaType
+from openapi import document
+from scheduler import Reminders
+from schemas import (
+    CALLS_THE_MODEL,
+    GUARDED,
+    RATE_LIMITED,
+    STORAGE_UNAVAILABLE,
+    TAKES_JSON,
+    ChatRequest,
+    ChatResult,
+    Cleared,
+    Health,
+    History,
+    HistoryQuery,
+    LoginRequest,
+    Schedule,
+    Success,
+)
+from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
+
+api = APIBlueprint("api", __name__, url_prefix="/api")
+# Guarded routes may be called with the token, with the login cookie, or with neither while no ACCESS_TOKEN is set.
+TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
+EVENTS = {
+    "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
+                   "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
+                   "and `code`, when the model fails mid-reply; the partial reply is stored as `incomplete`).",
+    "content": {"text/event-stream": {"schema": {  # one event, as Schemathesis checks each
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "string", "description": "A JSON object with a `type`."},
+                       "event": {"type": "string", "enum": ["message"]}}}}},
+}
+
+
+def _service() -> ChatService:
+    return current_app.extensions["chat"]
+
+
+def _reminders() -> Reminders:
+    return current_app.extensions["reminders"]
+
+
+@api.before_request
+def _require_json_body() -> None:
+    """415 for a route that takes a JSON body (a `body` parameter) when the body is sent as anything else.
+
+    This also keeps cross-site HTML forms out: they cannot send application/json without a CORS preflight.
+    """
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and "body" in getattr(view, "__annotations__", {}) and not request.is_json:
+        raise UnsupportedMediaType('Send the body as JSON, with the header "Content-Type: application/json".')
+
+
+def _sse(events: Generator[dict[str, Any], None, None]) -> Iterator[str]:
+    """Server-sent event lines; closing this (client gone) closes the relay, which stores the partial reply."""
+    try:
+        for event in events:
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+    finally:
+        events.close()
+
+
+@api.post("/chat", security=TOKEN_OR_COOKIE, responses={200: ChatResult, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
+@spends_api_key
+def chat(body: ChatRequest) -> Any:
+    """Send a message; answers the stored assistant message as `reply` (and in full as `message`)."""
+    message = _service().reply(body.message, body.retry_of)
+    return {"success": True, "reply": message["content"], "message": message}
+
+
+@api.post("/chat/stream", security=TOKEN_OR_COOKIE,
+          responses={200: EVENTS, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
+@spends_api_key
+def chat_stream(body: ChatRequest) -> Response:
+    """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
+    events = _service().stream_reply(body.message, body.retry_of)
+    response = Response(_sse(events), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+@api.get("/history", security=TOKEN_OR_COOKIE,
+         responses={200: History, 400: TAKES_JSON[400], **GUARDED, 503: STORAGE_UNAVAILABLE})
+def history(query: HistoryQuery) -> Any:
+    """A page of messages, oldest first.
+
+    The newest `limit` by default, those older than `before`, or those newer than `after` (for
+    polling); `has_more` says whether more lie beyond the page.
+    """
+    messages, has_more = _service().history(query.limit, query.before, query.after)
+    return {"success": True, "messages": messages, "has_more": has_more}
+
+
+@api.delete("/history", security=TOKEN_OR_COOKIE, responses={200: Cleared, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def clear_history() -> Any:
+    """Clear the conversation; the messages are archived on disk, not destroyed."""
+    return {"success": True, "cleared": _service().clear_history()}
+
+
+@api.get("/health", responses={200: Health})
+@public
+def health() -> Any:
+    """Liveness plus whether chat and reminders work; reveals nothing secret."""
+    settings: Settings = current_app.extensions["settings"]
+    return {
+        "status": "ok",
+        "scheduler_running": _reminders().is_running(),
+        "scheduler_enabled": settings.scheduler_enabled,
+        "chat_configured": settings.chat_configured,
+        "auth_required": bool(settings.access_token),
+    }
+
+
+@api.get("/schedule", security=TOKEN_OR_COOKIE, responses={200: Schedule, **GUARDED})
+def schedule() -> Any:
+    """The reminder schedule, its next run and the outcome of the last one."""
+    return {"success": True, **_reminders().status()}
+
+
+@api.post("/schedule/run", security=TOKEN_OR_COOKIE, responses={200: ChatResult, **GUARDED, **CALLS_THE_MODEL})
+@spends_api_key
+def run_schedule() -> Any:
+    """Send a reminder now, once, and return the stored message."""
+    message = _reminders().run_now()
+    return {"success": True, "reply": message["content"], "message": message}
+
+
+@api.post("/login", responses={200: Success, **TAKES_JSON, 401: GUARDED[401], 429: RATE_LIMITED})
+@public
+def login(body: LoginRequest) -> Any:
+    """Exchange the access token for a login cookie: `{"token": "..."}` → `{"success": true}`.
+
+    Without ACCESS_TOKEN there is nothing to log in to: the answer says so and sets no cookie.
+    """
+    guard = security().guard
+    if guard is None:
+        return {"success": True, "auth_required": False}
+    guard.check_not_guessing()
+    if not guard.token_matches(body.token):
+        guard.count_failure()
+        raise Unauthorized("The access token is wrong.", code="invalid_token")
+    response = current_app.json.response({"success": True})
+    response.set_cookie(COOKIE_NAME, guard.cookie_value(), max_age=COOKIE_MAX_AGE, path="/",
+                        secure=request.is_secure, httponly=True, samesite="Strict")
+    return response
+
+
+@api.post("/logout", responses={200: Success})
+@public
+def logout() -> Any:
+    """Forget the login cookie in this browser."""
+    response = current_app.json.response({"success": True})
+    response.delete_cookie(COOKIE_NAME, path="/", secure=request.is_secure, httponly=True, samesite="Strict")
+    return response
+
+
+@api.get("/openapi.json", security=TOKEN_OR_COOKIE,
+         responses={200: {"description": "This document.", "content": {"application/json": {"schema": {}}}},
+                    **GUARDED})
+def openapi_document() -> Any:
+    """This API's OpenAPI 3.1 description."""
+    return document(current_app)
