@@ -41,12 +41,20 @@ api = APIBlueprint("api", __name__, url_prefix="/api")
 TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {
     "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
-                   "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
-                   "and `code`, when the model fails mid-reply; the partial reply is stored as `incomplete`).",
-    "content": {"text/event-stream": {"schema": {  # one event, as Schemathesis checks each
-        "type": "object", "required": ["data"],
-        "properties": {"data": {"type": "string", "description": "A JSON object with a `type`."},
-                       "event": {"type": "string", "enum": ["message"]}}}}},
+    "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
+    "and `code`, when the model fails mid-reply; the partial reply is stored as `incomplete`).",
+    "content": {
+        "text/event-stream": {
+            "schema": {  # one event, as Schemathesis checks each
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string", "description": "A JSON object with a `type`."},
+                    "event": {"type": "string", "enum": ["message"]},
+                },
+            }
+        }
+    },
 }
 
 
@@ -86,8 +94,7 @@ def chat(body: ChatRequest) -> Any:
     return {"success": True, "reply": message["content"], "message": message}
 
 
-@api.post("/chat/stream", security=TOKEN_OR_COOKIE,
-          responses={200: EVENTS, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
+@api.post("/chat/stream", security=TOKEN_OR_COOKIE, responses={200: EVENTS, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
 @spends_api_key
 def chat_stream(body: ChatRequest) -> Response:
     """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
@@ -98,8 +105,11 @@ def chat_stream(body: ChatRequest) -> Response:
     return response
 
 
-@api.get("/history", security=TOKEN_OR_COOKIE,
-         responses={200: History, 400: TAKES_JSON[400], **GUARDED, 503: STORAGE_UNAVAILABLE})
+@api.get(
+    "/history",
+    security=TOKEN_OR_COOKIE,
+    responses={200: History, 400: TAKES_JSON[400], **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
 def history(query: HistoryQuery) -> Any:
     """A page of messages, oldest first.
 
@@ -159,8 +169,15 @@ def login(body: LoginRequest) -> Any:
         guard.count_failure()
         raise Unauthorized("The access token is wrong.", code="invalid_token")
     response = current_app.json.response({"success": True})
-    response.set_cookie(COOKIE_NAME, guard.cookie_value(), max_age=COOKIE_MAX_AGE, path="/",
-                        secure=request.is_secure, httponly=True, samesite="Strict")
+    response.set_cookie(
+        COOKIE_NAME,
+        guard.cookie_value(),
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
     return response
 
 
@@ -173,9 +190,11 @@ def logout() -> Any:
     return response
 
 
-@api.get("/openapi.json", security=TOKEN_OR_COOKIE,
-         responses={200: {"description": "This document.", "content": {"application/json": {"schema": {}}}},
-                    **GUARDED})
+@api.get(
+    "/openapi.json",
+    security=TOKEN_OR_COOKIE,
+    responses={200: {"description": "This document.", "content": {"application/json": {"schema": {}}}}, **GUARDED},
+)
 def openapi_document() -> Any:
     """This API's OpenAPI 3.1 description."""
     return document(current_app)

@@ -28,15 +28,20 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     """Build the app; the reminder scheduler is wired but started by the entry point."""
     settings = settings or load_settings()
     _configure_logging(settings)
-    app = OpenAPI(__name__, static_folder=str(STATIC_DIR), static_url_path="/static", doc_ui=False,
-                  validation_error_status=400, validation_error_model=Error,
-                  validation_error_callback=lambda error: error_response(bad_request(error)))
+    app = OpenAPI(
+        __name__,
+        static_folder=str(STATIC_DIR),
+        static_url_path="/static",
+        doc_ui=False,
+        validation_error_status=400,
+        validation_error_model=Error,
+        validation_error_callback=lambda error: error_response(bad_request(error)),
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit,
-                         timezone=settings.timezone)
+    store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit, timezone=settings.timezone)
     service = ChatService(settings, store, UpstreamClient(settings))
     app.extensions["settings"] = settings
     app.extensions["security"] = Security(settings)
@@ -45,8 +50,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     trust_proxies(app, settings)
     app.register_api(api)
-    app.get("/", responses={200: {"description": "The chat page.",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}}})(index)
+    app.get(
+        "/",
+        responses={200: {"description": "The chat page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    )(index)
     app.before_request(authenticate)
     app.after_request(add_security_headers)
     app.register_error_handler(AppError, error_response)
@@ -94,8 +101,11 @@ def http_error(error: HTTPException) -> Response | HTTPException:
         405: f"{request.method} is not allowed on {request.path}.",
         413: f"The request body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes.",
     }
-    app_error = AppError(messages.get(status, error.description or error.name), status=status,
-                         code=HTTP_ERROR_CODES.get(status, error.name.lower().replace(" ", "_")))
+    app_error = AppError(
+        messages.get(status, error.description or error.name),
+        status=status,
+        code=HTTP_ERROR_CODES.get(status, error.name.lower().replace(" ", "_")),
+    )
     app_error.allow = list(getattr(error, "valid_methods", None) or [])
     return error_response(app_error)
 
@@ -123,5 +133,10 @@ if __name__ == "__main__":
     # Under the debug reloader the parent only watches files; the child serves and schedules.
     if not main_settings.debug or is_running_from_reloader():
         main_app.extensions["reminders"].start()
-    main_app.run(host=main_settings.host, port=main_settings.port, debug=main_settings.debug, threaded=True,
-                 extra_files=[main_settings.dotenv_path])  # debug: reload when .env changes
+    main_app.run(
+        host=main_settings.host,
+        port=main_settings.port,
+        debug=main_settings.debug,
+        threaded=True,
+        extra_files=[main_settings.dotenv_path],
+    )  # debug: reload when .env changes

@@ -39,7 +39,8 @@ class ChatService:
         limit = self.settings.max_message_chars
         if len(text) > limit:
             raise PayloadTooLarge(
-                f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).')
+                f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).'
+            )
 
     def _question(self, text: str, retry_of: int | None) -> Message:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
@@ -48,8 +49,9 @@ class ChatService:
         """
         if retry_of is not None:
             recent = self.store.recent(self.settings.history_live_limit)
-            answered = any(m.get("reply_to") == retry_of and not m.get("incomplete") and not m.get("stopped")
-                           for m in recent)
+            answered = any(
+                m.get("reply_to") == retry_of and not m.get("incomplete") and not m.get("stopped") for m in recent
+            )
             earlier = next((m for m in recent if m["id"] == retry_of), None)
             if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
                 return earlier
@@ -108,8 +110,11 @@ class ChatService:
         except Exception:
             log.exception("The reply stream failed unexpectedly")
             extra = {"incomplete": True, "error": "internal error"}
-            yield {"type": "error", "error": "Something went wrong on the server; see its log.",
-                   "code": "internal_error"}
+            yield {
+                "type": "error",
+                "error": "Something went wrong on the server; see its log.",
+                "code": "internal_error",
+            }
         finally:
             pieces.close()
             outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
@@ -135,8 +140,9 @@ class ChatService:
             fields["reasoning"] = completion.reasoning
         if completion.usage:
             fields["usage"] = completion.usage
-        return self.store.append("assistant", completion.content, model=completion.model or self.settings.model,
-                                 **fields)
+        return self.store.append(
+            "assistant", completion.content, model=completion.model or self.settings.model, **fields
+        )
 
     # ---- context -------------------------------------------------------------------------
 
@@ -153,7 +159,8 @@ class ChatService:
             recent = [m for m in recent if m["id"] < current] + [question]
         answered = {m.get("reply_to") for m in recent if m["role"] == "assistant"}
         turns = [
-            m for m in recent
+            m
+            for m in recent
             if (m["role"] == "assistant" and m["content"])
             or (m["role"] == "user" and (m["id"] in answered or m["id"] == current))
         ]
@@ -169,8 +176,9 @@ class ChatService:
 
     # ---- history -------------------------------------------------------------------------
 
-    def history(self, limit: int | None, before: int | None = None,
-                after: int | None = None) -> tuple[list[Message], bool]:
+    def history(
+        self, limit: int | None, before: int | None = None, after: int | None = None
+    ) -> tuple[list[Message], bool]:
         """A page of the conversation and whether more exist beyond it.
 
         By default the newest page; with `before`, the page older than that id; with `after`,

@@ -30,12 +30,20 @@ class ConfigError(Exception):
     """A setting has a value the app cannot use; the message names it and the accepted form."""
 
 
-def setting(default: Any, *, env: str, help: str, minimum: float | None = None, maximum: float | None = None,
-            parse: Callable[[str], Any] | None = None, form: str = "", when_unset: Callable[[], Any] | None = None,
-            secret: bool = False) -> Any:
+def setting(
+    default: Any,
+    *,
+    env: str,
+    help: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    parse: Callable[[str], Any] | None = None,
+    form: str = "",
+    when_unset: Callable[[], Any] | None = None,
+    secret: bool = False,
+) -> Any:
     """A `Settings` field read from the variable `env`; `parse` and `form` replace the conversion its type implies."""
-    metadata = dict(env=env, help=help, minimum=minimum, maximum=maximum, parse=parse, form=form,
-                    when_unset=when_unset)
+    metadata = dict(env=env, help=help, minimum=minimum, maximum=maximum, parse=parse, form=form, when_unset=when_unset)
     return field(default=default, repr=not secret, metadata=metadata)
 
 
@@ -61,37 +69,65 @@ def _http_url(value: str) -> str:
 class Settings:
     """Every knob of the app, typed; built by `load_settings`."""
 
-    api_key: str = setting("", env="API_KEY", secret=True,
-                           help="API key of the model service; chat answers 503 without it.")
-    api_url: str = setting(DEFAULT_API_URL, env="API_URL", parse=_http_url,
-                           form="an http:// or https:// URL, e.g. " + DEFAULT_API_URL,
-                           help="Any OpenAI-compatible chat completions URL.")
+    api_key: str = setting(
+        "", env="API_KEY", secret=True, help="API key of the model service; chat answers 503 without it."
+    )
+    api_url: str = setting(
+        DEFAULT_API_URL,
+        env="API_URL",
+        parse=_http_url,
+        form="an http:// or https:// URL, e.g. " + DEFAULT_API_URL,
+        help="Any OpenAI-compatible chat completions URL.",
+    )
     model: str = setting(DEFAULT_MODEL, env="MODEL", help="Model name sent with every request.")
-    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, env="SYSTEM_PROMPT",
-                                 help="System prompt sent first with every request.")
+    system_prompt: str = setting(
+        DEFAULT_SYSTEM_PROMPT, env="SYSTEM_PROMPT", help="System prompt sent first with every request."
+    )
 
-    connect_timeout: float = setting(10.0, env="CONNECT_TIMEOUT",
-                                     help="Seconds to wait for a connection to the model API.")
-    read_timeout: float = setting(120.0, env="READ_TIMEOUT",
-                                  help="Longest silence, in seconds, while waiting for the model's data.")
-    retry_attempts: int = setting(3, env="RETRY_ATTEMPTS", minimum=0, maximum=10,
-                                  help="Retries on 429, 500, 502, 503, 504 and connection errors (0 = none).")
-    retry_max_seconds: float = setting(30.0, env="RETRY_MAX_SECONDS", minimum=0,
-                                       help="No retry starts later than this many seconds after the first attempt.")
+    connect_timeout: float = setting(
+        10.0, env="CONNECT_TIMEOUT", help="Seconds to wait for a connection to the model API."
+    )
+    read_timeout: float = setting(
+        120.0, env="READ_TIMEOUT", help="Longest silence, in seconds, while waiting for the model's data."
+    )
+    retry_attempts: int = setting(
+        3,
+        env="RETRY_ATTEMPTS",
+        minimum=0,
+        maximum=10,
+        help="Retries on 429, 500, 502, 503, 504 and connection errors (0 = none).",
+    )
+    retry_max_seconds: float = setting(
+        30.0,
+        env="RETRY_MAX_SECONDS",
+        minimum=0,
+        help="No retry starts later than this many seconds after the first attempt.",
+    )
 
-    context_max_messages: int = setting(20, env="CONTEXT_MAX_MESSAGES", minimum=0,
-                                        help="Most recent messages sent as context.")
-    context_max_chars: int = setting(12000, env="CONTEXT_MAX_CHARS", minimum=0,
-                                     help="Character budget of that context.")
-    max_message_chars: int = setting(8000, env="MAX_MESSAGE_CHARS",
-                                     help="Longest accepted user message, in characters.")
+    context_max_messages: int = setting(
+        20, env="CONTEXT_MAX_MESSAGES", minimum=0, help="Most recent messages sent as context."
+    )
+    context_max_chars: int = setting(
+        12000, env="CONTEXT_MAX_CHARS", minimum=0, help="Character budget of that context."
+    )
+    max_message_chars: int = setting(
+        8000, env="MAX_MESSAGE_CHARS", help="Longest accepted user message, in characters."
+    )
 
-    chat_history_file: Path = setting(Path("data/chat_history.json"), env="CHAT_HISTORY_FILE",
-                                      help="History file; its folder also holds archives, locks and scheduler state.")
-    history_live_limit: int = setting(200, env="HISTORY_LIVE_LIMIT", minimum=20,
-                                      help="Messages kept in the live file; older ones roll into archive files.")
-    history_page_size: int = setting(50, env="HISTORY_PAGE_SIZE", maximum=HISTORY_PAGE_MAX,
-                                     help="Default page size of GET /api/history.")
+    chat_history_file: Path = setting(
+        Path("data/chat_history.json"),
+        env="CHAT_HISTORY_FILE",
+        help="History file; its folder also holds archives, locks and scheduler state.",
+    )
+    history_live_limit: int = setting(
+        200,
+        env="HISTORY_LIVE_LIMIT",
+        minimum=20,
+        help="Messages kept in the live file; older ones roll into archive files.",
+    )
+    history_page_size: int = setting(
+        50, env="HISTORY_PAGE_SIZE", maximum=HISTORY_PAGE_MAX, help="Default page size of GET /api/history."
+    )
 
     scheduler_enabled: bool = setting(True, env="SCHEDULER_ENABLED", help="Whether scheduled reminders are sent.")
     cron_second: str = setting("0", env="CRON_SECOND", help="Cron second field of the reminder schedule.")
@@ -99,40 +135,58 @@ class Settings:
     cron_hour: str = setting("9", env="CRON_HOUR", help="Cron hour field of the reminder schedule.")
     cron_day: str = setting("*", env="CRON_DAY", help="Cron day-of-month field of the reminder schedule.")
     cron_month: str = setting("*", env="CRON_MONTH", help="Cron month field of the reminder schedule.")
-    cron_day_of_week: str = setting("*", env="CRON_DAY_OF_WEEK",
-                                    help="Cron day-of-week field of the reminder schedule.")
-    timezone: str = setting("UTC", env="TIMEZONE", when_unset=_local_zone_name,
-                            help="IANA zone of reminders and timestamps; empty means the machine's local zone.")
-    scheduled_message_prompt: str = setting(DEFAULT_SCHEDULED_PROMPT, env="SCHEDULED_MESSAGE_PROMPT",
-                                            help="Prompt sent to the model for each reminder.")
-    misfire_grace_seconds: int = setting(300, env="MISFIRE_GRACE_SECONDS",
-                                         help="How late, in seconds, a missed reminder may still be sent.")
+    cron_day_of_week: str = setting(
+        "*", env="CRON_DAY_OF_WEEK", help="Cron day-of-week field of the reminder schedule."
+    )
+    timezone: str = setting(
+        "UTC",
+        env="TIMEZONE",
+        when_unset=_local_zone_name,
+        help="IANA zone of reminders and timestamps; empty means the machine's local zone.",
+    )
+    scheduled_message_prompt: str = setting(
+        DEFAULT_SCHEDULED_PROMPT, env="SCHEDULED_MESSAGE_PROMPT", help="Prompt sent to the model for each reminder."
+    )
+    misfire_grace_seconds: int = setting(
+        300, env="MISFIRE_GRACE_SECONDS", help="How late, in seconds, a missed reminder may still be sent."
+    )
 
     # Only the real environment can set it: it names the file the rest may come from (and the debug reloader watches).
     dotenv_path: str = setting(".env", env="DOTENV_PATH", help="The .env file read at start-up.")
     host: str = setting("0.0.0.0", env="HOST", help="Address to listen on.")
     port: int = setting(1342, env="PORT", maximum=65535, help="Port to listen on.")
-    debug: bool = setting(False, env="FLASK_DEBUG",
-                          help="Development mode of python app.py (reloader); keep false in production.")
+    debug: bool = setting(
+        False, env="FLASK_DEBUG", help="Development mode of python app.py (reloader); keep false in production."
+    )
     log_level: str = setting("INFO", env="LOG_LEVEL", parse=str.upper, help="Log level: DEBUG, INFO, WARNING or ERROR.")
 
     # Read by gunicorn.conf.py only.
     web_concurrency: int = setting(2, env="WEB_CONCURRENCY", maximum=64, help="Gunicorn worker processes.")
     gunicorn_threads: int = setting(128, env="GUNICORN_THREADS", maximum=4096, help="Threads per Gunicorn worker.")
     gunicorn_timeout: int = setting(120, env="GUNICORN_TIMEOUT", help="Gunicorn worker heartbeat timeout in seconds.")
-    gunicorn_graceful_timeout: int = setting(30, env="GUNICORN_GRACEFUL_TIMEOUT",
-                                             help="Seconds a graceful restart waits for requests in progress.")
-    gunicorn_max_requests: int = setting(0, env="GUNICORN_MAX_REQUESTS", minimum=0,
-                                         help="Recycle a worker after this many requests (0 = never).")
+    gunicorn_graceful_timeout: int = setting(
+        30, env="GUNICORN_GRACEFUL_TIMEOUT", help="Seconds a graceful restart waits for requests in progress."
+    )
+    gunicorn_max_requests: int = setting(
+        0, env="GUNICORN_MAX_REQUESTS", minimum=0, help="Recycle a worker after this many requests (0 = never)."
+    )
 
-    access_token: str = setting("", env="ACCESS_TOKEN", secret=True,
-                                help="Access token; set it before the app is reachable from the internet.")
-    rate_limit: str = setting("", env="RATE_LIMIT",
-                              help="Per-client chat rate limit such as 30/minute; empty means none.")
-    trusted_proxies: int = setting(0, env="TRUSTED_PROXIES", minimum=0, maximum=10,
-                                   help="Reverse proxies in front whose X-Forwarded-For is trusted (1 for nginx).")
-    max_body_bytes: int = setting(64 * 1024, env="MAX_BODY_BYTES", minimum=1024,
-                                  help="Largest accepted request body in bytes.")
+    access_token: str = setting(
+        "", env="ACCESS_TOKEN", secret=True, help="Access token; set it before the app is reachable from the internet."
+    )
+    rate_limit: str = setting(
+        "", env="RATE_LIMIT", help="Per-client chat rate limit such as 30/minute; empty means none."
+    )
+    trusted_proxies: int = setting(
+        0,
+        env="TRUSTED_PROXIES",
+        minimum=0,
+        maximum=10,
+        help="Reverse proxies in front whose X-Forwarded-For is trusted (1 for nginx).",
+    )
+    max_body_bytes: int = setting(
+        64 * 1024, env="MAX_BODY_BYTES", minimum=1024, help="Largest accepted request body in bytes."
+    )
 
     @property
     def chat_configured(self) -> bool:
@@ -232,10 +286,15 @@ def declared_settings() -> list[DeclaredSetting]:
             continue
         kind = kinds[spec.name]
         minimum = spec.metadata["minimum"]
-        declared.append(DeclaredSetting(
-            attribute=spec.name, kind=kind, default=spec.default, secret=not spec.repr,
-            **{**spec.metadata, "minimum": _DEFAULT_MINIMUM.get(kind) if minimum is None else minimum},
-        ))
+        declared.append(
+            DeclaredSetting(
+                attribute=spec.name,
+                kind=kind,
+                default=spec.default,
+                secret=not spec.repr,
+                **{**spec.metadata, "minimum": _DEFAULT_MINIMUM.get(kind) if minimum is None else minimum},
+            )
+        )
     return declared
 
 
@@ -289,8 +348,10 @@ def _validate(settings: Settings) -> None:
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL={settings.log_level!r} is invalid: expected DEBUG, INFO, WARNING or ERROR")
     if settings.rate_limit and not _valid_rate(settings.rate_limit):
-        raise ConfigError(f"RATE_LIMIT={settings.rate_limit!r} is invalid: expected a rate such as 30/minute, "
-                          "10 per minute;500/day, or nothing for no limit")
+        raise ConfigError(
+            f"RATE_LIMIT={settings.rate_limit!r} is invalid: expected a rate such as 30/minute, "
+            "10 per minute;500/day, or nothing for no limit"
+        )
 
 
 def _valid_rate(value: str) -> bool:

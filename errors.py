@@ -11,8 +11,9 @@ class AppError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:

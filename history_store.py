@@ -97,8 +97,10 @@ def _parse_state(raw: bytes) -> dict[str, Any]:
             state["messages"].append({"is_scheduled": False, **message, "id": number})
         state["next_id"] = len(data) + 1
         return state
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not isinstance(
-        data.get("next_id"), int
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("messages"), list)
+        or not isinstance(data.get("next_id"), int)
     ):
         raise CorruptHistory("not a chat history object")
     data.setdefault("floor_id", 1)
@@ -190,7 +192,7 @@ class HistoryStore:
                 break
             if first >= lowest or last < floor:
                 continue
-            older = [m for m in self._archive(name) if floor <= m["id"] < lowest][-(wanted - len(found)):]
+            older = [m for m in self._archive(name) if floor <= m["id"] < lowest][-(wanted - len(found)) :]
             if older:
                 found, lowest = older + found, older[0]["id"]
         has_more = len(found) > limit
@@ -377,5 +379,6 @@ class HistoryStore:
         stamp = datetime.now(self.zone).strftime("%Y%m%dT%H%M%S.%f")  # unique: callers hold the lock
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         os.rename(self.path, aside)
-        log.warning("History file %s is not valid (%s); moved it to %s and started a new one",
-                    self.path, problem, aside)
+        log.warning(
+            "History file %s is not valid (%s); moved it to %s and started a new one", self.path, problem, aside
+        )

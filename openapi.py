@@ -53,12 +53,17 @@ def _finish(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
             if added.get("type") == "array":
                 del responses["400"]
             if "413" in responses:
-                responses["413"] = {**responses["413"], "description": responses["413"]["description"].replace(
-                    "MAX_BODY_BYTES", f"MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")}
+                responses["413"] = {
+                    **responses["413"],
+                    "description": responses["413"]["description"].replace(
+                        "MAX_BODY_BYTES", f"MAX_BODY_BYTES ({settings.max_body_bytes} bytes)"
+                    ),
+                }
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "limit":
                     parameter["description"] = parameter["schema"]["description"].replace(
-                        "HISTORY_PAGE_SIZE", f"HISTORY_PAGE_SIZE, {settings.history_page_size}")
+                        "HISTORY_PAGE_SIZE", f"HISTORY_PAGE_SIZE, {settings.history_page_size}"
+                    )
     return doc
 
 

@@ -105,15 +105,26 @@ class Reminders:
 
     def _lead(self) -> None:
         scheduler = BackgroundScheduler(timezone=self.zone)
-        scheduler.add_job(self._run_tick, self.trigger, id="reminder", coalesce=True, max_instances=1,
-                          misfire_grace_time=self.settings.misfire_grace_seconds)
+        scheduler.add_job(
+            self._run_tick,
+            self.trigger,
+            id="reminder",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=self.settings.misfire_grace_seconds,
+        )
         missed = self._missed_tick()
         if missed is not None:
             scheduler.add_job(self._run_tick, args=[missed], id="catch-up", max_instances=1)
         scheduler.start()
         self._scheduler = scheduler
-        log.info("Process %d runs the reminder scheduler (%s, %s)%s", os.getpid(), self.cron_expression,
-                 self.settings.timezone, f"; catching up tick {missed.isoformat()}" if missed else "")
+        log.info(
+            "Process %d runs the reminder scheduler (%s, %s)%s",
+            os.getpid(),
+            self.cron_expression,
+            self.settings.timezone,
+            f"; catching up tick {missed.isoformat()}" if missed else "",
+        )
 
     def is_running(self) -> bool:
         """Whether some process (this one or another) runs the scheduler right now."""

@@ -66,12 +66,21 @@ def whole_number(minimum: int) -> Any:
 class ChatRequest(Schema):
     """A message to the assistant; `retry_of` answers an earlier, unanswered one again."""
 
-    message: Annotated[str, Strict(), Field(
-        json_schema_extra={"minLength": 1, "pattern": NOT_BLANK},  # documented; the validator below says why
-        description="Not blank; at most MAX_MESSAGE_CHARS characters (413 `message_too_long` beyond).")]
-    retry_of: Annotated[whole_number(1) | None, Field(
-        description="Retrying a failed turn: the id of its stored user message (from the error's "
-                          "`user_message`), so the text is not stored twice.")] = None
+    message: Annotated[
+        str,
+        Strict(),
+        Field(
+            json_schema_extra={"minLength": 1, "pattern": NOT_BLANK},  # documented; the validator below says why
+            description="Not blank; at most MAX_MESSAGE_CHARS characters (413 `message_too_long` beyond).",
+        ),
+    ]
+    retry_of: Annotated[
+        whole_number(1) | None,
+        Field(
+            description="Retrying a failed turn: the id of its stored user message (from the error's "
+            "`user_message`), so the text is not stored twice."
+        ),
+    ] = None
 
     model_config = ConfigDict(json_schema_extra={"example": {"message": "你好"}})
 
@@ -94,9 +103,13 @@ def _query_int(minimum: int, description: str, maximum: int | None = None) -> An
     if maximum is not None:
         number["maximum"] = maximum
     bounded = Annotated[int, Field(ge=minimum, le=maximum)]
-    return Annotated[bounded | None, BeforeValidator(_empty_is_absent),
-                     WithJsonSchema({"anyOf": [number, {"type": "string", "enum": [""]}],
-                                     "description": description + " Empty means absent."})]
+    return Annotated[
+        bounded | None,
+        BeforeValidator(_empty_is_absent),
+        WithJsonSchema(
+            {"anyOf": [number, {"type": "string", "enum": [""]}], "description": description + " Empty means absent."}
+        ),
+    ]
 
 
 class HistoryQuery(Schema):
@@ -141,8 +154,9 @@ def bad_request(error: ValidationError) -> BadRequest:
         return BadRequest('The request body must be a JSON object such as {"message": "你好"}.', code="invalid_json")
     if kind == "missing":
         return BadRequest(f'The request body needs a "{field}" field.', code=f"missing_{field}")
-    return BadRequest(f'"{field}" is invalid: {problem["msg"][:1].lower()}{problem["msg"][1:]}.',
-                      code=f"invalid_{field}")
+    return BadRequest(
+        f'"{field}" is invalid: {problem["msg"][:1].lower()}{problem["msg"][1:]}.', code=f"invalid_{field}"
+    )
 
 
 # ---- responses (for the document) -----------------------------------------------------------
@@ -179,15 +193,17 @@ class Error(BaseModel):
     success: Literal[False]
     error: str = Field(min_length=1, description="One human sentence.")
     code: str = Field(description="Stable, for programs.")
-    user_message: Message | None = Field(None, description="A chat that failed after storing the user's message: "
-                                                           "retry it with `retry_of`.")
+    user_message: Message | None = Field(
+        None, description="A chat that failed after storing the user's message: retry it with `retry_of`."
+    )
 
 
 class ChatResult(BaseModel):
     """The reply, stored; `message` is the stored assistant message."""
 
-    model_config = ConfigDict(extra="forbid", **_described("The reply, stored; `message` is the stored "
-                                                           "assistant message."))
+    model_config = ConfigDict(
+        extra="forbid", **_described("The reply, stored; `message` is the stored assistant message.")
+    )
     success: Literal[True]
     reply: str
     message: Message
@@ -252,32 +268,64 @@ class Success(BaseModel):
 def _error(description: str, codes: list[str], retry_after: bool = False) -> dict[str, Any]:
     """A documented error response: the Error body, with the codes this status can carry."""
     listed = ", ".join(f"`{code}`" for code in codes)
-    schema = {"allOf": [{"$ref": "#/components/schemas/Error"},
-                        {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}}]}
-    response: dict[str, Any] = {"description": f"{description} (code: {listed}).",
-                                "content": {"application/json": {"schema": schema}}}
+    schema = {
+        "allOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}},
+        ]
+    }
+    response: dict[str, Any] = {
+        "description": f"{description} (code: {listed}).",
+        "content": {"application/json": {"schema": schema}},
+    }
     if retry_after:
-        response["headers"] = {"Retry-After": {"description": "Seconds to wait before trying again.",
-                                               "schema": {"type": "integer", "minimum": 1}}}
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
     return response
 
 
-BAD_REQUEST = _error("The request is malformed", [
-    "invalid_json", "missing_message", "invalid_message", "empty_message", "invalid_retry_of", "invalid_limit",
-    "invalid_before", "invalid_after", "invalid_query", "missing_token", "bad_request"])
-UNAUTHORIZED = _error("ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",
-                      ["unauthorized", "invalid_token"])
-TOO_LARGE = _error("The message is over MAX_MESSAGE_CHARS, or the body over MAX_BODY_BYTES",
-                   ["message_too_long", "payload_too_large"])
+BAD_REQUEST = _error(
+    "The request is malformed",
+    [
+        "invalid_json",
+        "missing_message",
+        "invalid_message",
+        "empty_message",
+        "invalid_retry_of",
+        "invalid_limit",
+        "invalid_before",
+        "invalid_after",
+        "invalid_query",
+        "missing_token",
+        "bad_request",
+    ],
+)
+UNAUTHORIZED = _error(
+    "ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",
+    ["unauthorized", "invalid_token"],
+)
+TOO_LARGE = _error(
+    "The message is over MAX_MESSAGE_CHARS, or the body over MAX_BODY_BYTES", ["message_too_long", "payload_too_large"]
+)
 NOT_JSON = _error("The body was not sent as application/json", ["unsupported_media_type"])
-RATE_LIMITED = _error("Too many requests: this client is over RATE_LIMIT or its wrong-token budget, or the model "
-                      "API still refused with 429 after the retries", ["rate_limited", "upstream_rate_limited"],
-                      retry_after=True)
-UPSTREAM_FAILED = _error("The model API failed: an error status, a reply that is not chat completion JSON, or no "
-                         "connection", ["upstream_error", "upstream_auth_failed", "upstream_bad_response",
-                                        "upstream_unreachable", "upstream_incomplete"])
-UNAVAILABLE = _error("Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is "
-                     "read-only or full)", ["not_configured", "storage_unavailable"])
+RATE_LIMITED = _error(
+    "Too many requests: this client is over RATE_LIMIT or its wrong-token budget, or the model "
+    "API still refused with 429 after the retries",
+    ["rate_limited", "upstream_rate_limited"],
+    retry_after=True,
+)
+UPSTREAM_FAILED = _error(
+    "The model API failed: an error status, a reply that is not chat completion JSON, or no connection",
+    ["upstream_error", "upstream_auth_failed", "upstream_bad_response", "upstream_unreachable", "upstream_incomplete"],
+)
+UNAVAILABLE = _error(
+    "Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is read-only or full)",
+    ["not_configured", "storage_unavailable"],
+)
 STORAGE_UNAVAILABLE = _error("The history cannot be read or saved", ["storage_unavailable"])
 UPSTREAM_TIMEOUT = _error("The model API did not answer within READ_TIMEOUT", ["upstream_timeout"])
 

@@ -121,8 +121,10 @@ class Guard:
             raise Unauthorized("The access token is wrong.")
         if self.cookie_valid(request.cookies.get(COOKIE_NAME, "")):
             return
-        raise Unauthorized("This server needs its access token: log in on the page, "
-                           "or send the header Authorization: Bearer <ACCESS_TOKEN>.")
+        raise Unauthorized(
+            "This server needs its access token: log in on the page, "
+            "or send the header Authorization: Bearer <ACCESS_TOKEN>."
+        )
 
 
 class Security:
@@ -186,17 +188,25 @@ def add_security_headers(response: Response) -> Response:
 def trust_proxies(app: Flask, settings: Settings) -> None:
     """Believe exactly TRUSTED_PROXIES proxies: X-Forwarded-For's last N entries, never a client's own."""
     if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
-                                x_proto=1)  # nginx replaces X-Forwarded-Proto: one value, whatever N
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+            x_proto=1,
+        )  # nginx replaces X-Forwarded-Proto: one value, whatever N
 
 
 def log_start_up(settings: Settings) -> None:
     """Say once what protects this server; never the token itself."""
     if not settings.access_token:
-        log.warning("ACCESS_TOKEN is not set: anyone who can reach this port can chat and spend the API key. "
-                    "Set ACCESS_TOKEN before exposing the server (see NETWORK_SETUP.md).")
+        log.warning(
+            "ACCESS_TOKEN is not set: anyone who can reach this port can chat and spend the API key. "
+            "Set ACCESS_TOKEN before exposing the server (see NETWORK_SETUP.md)."
+        )
     elif len(settings.access_token) < 16:
-        log.warning("ACCESS_TOKEN is only %d characters long; use 32 or more random characters, e.g. from "
-                    "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'", len(settings.access_token))
+        log.warning(
+            "ACCESS_TOKEN is only %d characters long; use 32 or more random characters, e.g. from "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            len(settings.access_token),
+        )
     if settings.rate_limit:
         log.info("Rate limit %s per client address on chat calls (counted per worker process)", settings.rate_limit)

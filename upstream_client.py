@@ -76,8 +76,9 @@ class UpstreamClient:
             if not isinstance(completion.content, str) or not isinstance(completion.reasoning, str):
                 raise TypeError
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise UpstreamError("The model API sent a reply that is not valid chat completion JSON.",
-                                code="upstream_bad_response") from None
+            raise UpstreamError(
+                "The model API sent a reply that is not valid chat completion JSON.", code="upstream_bad_response"
+            ) from None
         return completion
 
     def stream(self, messages: list[dict[str, str]]) -> UpstreamStream:
@@ -118,7 +119,10 @@ class UpstreamClient:
         settings = self.settings
         try:
             response = self.session.post(
-                settings.api_url, json=payload, headers=headers, stream=stream,
+                settings.api_url,
+                json=payload,
+                headers=headers,
+                stream=stream,
                 timeout=(settings.connect_timeout, settings.read_timeout),
             )
         except requests.RequestException as error:
@@ -131,8 +135,9 @@ class UpstreamClient:
         """A failure to connect, to retry; a read timeout or a body cut off mid-way is raised at once."""
         # ConnectTimeout is also a ConnectionError, so it must be told apart first.
         if isinstance(error, requests.ConnectTimeout):
-            return UpstreamError(f"The model API at {self._host} did not accept a connection in time.",
-                                 code="upstream_unreachable")
+            return UpstreamError(
+                f"The model API at {self._host} did not accept a connection in time.", code="upstream_unreachable"
+            )
         if isinstance(error, requests.ReadTimeout):
             raise self._timeout() from None
         if isinstance(error, requests.ConnectionError):
@@ -154,7 +159,8 @@ class UpstreamClient:
 
     def _timeout(self) -> UpstreamTimeout:
         return UpstreamTimeout(
-            f"The model API did not answer within the read timeout ({self.settings.read_timeout:g} s, READ_TIMEOUT).")
+            f"The model API did not answer within the read timeout ({self.settings.read_timeout:g} s, READ_TIMEOUT)."
+        )
 
     def _error_from(self, response: requests.Response) -> UpstreamError:
         """Turn an error response (SiliconFlow, OpenAI or plain text) into one readable error."""
@@ -163,8 +169,10 @@ class UpstreamClient:
         if status == 429:
             return UpstreamRateLimited(f"The model API is rate limiting requests (HTTP 429): {detail}")
         if status in (401, 403):
-            return UpstreamError(f"The model API rejected the API key (HTTP {status}): {detail} — check API_KEY.",
-                                 code="upstream_auth_failed")
+            return UpstreamError(
+                f"The model API rejected the API key (HTTP {status}): {detail} — check API_KEY.",
+                code="upstream_auth_failed",
+            )
         if status == 404:
             return UpstreamError(f"The model API answered not found (HTTP 404): {detail} — check API_URL and MODEL.")
         return UpstreamError(f"The model API answered with an error (HTTP {status}): {detail}")
@@ -261,8 +269,7 @@ class UpstreamStream:
 
 
 def _broken() -> UpstreamError:
-    return UpstreamError("The connection to the model API broke before the reply finished.",
-                         code="upstream_incomplete")
+    return UpstreamError("The connection to the model API broke before the reply finished.", code="upstream_incomplete")
 
 
 def _malformed() -> UpstreamError:

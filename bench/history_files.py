@@ -28,11 +28,23 @@ def fake_message(number: int, start: datetime) -> dict[str, Any]:
     """Message `number` of an alternating user/assistant conversation, shaped like the store's."""
     stamp = (start + timedelta(seconds=30 * number)).isoformat(timespec="milliseconds")
     if number % 2:
-        return {"id": number, "role": "user", "content": f"第{number}条：{QUESTIONS[number % 4]}",
-                "timestamp": stamp, "is_scheduled": False}
-    return {"id": number, "role": "assistant", "content": ANSWER, "timestamp": stamp, "is_scheduled": False,
-            "model": "fake/model", "reply_to": number - 1,
-            "usage": {"prompt_tokens": 10, "completion_tokens": 130, "total_tokens": 140}}
+        return {
+            "id": number,
+            "role": "user",
+            "content": f"第{number}条：{QUESTIONS[number % 4]}",
+            "timestamp": stamp,
+            "is_scheduled": False,
+        }
+    return {
+        "id": number,
+        "role": "assistant",
+        "content": ANSWER,
+        "timestamp": stamp,
+        "is_scheduled": False,
+        "model": "fake/model",
+        "reply_to": number - 1,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 130, "total_tokens": 140},
+    }
 
 
 def live_range(total: int, live_limit: int) -> tuple[list[tuple[int, int]], int]:
@@ -68,8 +80,12 @@ def build_history(path: Path, total: int, live_limit: int | None = None) -> None
         name = f"{first:09d}-{last:09d}.json"
         messages = [fake_message(number, start) for number in range(first, last + 1)]
         (archive_dir / name).write_text(json.dumps({"messages": messages}, ensure_ascii=False, separators=(",", ":")))
-    state = {"version": FORMAT_VERSION, "next_id": total + 1, "floor_id": 1,
-             "messages": [fake_message(number, start) for number in range(first_live, total + 1)]}
+    state = {
+        "version": FORMAT_VERSION,
+        "next_id": total + 1,
+        "floor_id": 1,
+        "messages": [fake_message(number, start) for number in range(first_live, total + 1)],
+    }
     path.write_text(json.dumps(state, ensure_ascii=False, separators=(",", ":")))
 
 

@@ -53,6 +53,7 @@ def ms(seconds: float) -> str:
 
 # ---- overhead ----------------------------------------------------------------------------
 
+
 def direct_payload(history_file: Path, question: str, stream: bool) -> dict:
     """What the app would send the upstream for `question`: system prompt, the last 20 turns, the question."""
     recent = json.loads(history_file.read_text())["messages"][-20:]
@@ -101,8 +102,9 @@ def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
             return time.perf_counter() - started
 
         def stream_via_app() -> float:
-            return first_token_time(app_session, server.base_url + "/api/chat/stream", b'"type": "delta"',
-                                    json={"message": "讲个笑话"})[0]
+            return first_token_time(
+                app_session, server.base_url + "/api/chat/stream", b'"type": "delta"', json={"message": "讲个笑话"}
+            )[0]
 
         def stream_direct() -> float:
             payload = direct_payload(history_file, "讲个笑话", stream=True)
@@ -118,20 +120,31 @@ def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
     added_ttft = percentile(app_ttft, 0.5) - percentile(direct_ttft, 0.5)
     section = "overhead"
     return [
-        Row(section, f"chat, app p50 / direct p50 ({chats} pairs, 1,000+ stored)",
-            f"{ms(percentile(app_times, 0.5))} / {ms(percentile(direct_times, 0.5))}"),
+        Row(
+            section,
+            f"chat, app p50 / direct p50 ({chats} pairs, 1,000+ stored)",
+            f"{ms(percentile(app_times, 0.5))} / {ms(percentile(direct_times, 0.5))}",
+        ),
         Row(section, "chat, added at p50", ms(added50), "≤ 3 ms", added50 <= 0.003),
-        Row(section, "chat, added at p99", ms(added99),
-            f"(app p99 {ms(percentile(app_times, 0.99))}, direct p99 {ms(percentile(direct_times, 0.99))})"),
-        Row(section, f"stream first token, app p50 / direct p50 ({streams} pairs)",
-            f"{ms(percentile(app_ttft, 0.5))} / {ms(percentile(direct_ttft, 0.5))}"),
+        Row(
+            section,
+            "chat, added at p99",
+            ms(added99),
+            f"(app p99 {ms(percentile(app_times, 0.99))}, direct p99 {ms(percentile(direct_times, 0.99))})",
+        ),
+        Row(
+            section,
+            f"stream first token, app p50 / direct p50 ({streams} pairs)",
+            f"{ms(percentile(app_ttft, 0.5))} / {ms(percentile(direct_ttft, 0.5))}",
+        ),
         Row(section, "stream first token, added at p50", ms(added_ttft), "≤ 3 ms", added_ttft <= 0.003),
         Row(section, "live messages in the file at the end (capped by HISTORY_LIVE_LIMIT)", str(stored)),
     ]
 
 
-def interleave(first: Callable[[], float], second: Callable[[], float], pairs: int,
-               warmup: int) -> tuple[list[float], list[float]]:
+def interleave(
+    first: Callable[[], float], second: Callable[[], float], pairs: int, warmup: int
+) -> tuple[list[float], list[float]]:
     """Time `pairs` calls of each, alternating which goes first; discard `warmup` pairs."""
     times: tuple[list[float], list[float]] = ([], [])
     for number in range(warmup + pairs):
@@ -144,6 +157,7 @@ def interleave(first: Callable[[], float], second: Callable[[], float], pairs: i
 
 
 # ---- concurrency -------------------------------------------------------------------------
+
 
 def burst(send: Callable[[requests.Session, int], str], count: int) -> tuple[float, int, list[str]]:
     """`count` calls of `send` released at once, one thread and one connection each.
@@ -181,6 +195,7 @@ def last_event(response: requests.Response) -> bytes:
 
 def chat_sender(url: str, stream: bool) -> Callable[[requests.Session, int], str]:
     """A burst call to the app: "ok" when the chat (or stream) ended with a stored reply."""
+
     def send(session: requests.Session, index: int) -> str:
         response = session.post(url, json={"message": f"并发{index}"}, timeout=30, stream=stream)
         if response.status_code != 200:
@@ -219,8 +234,9 @@ def measure_concurrency(chats: int, streams: int, work: Path) -> list[Row]:
     with fake_upstream(1.0) as upstream, Server(app_env(upstream, history_file), name="concurrency") as server:
         warm(server.base_url)
         for path, count, stream in (("/api/chat", chats, False), ("/api/chat/stream", streams, True)):
-            direct_wall, direct_ok, _ = burst(direct_sender(upstream, direct_payload(history_file, "并发", stream)),
-                                              count)
+            direct_wall, direct_ok, _ = burst(
+                direct_sender(upstream, direct_payload(history_file, "并发", stream)), count
+            )
             workers = server.worker_pids()
             cpu_before, client_before = cpu_seconds(workers), time.process_time()
             wall, ok, failures = burst(chat_sender(server.base_url + path, stream), count)
@@ -228,12 +244,29 @@ def measure_concurrency(chats: int, streams: int, work: Path) -> list[Row]:
             label = "streams" if stream else "chats"
             met = ok == count and wall <= 1.25
             note = f"; failures: {sorted(set(failures))[:3]}" if failures else ""
-            rows.append(Row("concurrency", f"{count} simultaneous {label}, upstream 1 s: wall time, succeeded",
-                            f"{wall:.3f} s, {ok}/{count}{note}", "all succeed, ≤ 1.25 s", met))
-            rows.append(Row("concurrency", "  same burst straight to the upstream (baseline)",
-                            f"{direct_wall:.3f} s, {direct_ok}/{count}"))
-            rows.append(Row("concurrency", "  CPU used by the app's workers / by this client, for the burst",
-                            f"{app_cpu:.2f} s ({app_cpu / count * 1000:.1f} ms per {label[:-1]}) / {client_cpu:.2f} s"))
+            rows.append(
+                Row(
+                    "concurrency",
+                    f"{count} simultaneous {label}, upstream 1 s: wall time, succeeded",
+                    f"{wall:.3f} s, {ok}/{count}{note}",
+                    "all succeed, ≤ 1.25 s",
+                    met,
+                )
+            )
+            rows.append(
+                Row(
+                    "concurrency",
+                    "  same burst straight to the upstream (baseline)",
+                    f"{direct_wall:.3f} s, {direct_ok}/{count}",
+                )
+            )
+            rows.append(
+                Row(
+                    "concurrency",
+                    "  CPU used by the app's workers / by this client, for the burst",
+                    f"{app_cpu:.2f} s ({app_cpu / count * 1000:.1f} ms per {label[:-1]}) / {client_cpu:.2f} s",
+                )
+            )
     return rows
 
 
@@ -276,8 +309,11 @@ def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row
         build_history(work / f"append-{size}" / "chat_history.json", size)
         stores[size] = HistoryStore(work / f"append-{size}" / "chat_history.json", live_limit=configured_live_limit())
     file_row = live_file_row(files)
-    append_times = timed_rounds({size: lambda store=store: store.append("user", "今天天气怎么样？")
-                                 for size, store in stores.items()}, appends, 3)
+    append_times = timed_rounds(
+        {size: lambda store=store: store.append("user", "今天天气怎么样？") for size, store in stores.items()},
+        appends,
+        3,
+    )
 
     with fake_upstream(0.0) as upstream:
         servers = {size: Server(app_env(upstream, files[size]), name=f"growth-{size}") for size in GROWTH_SIZES}
@@ -286,11 +322,24 @@ def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row
                 server.__enter__()
                 warm(server.base_url)
             sessions = {size: requests.Session() for size in GROWTH_SIZES}
-            turn_times = timed_rounds({size: lambda size=size: ok(sessions[size].post(
-                servers[size].base_url + "/api/chat", json={"message": "你好"}, timeout=30))
-                for size in GROWTH_SIZES}, turns, 5)
-            page_times = timed_rounds({size: lambda size=size: ok(sessions[size].get(
-                servers[size].base_url + "/api/history", timeout=30)) for size in GROWTH_SIZES}, pages, 5)
+            turn_times = timed_rounds(
+                {
+                    size: lambda size=size: ok(
+                        sessions[size].post(servers[size].base_url + "/api/chat", json={"message": "你好"}, timeout=30)
+                    )
+                    for size in GROWTH_SIZES
+                },
+                turns,
+                5,
+            )
+            page_times = timed_rounds(
+                {
+                    size: lambda size=size: ok(sessions[size].get(servers[size].base_url + "/api/history", timeout=30))
+                    for size in GROWTH_SIZES
+                },
+                pages,
+                5,
+            )
             memory = {size: max(rss_mb(pid) for pid in server.worker_pids()) for size, server in servers.items()}
         finally:
             for server in servers.values():
@@ -298,29 +347,49 @@ def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row
 
     rows = []
     small, large = GROWTH_SIZES[0], GROWTH_SIZES[-1]
-    for label, times, goal in (("chat turn p50", turn_times, True), ("GET /api/history p50", page_times, True),
-                               ("HistoryStore.append p50", append_times, False)):
+    for label, times, goal in (
+        ("chat turn p50", turn_times, True),
+        ("GET /api/history p50", page_times, True),
+        ("HistoryStore.append p50", append_times, False),
+    ):
         medians = {size: statistics.median(values) for size, values in times.items()}
         ratio = medians[large] / medians[small]
         figures = " / ".join(ms(medians[size]) for size in GROWTH_SIZES)
-        rows.append(Row("growth", f"{label} at 100 / 10k / 100k stored", f"{figures} ({ratio:.2f}×)",
-                        "100k ≤ 1.5× 100" if goal else "", ratio <= 1.5 if goal else None))
+        rows.append(
+            Row(
+                "growth",
+                f"{label} at 100 / 10k / 100k stored",
+                f"{figures} ({ratio:.2f}×)",
+                "100k ≤ 1.5× 100" if goal else "",
+                ratio <= 1.5 if goal else None,
+            )
+        )
     rows.append(file_row)
-    rows.append(Row("growth", "largest worker RSS at 100 / 10k / 100k stored",
-                    " / ".join(f"{memory[size]:.1f} MB" for size in GROWTH_SIZES), "≤ 100 MB at 100k",
-                    memory[large] <= 100))
+    rows.append(
+        Row(
+            "growth",
+            "largest worker RSS at 100 / 10k / 100k stored",
+            " / ".join(f"{memory[size]:.1f} MB" for size in GROWTH_SIZES),
+            "≤ 100 MB at 100k",
+            memory[large] <= 100,
+        )
+    )
     return rows
 
 
 # ---- throughput --------------------------------------------------------------------------
+
 
 def measure_throughput(seconds: float, rounds: int, work: Path) -> list[Row]:
     """Requests per second of the app's cheap routes vs bare Flask, same Gunicorn config, alternating runs."""
     history_file = work / "throughput" / "chat_history.json"
     build_history(history_file, 1000)
     bare_env = {"DOTENV_PATH": "/nonexistent", "CHAT_HISTORY_FILE": str(work / "bare" / "unused.json")}
-    with fake_upstream(0.0) as upstream, Server(app_env(upstream, history_file), name="throughput") as app_server, \
-            Server(bare_env, module="bench.bare_app:app", name="bare") as bare_server:
+    with (
+        fake_upstream(0.0) as upstream,
+        Server(app_env(upstream, history_file), name="throughput") as app_server,
+        Server(bare_env, module="bench.bare_app:app", name="bare") as bare_server,
+    ):
         targets = {
             "app /api/health": app_server.base_url + "/api/health",
             "bare /api/health": bare_server.base_url + "/api/health",
@@ -339,8 +408,13 @@ def measure_throughput(seconds: float, rounds: int, work: Path) -> list[Row]:
 
     def row(app: str, bare: str, goal: bool) -> Row:
         ratio = best[app] / best[bare]
-        return Row("throughput", f"{app} vs {bare} (req/s)", f"{best[app]:.0f} vs {best[bare]:.0f} ({ratio:.2f}×)",
-                   "≥ 0.8×" if goal else "(same bytes as the app's page)", ratio >= 0.8 if goal else None)
+        return Row(
+            "throughput",
+            f"{app} vs {bare} (req/s)",
+            f"{best[app]:.0f} vs {best[bare]:.0f} ({ratio:.2f}×)",
+            "≥ 0.8×" if goal else "(same bytes as the app's page)",
+            ratio >= 0.8 if goal else None,
+        )
 
     return [
         row("app /api/health", "bare /api/health", True),

@@ -38,8 +38,9 @@ def fake_upstream(latency: float = 0.0) -> Iterator[str]:
     """A fake OpenAI-compatible server in a separate process (so it never takes the client's GIL); yields its URL."""
     port = free_port()
     command = [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port), "--latency", str(latency)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}{PATH}"
@@ -68,8 +69,9 @@ class Server:
     def __enter__(self) -> Server:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.module]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_until_healthy(self.base_url, 30, self.process)
         return self
 

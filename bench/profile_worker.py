@@ -68,10 +68,29 @@ def summarise(collapsed: Path, top: int) -> None:
 def record(pids: list[int], seconds: int, sampling: str) -> Path:
     """Run py-spy on each of `pids` for `seconds` at once; returns their collapsed stacks, merged."""
     outputs = [OUT / f"profile-{pid}.txt" for pid in pids]
-    spies = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "500",
-                               sampling, "--format", "raw", "--output", str(output), "--nonblocking"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for pid, output in zip(pids, outputs, strict=True)]
+    spies = [
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "500",
+                sampling,
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, output in zip(pids, outputs, strict=True)
+    ]
     for spy in spies:
         spy.wait()
     merged = OUT / "profile.txt"
@@ -85,10 +104,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--stored", type=int, default=1000)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--wrk", action="store_true",
-                        help="drive a GET route with wrk and sample only the thread holding the GIL (throughput)")
-    parser.add_argument("--burst", type=int, default=0,
-                        help="instead: N simultaneous chats against a 1 s upstream, every worker sampled")
+    parser.add_argument(
+        "--wrk",
+        action="store_true",
+        help="drive a GET route with wrk and sample only the thread holding the GIL (throughput)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="instead: N simultaneous chats against a 1 s upstream, every worker sampled",
+    )
     parser.add_argument("--module", default="wsgi:app", help="e.g. bench.bare_app:app to profile the baseline")
     parser.add_argument("--cpu", action="store_true", help="sample only the thread holding the GIL (CPU time)")
     args = parser.parse_args()
@@ -98,8 +124,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="chat-profile-") as folder:
         history_file = Path(folder) / "chat_history.json"
         build_history(history_file, args.stored)
-        with fake_upstream(1.0 if args.burst else 0.0) as upstream, \
-                Server(app_env(upstream, history_file, **extra), args.module, "profile") as server:
+        with (
+            fake_upstream(1.0 if args.burst else 0.0) as upstream,
+            Server(app_env(upstream, history_file, **extra), args.module, "profile") as server,
+        ):
             warm(server.base_url)
             if args.burst:
                 from measures import burst, chat_sender
@@ -117,12 +145,19 @@ def main() -> None:
             result: list[int] = []
             if args.wrk:
                 command = ["wrk", "-t1", "-c16", f"-d{args.seconds + 2}s", server.base_url + args.path]
-                client = threading.Thread(target=lambda: result.append(
-                    int(subprocess.run(command, capture_output=True, text=True).stdout.split(" requests in")[0]
-                        .split()[-1])))
+                client = threading.Thread(
+                    target=lambda: result.append(
+                        int(
+                            subprocess.run(command, capture_output=True, text=True)
+                            .stdout.split(" requests in")[0]
+                            .split()[-1]
+                        )
+                    )
+                )
             else:
                 client = threading.Thread(
-                    target=lambda: result.append(drive(server.base_url + args.path, method, stop)))
+                    target=lambda: result.append(drive(server.base_url + args.path, method, stop))
+                )
             client.start()
             time.sleep(1)
             collapsed = record(server.worker_pids(), args.seconds, "--gil" if args.wrk or args.cpu else "--idle")

@@ -40,17 +40,25 @@ def load_average() -> str:
 
 def machine() -> dict[str, str]:
     """What the figures were taken on."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
     gunicorn = subprocess.run([sys.executable, "-m", "gunicorn", "--version"], capture_output=True, text=True)
     return {
         "CPU": model,
         "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
         "Python": platform.python_version(),
         "Gunicorn": gunicorn.stdout.strip() or gunicorn.stderr.strip(),
-        "config": (f"gunicorn.conf.py, WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '2 (default)')}, "
-                   f"GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '128 (default)')}, "
-                   f"HISTORY_LIVE_LIMIT={configured_live_limit()}"),
+        "config": (
+            f"gunicorn.conf.py, WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '2 (default)')}, "
+            f"GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '128 (default)')}, "
+            f"HISTORY_LIVE_LIMIT={configured_live_limit()}"
+        ),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "filesystem of the history": filesystem_of(Path(tempfile.gettempdir())),
     }
@@ -74,8 +82,11 @@ def noise_note(loads: list[str]) -> list[str]:
     cores = os.cpu_count() or 1
     if busiest <= 0.5 * cores:
         return []
-    return [f"**Noisy run**: something else kept the machine busy (1-minute load average up to {busiest:.1f} on "
-            f"{cores} cores); read the figures as rough and re-run on a quiet machine.", ""]
+    return [
+        f"**Noisy run**: something else kept the machine busy (1-minute load average up to {busiest:.1f} on "
+        f"{cores} cores); read the figures as rough and re-run on a quiet machine.",
+        "",
+    ]
 
 
 def write_results(rows: list[Row], info: dict[str, str], loads: list[str], command: str) -> None:
