@@ -49,6 +49,19 @@ def test_the_document_declares_each_error_status(api):
     assert [p["name"] for p in paths["/api/history"]["get"]["parameters"]] == ["limit", "before", "after"]
 
 
+def test_validation_failures_are_documented_as_this_apis_error_not_the_librarys(api):
+    paths = api.get("/api/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], f"{method.upper()} {path}"
+            if "400" in operation["responses"]:
+                schema = operation["responses"]["400"]["content"]["application/json"]["schema"]
+                assert schema["allOf"][0] == {"$ref": "#/components/schemas/Error"}, f"{method.upper()} {path}"
+    assert "400" not in paths["/api/health"]["get"]["responses"]  # it validates nothing, so it cannot answer 400
+    message = api.get("/api/openapi.json").json()["components"]["schemas"]["ChatRequest"]["properties"]["message"]
+    assert message["maxLength"] == api.settings.max_message_chars
+
+
 @schemathesis.check
 def no_internal_error(ctx: CheckContext, response, case) -> None:
     """A 500 is always a bug; 502/503/504 are fine when the document declares them (conformance checks that)."""
