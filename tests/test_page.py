@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support import browser as browser_support
-from tests.support.browser import ARTIFACTS, PHONE, screenshot, wait_ready
+from tests.support.browser import ARTIFACTS, PHONE, ROOT, screenshot, wait_ready
 
 browser = browser_support.browser  # the fixtures, found by pytest under these names
 open_page = browser_support.open_page
@@ -440,5 +440,7 @@ def test_desktop_light_screenshot_and_page_weight(serve, upstream, open_page):
     ARTIFACTS.mkdir(exist_ok=True)
     report = "\n".join(f"{size:>7} {path}" for path, size in sizes.items())
     (ARTIFACTS / "page-weight.txt").write_text(f"{report}\n{total:>7} total bytes, gzip -9\n")
-    assert "/static/vendor/marked/marked.umd.js" in sizes and "/static/script.js" in sizes
+    assert "/static/vendor/marked/marked.umd.js" in sizes and "/static/js/main.js" in sizes
+    app_modules = {f"/static/js/{module.name}" for module in (ROOT / "static" / "js").glob("*.js")}
+    assert app_modules <= sizes.keys(), f"modules the page never loaded: {sorted(app_modules - sizes.keys())}"
     assert total < 120_000, report

@@ -1,0 +1,106 @@
+/** The server's HTTP API: same-origin fetch, typed errors, one function per endpoint. Knows nothing of the page. */
+
+/**
+ * A failed call. `code` is the server's machine code (or `network`, `http_<status>`, `stream_ended`),
+ * `message` its own sentence (the page shows a translated one and keeps this as detail), `userMessage`
+ * the user's message when the server stored it before failing (Retry answers it with `retry_of`),
+ * `retryAfter` the seconds from a Retry-After header.
+ */
+export class ApiError extends Error {
+  constructor(message, { code = 'default', status = 0, userMessage = null, retryAfter = null, cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = status;
+    this.userMessage = userMessage;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/**
+ * Announces `unauthorized` when a call needs a login (a 401 other than a wrong token at the login
+ * form itself). The page listens and shows its login form; this module never touches the UI.
+ */
+export const authEvents = new EventTarget();
+
+/** Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
+export function parseRetryAfter(value, now = Date.now()) {
+  if (value === null || value === undefined || value.trim() === '') return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - now) / 1000));
+}
+
+/** fetch() for a same-origin path with an optional JSON body; a network failure becomes ApiError `network`. */
+export async function request(path, { method = 'GET', body, signal, headers = {} } = {}) {
+  try {
+    return await fetch(path, {
+      method,
+      signal,
+      credentials: 'same-origin',
+      headers: body === undefined ? headers : { ...headers, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    if (error?.name === 'AbortError') throw error;  // the caller stopped it: not a failure
+    throw new ApiError('', { code: 'network', status: 0, cause: error });
+  }
+}
+
+/** The ApiError for a non-2xx response, announcing `unauthorized` on a 401. */
+export async function errorFrom(response) {
+  const body = await response.json().catch(() => null);
+  const code = body?.code || `http_${response.status}`;
+  if (response.status === 401 && code !== 'invalid_token') authEvents.dispatchEvent(new Event('unauthorized'));
+  return new ApiError(body?.error || `HTTP ${response.status}`, {
+    code,
+    status: response.status,
+    userMessage: body?.user_message ?? null,
+    retryAfter: parseRetryAfter(response.headers.get('Retry-After')),
+  });
+}
+
+/** A call answering JSON: the parsed body, or a thrown ApiError. */
+export async function requestJson(path, options) {
+  const response = await request(path, options);
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
+// ---- endpoints (new features add theirs here: reminders, push channels, conversations) ----
+
+/** Whether chat is configured and a login is needed. */
+export const getHealth = () => requestJson('/api/health');
+
+/** A page of messages, oldest first: the newest by default, or those `before` / `after` an id. */
+export function getHistory({ before, after, limit } = {}) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries({ before, after, limit })) {
+    if (value !== undefined && value !== null) query.set(name, String(value));
+  }
+  const search = query.toString();
+  return requestJson(search ? `/api/history?${search}` : '/api/history');
+}
+
+/** Clear the conversation (the server archives it). */
+export const clearHistory = () => requestJson('/api/history', { method: 'DELETE' });
+
+/** The reminder schedule and its next run. */
+export const getSchedule = () => requestJson('/api/schedule');
+
+/** Exchange the access token for the login cookie; a wrong token is ApiError 401 `invalid_token`. */
+export const logIn = token => requestJson('/api/login', { method: 'POST', body: { token } });
+
+/** Drop the login cookie; failures do not matter, the page shows the login form anyway. */
+export const logOut = () => request('/api/logout', { method: 'POST' }).catch(() => null);
+
+/**
+ * Start a streamed turn and return its text/event-stream body (bytes). `retryOf` answers an already
+ * stored user message again instead of storing `message` twice.
+ */
+export async function openChatStream({ message, retryOf = null, signal }) {
+  const body = retryOf ? { message, retry_of: retryOf } : { message };
+  const response = await request('/api/chat/stream', { method: 'POST', body, signal });
+  if (!response.ok) throw await errorFrom(response);
+  return response.body;
+}

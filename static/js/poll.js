@@ -1,0 +1,67 @@
+/** A repeating background check on one timer: every interval, sooner on demand, never two at once. */
+
+/** The poll interval in ms: ?poll=<ms> in the address, else data-poll-ms on <html>, else `fallback`. */
+export function pollInterval(search, markupValue, fallback = 5000) {
+  const fromQuery = Number(new URLSearchParams(search).get('poll'));
+  const fromMarkup = Number(markupValue);
+  if (fromQuery > 0) return fromQuery;
+  return fromMarkup > 0 ? fromMarkup : fallback;
+}
+
+/**
+ * Runs `tick()` every `intervalMs` while started. A failing tick is retried next round. soon()
+ * (the tab came back, a turn ended) runs it shortly; asked during a tick, right after that tick.
+ */
+export class Poller {
+  #tick;
+  #intervalMs;
+  #timer = null;
+  #running = false;
+  #ticking = false;
+  #again = false;
+
+  constructor(tick, intervalMs) {
+    this.#tick = tick;
+    this.#intervalMs = intervalMs;
+  }
+
+  get running() {
+    return this.#running;
+  }
+
+  start(delay = this.#intervalMs) {
+    this.#running = true;
+    if (!this.#ticking) this.#schedule(delay);
+  }
+
+  soon(delay = 300) {
+    if (!this.#running) return;
+    if (this.#ticking) this.#again = true;
+    else this.#schedule(delay);
+  }
+
+  stop() {
+    this.#running = false;
+    this.#again = false;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #schedule(delay) {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#run(), delay);
+  }
+
+  async #run() {
+    this.#timer = null;
+    this.#ticking = true;
+    try {
+      await this.#tick();
+    } catch { /* e.g. offline for a moment: the next round asks again */ }
+    this.#ticking = false;
+    if (!this.#running) return;
+    const again = this.#again;
+    this.#again = false;
+    this.#schedule(again ? 0 : this.#intervalMs);
+  }
+}
