@@ -16,7 +16,7 @@ from flask_openapi3 import APIBlueprint
 from chat_service import ChatService
 from config import Settings
 from errors import Unauthorized, UnsupportedMediaType
-from openapi import document
+from openapi import document, operation_id
 from scheduler import Reminders
 from schemas import (
     CALLS_THE_MODEL,
@@ -36,7 +36,7 @@ from schemas import (
 )
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
 
-api = APIBlueprint("api", __name__, url_prefix="/api")
+api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
 # Guarded routes may be called with the token, with the login cookie, or with neither while no ACCESS_TOKEN is set.
 TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {

@@ -15,6 +15,7 @@ from chat_service import ChatService
 from config import ConfigError, Settings, load_settings
 from errors import AppError
 from history_store import HistoryStore
+from openapi import operation_id
 from scheduler import Reminders
 from schemas import Error, bad_request
 from security import Security, add_security_headers, authenticate, log_start_up, trust_proxies
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         static_folder=str(STATIC_DIR),
         static_url_path="/static",
         doc_ui=False,
+        operation_id_callback=operation_id,
         validation_error_status=400,
         validation_error_model=Error,
         validation_error_callback=lambda error: error_response(bad_request(error)),

@@ -27,6 +27,11 @@ SECURITY_SCHEMES = {
 }
 
 
+def operation_id(*, name: str, method: str, **_: str) -> str:
+    """Each operation's id: the method and the view's name, e.g. `post_chat`."""
+    return f"{method.lower()}_{name}"
+
+
 def document(app: Flask) -> dict[str, Any]:
     """The document for `app`, built on first use."""
     if "openapi" not in app.extensions:
