@@ -15,25 +15,23 @@ from flask_openapi3 import APIBlueprint
 
 from chat_service import ChatService
 from config import Settings
-from errors import Unauthorized, UnsupportedMediaType
+from errors import BadRequest, Unauthorized, UnsupportedMediaType
 from openapi import document, operation_id
-from scheduler import Reminders
-from schemas import (
+from responses import (
     CALLS_THE_MODEL,
     GUARDED,
     RATE_LIMITED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
-    ChatRequest,
     ChatResult,
     Cleared,
     Health,
     History,
-    HistoryQuery,
-    LoginRequest,
     Schedule,
     Success,
 )
+from scheduler import Reminders
+from schemas import ChatRequest, HistoryQuery, LoginRequest, body_example
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
 
 api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
@@ -67,14 +65,23 @@ def _reminders() -> Reminders:
 
 
 @api.before_request
-def _require_json_body() -> None:
-    """415 for a route that takes a JSON body (a `body` parameter) when the body is sent as anything else.
+def _require_json_object_body() -> None:
+    """For a route that takes a JSON body (a `body` parameter): 415 unless it is sent as JSON, 400 unless
+    it is a JSON object.
 
-    This also keeps cross-site HTML forms out: they cannot send application/json without a CORS preflight.
+    The content type also keeps cross-site HTML forms out: they cannot send application/json without a
+    CORS preflight. Checking for an object here keeps flask-openapi3 from decoding a JSON string again.
     """
     view = current_app.view_functions.get(request.endpoint or "")
-    if view is not None and "body" in getattr(view, "__annotations__", {}) and not request.is_json:
+    body_model = getattr(view, "__annotations__", {}).get("body")
+    if body_model is None:
+        return
+    if not request.is_json:
         raise UnsupportedMediaType('Send the body as JSON, with the header "Content-Type: application/json".')
+    if not isinstance(request.get_json(silent=True), dict):
+        raise BadRequest(
+            f"The request body must be a JSON object such as {body_example(body_model)}.", code="invalid_json"
+        )
 
 
 def _sse(events: Generator[dict[str, Any], None, None]) -> Iterator[str]:

@@ -16,8 +16,9 @@ from config import ConfigError, Settings, load_settings
 from errors import AppError
 from history_store import HistoryStore
 from openapi import operation_id
+from responses import Error
 from scheduler import Reminders
-from schemas import Error, bad_request
+from schemas import request_error
 from security import Security, add_security_headers, authenticate, log_start_up, trust_proxies
 from upstream_client import UpstreamClient
 
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         operation_id_callback=operation_id,
         validation_error_status=400,
         validation_error_model=Error,
-        validation_error_callback=lambda error: error_response(bad_request(error)),
+        validation_error_callback=lambda error: error_response(request_error(error)),
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -107,15 +108,15 @@ def http_error(error: HTTPException) -> Response | HTTPException:
         messages.get(status, error.description or error.name),
         status=status,
         code=HTTP_ERROR_CODES.get(status, error.name.lower().replace(" ", "_")),
+        allow=list(getattr(error, "valid_methods", None) or []),
     )
-    app_error.allow = list(getattr(error, "valid_methods", None) or [])
     return error_response(app_error)
 
 
 def unexpected_error(error: Exception) -> Response:
     """A bug: logged with its traceback, answered with one sentence and no details."""
     log.exception("Unexpected error on %s %s", request.method, request.path)
-    return error_response(AppError("Something went wrong on the server; see its log."))
+    return error_response(AppError())
 
 
 def load_settings_or_exit() -> Settings:

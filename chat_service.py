@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from config import Settings
-from errors import AppError, NotConfigured, PayloadTooLarge
+from errors import INTERNAL_ERROR, AppError, NotConfigured
 from history_store import HistoryStore, Message
 from upstream_client import Completion, UpstreamClient, UpstreamStream
 
@@ -35,13 +35,6 @@ class ChatService:
 
     # ---- input ---------------------------------------------------------------------------
 
-    def _check_length(self, text: str) -> None:
-        limit = self.settings.max_message_chars
-        if len(text) > limit:
-            raise PayloadTooLarge(
-                f'"message" is {len(text)} characters long; the limit is {limit} (MAX_MESSAGE_CHARS).'
-            )
-
     def _question(self, text: str, retry_of: int | None) -> Message:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
 
@@ -66,7 +59,6 @@ class ChatService:
     def reply(self, text: str, retry_of: int | None = None) -> Message:
         """Store the user's message, get the whole reply, store it and return it."""
         self._require_configured()
-        self._check_length(text)
         question = self._question(text, retry_of)
         with _naming(question):
             completion = self.upstream.complete(self._context(question))
@@ -79,7 +71,6 @@ class ChatService:
         gone), the text received so far is stored.
         """
         self._require_configured()
-        self._check_length(text)
         question = self._question(text, retry_of)
         with _naming(question):
             pieces = self.upstream.stream(self._context(question))
@@ -112,7 +103,7 @@ class ChatService:
             extra = {"incomplete": True, "error": "internal error"}
             yield {
                 "type": "error",
-                "error": "Something went wrong on the server; see its log.",
+                "error": INTERNAL_ERROR,
                 "code": "internal_error",
             }
         finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+INTERNAL_ERROR = "Something went wrong on the server; see its log."  # all a client learns of a bug
+
 
 class AppError(Exception):
     """Base of every failure the API reports as `{"success": false, "error", "code"}`."""
@@ -12,7 +14,13 @@ class AppError(Exception):
     code = "internal_error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str = INTERNAL_ERROR,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        allow: list[str] | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -22,7 +30,7 @@ class AppError(Exception):
             self.status = status
         self.retry_after = retry_after
         self.extra: dict = {}  # more fields for the body, e.g. the stored `user_message` of a failed turn
-        self.allow: list[str] = []  # for 405: the methods the route does take
+        self.allow = allow or []  # for 405: the methods the route does take
 
     def body(self) -> dict:
         """The JSON body for this error."""

@@ -70,21 +70,3 @@ def _finish(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
                         "HISTORY_PAGE_SIZE", f"HISTORY_PAGE_SIZE, {settings.history_page_size}"
                     )
     return doc
-
-
-def _routes(app: Flask) -> set[tuple[str, str]]:
-    """Every (path, method) the app serves, outside /static."""
-    found = set()
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        for method in rule.methods or ():
-            if method not in ("HEAD", "OPTIONS"):
-                found.add((rule.rule, method.lower()))
-    return found
-
-
-def undocumented_routes(app: Flask) -> set[tuple[str, str]]:
-    """Routes the app serves that the document leaves out; tests keep this empty."""
-    paths = document(app)["paths"]
-    return {(path, method) for path, method in _routes(app) if method not in paths.get(path, {})}

@@ -30,6 +30,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from limits import RateLimitItem, parse, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
@@ -64,18 +65,31 @@ class Budget:
         self.windows = MovingWindowRateLimiter(MemoryStorage())
 
     def check(self, message: str) -> None:
-        """429 with Retry-After while this client has no calls left in some window."""
-        client = request.remote_addr or "unknown"
+        """429 with Retry-After while this client has no calls left in some window; counts nothing."""
         for rate in self.rates:
-            if not self.windows.test(rate, self.name, client):
-                reset_at = self.windows.get_window_stats(rate, self.name, client).reset_time
-                raise RateLimited(message.format(limit=rate), retry_after=max(1.0, reset_at - time.time()))
+            if not self.windows.test(rate, self.name, _client()):
+                self._refuse(rate, message)
 
-    def spend(self) -> None:
-        """Count one call from this client."""
-        client = request.remote_addr or "unknown"
+    def take(self, message: str) -> None:
+        """Count one call from this client, or refuse it with 429: one atomic step per window, so
+        simultaneous requests cannot all slip through between a check and a count."""
         for rate in self.rates:
-            self.windows.hit(rate, self.name, client)
+            if not self.windows.hit(rate, self.name, _client()):
+                self._refuse(rate, message)
+
+    def count(self) -> None:
+        """Count one event from this client, refusing nothing (wrong tokens: the next check refuses)."""
+        for rate in self.rates:
+            self.windows.hit(rate, self.name, _client())
+
+    def _refuse(self, rate: RateLimitItem, message: str) -> None:
+        reset_at = self.windows.get_window_stats(rate, self.name, _client()).reset_time
+        raise RateLimited(message.format(limit=rate), retry_after=max(1.0, reset_at - time.time()))
+
+
+def _client() -> str:
+    """The client's address (after ProxyFix, when TRUSTED_PROXIES is set)."""
+    return request.remote_addr or "unknown"
 
 
 class Guard:
@@ -107,8 +121,8 @@ class Guard:
         self.failures.check("Too many wrong tokens from your address; the limit is {limit}.")
 
     def count_failure(self) -> None:
-        """Remember one wrong token from this client."""
-        self.failures.spend()
+        """Remember one wrong token from this client (the next check refuses once over the limit)."""
+        self.failures.count()
 
     def authenticate(self) -> None:
         """Let the request through with a valid Bearer token or login cookie, else 401."""
@@ -141,22 +155,29 @@ def security() -> Security:
 
 
 def public(view: View) -> View:
-    """Mark a route as open without ACCESS_TOKEN (health, login, logout)."""
+    """Mark a route as open without ACCESS_TOKEN (health, login, logout).
+
+    Put it below the route decorator, which registers the function it is given.
+    """
     view.is_public = True  # type: ignore[attr-defined]
     return view
 
 
 def spends_api_key(view: View) -> View:
-    """Count calls of this route against the client's RATE_LIMIT budget, shared by every such route."""
+    """Count calls of this route against the client's RATE_LIMIT budget, shared by every such route.
+
+    Put it below the route decorator, which registers the function it is given; it runs after the
+    request is validated, so a refused request costs no budget.
+    """
 
     @functools.wraps(view)
     def limited(*args: Any, **kwargs: Any) -> Any:
         budget = security().chat_budget
         if budget is not None:
-            budget.check("Too many requests from your address; the limit is {limit}. Try again later.")
-            budget.spend()
+            budget.take("Too many requests from your address; the limit is {limit}. Try again later.")
         return view(*args, **kwargs)
 
+    limited.spends_api_key = True  # type: ignore[attr-defined]
     return limited  # type: ignore[return-value]
 
 
@@ -169,9 +190,18 @@ def authenticate() -> None:
     guard = security().guard
     if guard is None or not request.path.startswith("/api/"):
         return
-    view = current_app.view_functions.get(request.endpoint or "")
-    if not getattr(view, "is_public", False):
+    if not getattr(current_app.view_functions.get(_endpoint_of_path() or ""), "is_public", False):
         guard.authenticate()
+
+
+def _endpoint_of_path() -> str | None:
+    """The endpoint serving this path, also when the method is wrong (so a public route answers 405, not 401)."""
+    error = request.routing_exception
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
+        return endpoint
+    return request.endpoint
 
 
 def add_security_headers(response: Response) -> Response:

@@ -1,0 +1,183 @@
+"""The API's answers, declared once for /api/openapi.json: success bodies as models, errors with their codes.
+
+They are documentation only: a view returns plain dicts, so a reply costs no second validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _described(description: str) -> ConfigDict:
+    """flask-openapi3 takes a response's description from its model's `openapi_extra`."""
+    return ConfigDict(openapi_extra={"description": description})  # type: ignore[typeddict-unknown-key]
+
+
+class Message(BaseModel):
+    """One stored message."""
+
+    id: int = Field(ge=1, description="Increasing; never reused.")
+    role: Literal["user", "assistant"]
+    content: str
+    timestamp: str = Field(description="ISO 8601 with the TIMEZONE's offset.")
+    is_scheduled: bool = Field(description="A reminder sent by the scheduler.")
+    reply_to: int | None = Field(None, description="The id of the user message this answers.")
+    model: str | None = None
+    reasoning: str | None = Field(None, description="The model's reasoning, kept apart from the reply.")
+    usage: dict[str, Any] | None = None
+    scheduled_for: str | None = Field(None, description="The reminder's cron tick.")
+    incomplete: bool | None = Field(None, description="The stream broke; `content` is what arrived.")
+    stopped: bool | None = Field(None, description="The client left mid-stream.")
+    error: str | None = Field(None, description="Why an incomplete reply stopped.")
+
+
+class Error(BaseModel):
+    """Every failure: `{"success": false, "error": "<one sentence>", "code": "<stable code>"}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    success: Literal[False]
+    error: str = Field(min_length=1, description="One human sentence.")
+    code: str = Field(description="Stable, for programs.")
+    user_message: Message | None = Field(
+        None, description="A chat that failed after storing the user's message: retry it with `retry_of`."
+    )
+
+
+class ChatResult(BaseModel):
+    """The reply, stored; `message` is the stored assistant message."""
+
+    model_config = ConfigDict(
+        extra="forbid", **_described("The reply, stored; `message` is the stored assistant message.")
+    )
+    success: Literal[True]
+    reply: str
+    message: Message
+
+
+class History(BaseModel):
+    """A page of messages, oldest first."""
+
+    model_config = ConfigDict(extra="forbid", **_described("A page of messages, oldest first."))
+    success: Literal[True]
+    messages: list[Message]
+    has_more: bool
+
+
+class Cleared(BaseModel):
+    """How many messages were cleared (they are archived on disk)."""
+
+    model_config = ConfigDict(extra="forbid", **_described("How many messages were cleared (archived on disk)."))
+    success: Literal[True]
+    cleared: int = Field(ge=0)
+
+
+class Health(BaseModel):
+    """Liveness, and whether chat and reminders work."""
+
+    status: Literal["ok"]
+    scheduler_running: bool
+    scheduler_enabled: bool
+    chat_configured: bool
+    auth_required: bool
+
+
+class LastRun(BaseModel):
+    """The outcome of the last reminder."""
+
+    time: str
+    ok: bool
+    error: str | None = None
+    message_id: int | None = None
+
+
+class Schedule(BaseModel):
+    """The reminder schedule, its next run and the last outcome."""
+
+    success: Literal[True]
+    enabled: bool
+    running: bool
+    cron: str
+    cron_fields: dict[str, str]
+    timezone: str
+    next_run_time: str | None
+    last_run: LastRun | None
+
+
+class Success(BaseModel):
+    """Done."""
+
+    success: Literal[True]
+    auth_required: bool | None = None
+
+
+def _error(description: str, codes: list[str], retry_after: bool = False) -> dict[str, Any]:
+    """A documented error response: the Error body, with the codes this status can carry."""
+    listed = ", ".join(f"`{code}`" for code in codes)
+    schema = {
+        "allOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}},
+        ]
+    }
+    response: dict[str, Any] = {
+        "description": f"{description} (code: {listed}).",
+        "content": {"application/json": {"schema": schema}},
+    }
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
+
+
+BAD_REQUEST = _error(
+    "The request is malformed",
+    [
+        "invalid_json",
+        "missing_message",
+        "invalid_message",
+        "empty_message",
+        "invalid_retry_of",
+        "invalid_limit",
+        "invalid_before",
+        "invalid_after",
+        "invalid_query",
+        "missing_token",
+        "bad_request",
+    ],
+)
+UNAUTHORIZED = _error(
+    "ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",
+    ["unauthorized", "invalid_token"],
+)
+TOO_LARGE = _error(
+    "The message is over MAX_MESSAGE_CHARS, or the body over MAX_BODY_BYTES", ["message_too_long", "payload_too_large"]
+)
+NOT_JSON = _error("The body was not sent as application/json", ["unsupported_media_type"])
+RATE_LIMITED = _error(
+    "Too many requests: this client is over RATE_LIMIT or its wrong-token budget, or the model "
+    "API still refused with 429 after the retries",
+    ["rate_limited", "upstream_rate_limited"],
+    retry_after=True,
+)
+UPSTREAM_FAILED = _error(
+    "The model API failed: an error status, a reply that is not chat completion JSON, or no connection",
+    ["upstream_error", "upstream_auth_failed", "upstream_bad_response", "upstream_unreachable", "upstream_incomplete"],
+)
+UNAVAILABLE = _error(
+    "Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is read-only or full)",
+    ["not_configured", "storage_unavailable"],
+)
+STORAGE_UNAVAILABLE = _error("The history cannot be read or saved", ["storage_unavailable"])
+UPSTREAM_TIMEOUT = _error("The model API did not answer within READ_TIMEOUT", ["upstream_timeout"])
+
+# The answers every guarded route may give, and those of the routes that call the model.
+GUARDED = {401: UNAUTHORIZED}
+CALLS_THE_MODEL = {429: RATE_LIMITED, 502: UPSTREAM_FAILED, 503: UNAVAILABLE, 504: UPSTREAM_TIMEOUT}
+TAKES_JSON = {400: BAD_REQUEST, 413: TOO_LARGE, 415: NOT_JSON}
