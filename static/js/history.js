@@ -6,7 +6,7 @@ import { getHistory } from './api.js';
  * The paging state of one conversation. It fetches pages and says which messages are new; what to
  * do with them (draw, notify) is the caller's. `onChange` hears when loading starts or ends.
  */
-export class History {
+export class MessageHistory {
   #known = new Set();
   #newestId = 0;
   #loadingOlder = null;  // the request for an older page in flight

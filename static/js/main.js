@@ -3,7 +3,7 @@
 import { authEvents, clearHistory, getHealth } from './api.js';
 import { Chat } from './chat.js';
 import { Composer } from './composer.js';
-import { History } from './history.js';
+import { MessageHistory } from './history.js';
 import { applyTranslations, errorText, t } from './i18n.js';
 import { Login } from './login.js';
 import { Poller, pollInterval } from './poll.js';
@@ -30,7 +30,7 @@ const scroller = byId('messages');
 const banner = byId('config-banner');
 const logoutButton = byId('logout');
 const thread = new Thread({ scroller, list: byId('message-list'), empty: byId('empty'), edge: byId('history-edge') });
-const messageHistory = new History({ onChange: () => thread.updateEdge(messageHistory) });
+const messageHistory = new MessageHistory({ onChange: () => thread.updateEdge(messageHistory) });
 const composer = new Composer(
   { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop') },
   { onSubmit: submitInput, onStop: () => chat.stop() },

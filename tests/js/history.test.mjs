@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { History } from '../../static/js/history.js';
+import { MessageHistory } from '../../static/js/history.js';
 
 const message = id => ({ id, role: id % 2 ? 'user' : 'assistant', content: `m${id}` });
 const ids = messages => messages.map(m => m.id);
@@ -25,10 +25,10 @@ function fakeServer(count, size = 3) {
   return { all, queries, fetchPage, add: () => all.push(message(all.length + 1)) };
 }
 
-describe('History', () => {
+describe('MessageHistory', () => {
   test('loads the newest page and knows what lies before it', async () => {
     const server = fakeServer(10);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     assert.deepEqual(ids(await history.loadNewest()), [8, 9, 10]);
     assert.equal(history.oldestId, 8);
     assert.equal(history.hasMore, true);
@@ -38,7 +38,7 @@ describe('History', () => {
 
   test('loads older pages with before until has_more ends', async () => {
     const server = fakeServer(7);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     await history.loadNewest();
     const shown = [];
     while (history.canLoadOlder) await history.loadOlder(messages => shown.push(ids(messages)));
@@ -51,7 +51,7 @@ describe('History', () => {
   test('one older page at a time: a second call while loading shares the first request', async () => {
     const server = fakeServer(10);
     const changes = [];
-    const history = new History({ fetchPage: server.fetchPage, onChange: () => changes.push(history.loadingOlder) });
+    const history = new MessageHistory({ fetchPage: server.fetchPage, onChange: () => changes.push(history.loadingOlder) });
     await history.loadNewest();
     let shows = 0;
     const first = history.loadOlder(() => { shows += 1; });
@@ -67,7 +67,7 @@ describe('History', () => {
 
   test('nothing older to load resolves at once without asking', async () => {
     const server = fakeServer(2);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     await history.loadNewest();
     assert.equal(history.canLoadOlder, false);
     await history.loadOlder(() => assert.fail('nothing to show'));
@@ -77,7 +77,7 @@ describe('History', () => {
   test('a failed older page can be asked for again', async () => {
     const server = fakeServer(10);
     let fail = true;
-    const history = new History({
+    const history = new MessageHistory({
       fetchPage: (query = {}) => (query.before && fail ? Promise.reject(new Error('offline')) : server.fetchPage(query)),
     });
     await history.loadNewest();
@@ -91,7 +91,7 @@ describe('History', () => {
 
   test('newer pages follow has_more with after, and skip what the page already has', async () => {
     const server = fakeServer(3);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     await history.loadNewest();
     for (let i = 0; i < 5; i += 1) server.add();  // 4..8 arrive (reminders, another tab)
     history.remember(5);  // e.g. a turn this page streamed itself
@@ -107,7 +107,7 @@ describe('History', () => {
 
   test('a message stored while a turn streamed is found, though the turn\'s ids are newer', async () => {
     const server = fakeServer(2);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     await history.loadNewest();
     server.add();  // 3: the turn's user message
     server.add();  // 4: a reminder, stored while the reply streamed
@@ -121,7 +121,7 @@ describe('History', () => {
 
   test('loading the newest page again forgets what was known', async () => {
     const server = fakeServer(6);
-    const history = new History({ fetchPage: server.fetchPage });
+    const history = new MessageHistory({ fetchPage: server.fetchPage });
     await history.loadNewest();
     history.remember(100);
     await history.loadNewest();
@@ -132,7 +132,7 @@ describe('History', () => {
   test('clearing leaves nothing older to load but keeps the known ids', async () => {
     const server = fakeServer(10);
     let changed = 0;
-    const history = new History({ fetchPage: server.fetchPage, onChange: () => { changed += 1; } });
+    const history = new MessageHistory({ fetchPage: server.fetchPage, onChange: () => { changed += 1; } });
     await history.loadNewest();
     history.cleared();
     assert.equal(history.canLoadOlder, false);
