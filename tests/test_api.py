@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from config import HISTORY_PAGE_MAX
 from tests.support.fake_upstream import API_KEY
 
 
@@ -37,8 +38,13 @@ def test_reasoning_is_kept_apart_from_the_reply(api, upstream):
 
 def test_health_reports_scheduler_and_configuration(api):
     body = api.get("/api/health").json()
-    assert body == {"status": "ok", "scheduler_running": False, "scheduler_enabled": False, "chat_configured": True,
-                    "auth_required": False}
+    assert body == {
+        "status": "ok",
+        "scheduler_running": False,
+        "scheduler_enabled": False,
+        "chat_configured": True,
+        "auth_required": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -52,6 +58,8 @@ def test_health_reports_scheduler_and_configuration(api):
         ('{"message": null}', "invalid_message"),
         ('{"message": ""}', "empty_message"),
         ('{"message": "   \\n\\t "}', "empty_message"),
+        ('{"message": "\\ud800"}', "invalid_message"),  # a lone surrogate cannot be stored as UTF-8
+        ('"{\\"message\\": \\"a JSON string holding JSON\\"}"', "invalid_json"),  # never decoded twice
     ],
 )
 def test_bad_chat_bodies_get_400_json(api, upstream, payload, code):
@@ -69,6 +77,13 @@ def test_too_long_message_gets_413(serve, upstream):
     assert response.json()["code"] == "message_too_long"
     assert "10" in response.json()["error"]
     assert upstream.requests == []
+
+
+def test_too_long_message_gets_413_even_before_an_api_key_is_set(serve, upstream):
+    api = serve(API_KEY="", MAX_MESSAGE_CHARS="10")
+    response = api.chat("十一个字符太长了吧是的")
+    assert response.status_code == 413
+    assert response.json()["code"] == "message_too_long"
 
 
 def test_body_over_the_byte_limit_gets_413_json(serve):
@@ -103,7 +118,7 @@ def test_wrong_method_is_json_405(api):
     assert "POST" in response.headers["Allow"]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=501", "before=0", "before=x"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", f"limit={HISTORY_PAGE_MAX + 1}", "before=0", "before=x"])
 def test_bad_history_parameters_get_400(api, query):
     response = api.get(f"/api/history?{query}")
     assert response.status_code == 400
@@ -169,10 +184,16 @@ def test_a_failed_turn_does_not_break_the_next_context(api, upstream):
 
 
 def test_api_key_never_appears_in_responses(api, upstream):
-    upstream.script({"kind": "status", "status": 401,
-                     "body": {"error": {"message": f"Incorrect API key provided: {API_KEY}"}}})
-    responses = [api.chat("hi"), api.get("/api/health"), api.get("/api/history"), api.get("/"),
-                 api.get("/api/schedule")]
+    upstream.script(
+        {"kind": "status", "status": 401, "body": {"error": {"message": f"Incorrect API key provided: {API_KEY}"}}}
+    )
+    responses = [
+        api.chat("hi"),
+        api.get("/api/health"),
+        api.get("/api/history"),
+        api.get("/"),
+        api.get("/api/schedule"),
+    ]
     for response in responses:
         assert API_KEY not in response.text
     assert "***" in responses[0].json()["error"]
@@ -211,8 +232,9 @@ def test_retry_of_must_be_a_message_id(api, retry_of):
 
 
 def test_retry_of_another_text_stores_the_new_text(api, upstream):
-    upstream.script({"kind": "status", "status": 500}, {"kind": "status", "status": 500},
-                    {"kind": "status", "status": 500})
+    upstream.script(
+        {"kind": "status", "status": 500}, {"kind": "status", "status": 500}, {"kind": "status", "status": 500}
+    )
     stored = api.chat("第一句").json()["user_message"]
     api.post("/api/chat", json={"message": "另一句", "retry_of": stored["id"]})
     assert [m["content"] for m in api.history() if m["role"] == "user"] == ["第一句", "另一句"]

@@ -55,8 +55,9 @@ def test_blank_values_count_as_unset():
     assert load_settings({item.env: "  " for item in declared_settings()}) == load_settings({})
 
 
-@pytest.mark.parametrize("declared", [item for item in declared_settings() if item.kind in (int, float)],
-                         ids=lambda item: item.env)
+@pytest.mark.parametrize(
+    "declared", [item for item in declared_settings() if item.kind in (int, float)], ids=lambda item: item.env
+)
 def test_numbers_are_held_to_their_declared_bounds(declared):
     bounds = [declared.minimum] + ([declared.maximum] if declared.maximum is not None else [])
     for accepted in bounds:

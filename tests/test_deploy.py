@@ -10,15 +10,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from ruamel.yaml import YAML
 
-from tests.conftest import app_env
+from tests.support.client import app_env
 from tests.support.servers import ROOT, free_port
+from tests.support.waiting import wait_until
 
 VENV_BIN = Path(sys.executable).parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -37,8 +37,9 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
     lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
-    return [(m.group(1).upper(), m.group(2).strip())
-            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
+    return [
+        (m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)
+    ]
 
 
 def instruction(name: str) -> list[str]:
@@ -47,7 +48,7 @@ def instruction(name: str) -> list[str]:
 
 def exec_form(arguments: str) -> list[str]:
     """The JSON array of an exec-form CMD, or of a HEALTHCHECK's CMD after its options."""
-    command = json.loads(arguments[arguments.index("["):])
+    command = json.loads(arguments[arguments.index("[") :])
     assert isinstance(command, list) and all(isinstance(part, str) for part in command)
     return command
 
@@ -57,6 +58,7 @@ def load_compose() -> dict:
 
 
 # ---- Dockerfile -----------------------------------------------------------------------------------
+
 
 def test_dockerfile_passes_hadolint():
     result = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
@@ -123,17 +125,18 @@ def test_image_cmd_and_healthcheck_work_outside_a_container(image_env, tmp_path)
 
     assert not healthy()  # nothing listens yet: the check really fails
     with open(tmp_path / "gunicorn.log", "wb") as log:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=image_env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            cmd, cwd=ROOT, env=image_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
-            deadline = time.monotonic() + 30
-            while not healthy():
+
+            def up() -> bool:
                 assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
-                assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
-                time.sleep(0.2)
+                return healthy()
+
+            wait_until(up, 30, interval=0.2, message="the HEALTHCHECK passing")
             base_url = f"http://127.0.0.1:{image_env['PORT']}"
-            response = requests.post(f"{base_url}/api/chat", json={"message": "容器外"}, timeout=30)
-            assert response.status_code == 200
+            assert requests.post(f"{base_url}/api/chat", json={"message": "容器外"}, timeout=30).status_code == 200
             assert "容器外" in (tmp_path / "data" / "chat_history.json").read_text()
         finally:
             server.send_signal(signal.SIGTERM)
@@ -148,10 +151,15 @@ def test_image_cmd_and_healthcheck_work_outside_a_container(image_env, tmp_path)
 
 # ---- docker-compose.yml ---------------------------------------------------------------------------
 
+
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
     """Validate against the Compose specification's JSON schema, as vendored by check-jsonschema."""
-    return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_file_matches_the_compose_specification():
@@ -185,6 +193,7 @@ def test_compose_healthcheck_is_the_image_healthcheck():
 
 
 # ---- systemd unit ---------------------------------------------------------------------------------
+
 
 def unit_settings() -> dict[str, str]:
     settings = {}

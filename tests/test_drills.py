@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import app_env
+from tests.support.client import app_env
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import ROOT, Gunicorn, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,11 +88,13 @@ def take_turn(base_url: str, stream: bool, message: str = "你好") -> Outcome:
     seconds = time.monotonic() - started
     if response.ok:
         return Outcome(response.status_code, None, body["reply"], seconds)
-    return Outcome(response.status_code, body["code"], body["error"], seconds,
-                   retry_after=response.headers.get("Retry-After"))
+    return Outcome(
+        response.status_code, body["code"], body["error"], seconds, retry_after=response.headers.get("Retry-After")
+    )
 
 
 # ---- the upstream fault matrix ------------------------------------------------------------
+
 
 @dataclass
 class Fault:
@@ -114,8 +117,13 @@ def status_fault(status: int, times: int, **headers: str) -> list[dict[str, Any]
 FAULTS = [
     Fault("401 Unauthorized", status_fault(401, 1), 502, "upstream_auth_failed", "HTTP 401"),
     Fault("403 Forbidden", status_fault(403, 1), 502, "upstream_auth_failed", "HTTP 403"),
-    Fault("429 with Retry-After: 1", status_fault(429, 2, **{"Retry-After": "1"}), 429, "upstream_rate_limited",
-          "HTTP 429"),
+    Fault(
+        "429 with Retry-After: 1",
+        status_fault(429, 2, **{"Retry-After": "1"}),
+        429,
+        "upstream_rate_limited",
+        "HTTP 429",
+    ),
     Fault("500 Internal Server Error", status_fault(500, 2), 502, "upstream_error", "HTTP 500"),
     Fault("503 Service Unavailable", status_fault(503, 2), 502, "upstream_error", "HTTP 503"),
     Fault("slow past READ_TIMEOUT (3 s before headers)", [{"delay": 3}], 504, "upstream_timeout", "did not answer"),
@@ -123,15 +131,34 @@ FAULTS = [
 ]
 PLAIN_ONLY = [Fault("malformed JSON body", [{"kind": "malformed"}], 502, "upstream_bad_response", "not valid")]
 STREAM_ONLY = [
-    Fault("stream cut mid-way", [{"content": "半句话就断了", "ending": "cut"}], 200, "upstream_incomplete",
-          "finish", streams_mid_reply=True),
-    Fault("malformed chunk mid-stream", [{"content": "好", "ending": "bad_chunk"}], 200, "upstream_bad_response",
-          "malformed", streams_mid_reply=True),
-    Fault("stalls mid-stream past READ_TIMEOUT", [{"content": "慢慢地说", "chunk_delay": 3}], 200, "upstream_timeout",
-          "did not answer", streams_mid_reply=True),
+    Fault(
+        "stream cut mid-way",
+        [{"content": "半句话就断了", "ending": "cut"}],
+        200,
+        "upstream_incomplete",
+        "finish",
+        streams_mid_reply=True,
+    ),
+    Fault(
+        "malformed chunk mid-stream",
+        [{"content": "好", "ending": "bad_chunk"}],
+        200,
+        "upstream_bad_response",
+        "malformed",
+        streams_mid_reply=True,
+    ),
+    Fault(
+        "stalls mid-stream past READ_TIMEOUT",
+        [{"content": "慢慢地说", "chunk_delay": 3}],
+        200,
+        "upstream_timeout",
+        "did not answer",
+        streams_mid_reply=True,
+    ),
 ]
 MATRIX = [pytest.param(f, False, id=f"chat-{f.name}") for f in FAULTS + PLAIN_ONLY] + [
-    pytest.param(f, True, id=f"stream-{f.name}") for f in FAULTS + STREAM_ONLY]
+    pytest.param(f, True, id=f"stream-{f.name}") for f in FAULTS + STREAM_ONLY
+]
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +195,15 @@ def record(fault: str, stream: bool, outcome: Outcome) -> None:
     status = str(outcome.status) + (" + SSE error event" if outcome.events and outcome.code else "")
     if outcome.retry_after:
         status += f" (Retry-After: {outcome.retry_after})"
-    FAULT_TABLE.append((fault, endpoint, status, outcome.code or "", outcome.message.replace("|", "/"),
-                        f"{outcome.seconds:.2f}"))
+    FAULT_TABLE.append(
+        (fault, endpoint, status, outcome.code or "", outcome.message.replace("|", "/"), f"{outcome.seconds:.2f}")
+    )
 
 
 @pytest.mark.parametrize(("fault", "stream"), MATRIX)
 def test_upstream_fault_gives_clear_error_in_bounded_time_and_next_turn_works(
-        drill_app, upstream, fault_table, fault, stream):
+    drill_app, upstream, fault_table, fault, stream
+):
     upstream.script(*fault.script)
     outcome = take_turn(drill_app.base_url, stream)
     record(fault.name, stream, outcome)
@@ -217,6 +246,7 @@ def test_unreachable_upstream_gives_502_quickly_and_recovers(upstream, tmp_path,
 
 # ---- kill -9 in the middle of a burst ----------------------------------------------------
 
+
 def read_whole_history(data_dir: Path) -> list[dict[str, Any]]:
     """Every stored message, read straight from the files: the archives, then the live file.
 
@@ -234,15 +264,17 @@ def read_whole_history(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def wait_for_new_workers(server: Gunicorn, killed: set[int], count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until Gunicorn has `count` workers again, none of them `killed`, and answers health checks."""
+
+    def replaced() -> bool:
         workers = set(server.worker_pids())
-        if len(workers) == count and not workers & killed:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(server.base_url + "/api/health", timeout=2).ok:
-                    return
-        time.sleep(0.1)
-    raise TimeoutError("Gunicorn did not replace its killed workers")
+        if len(workers) != count or workers & killed:
+            return False
+        with contextlib.suppress(requests.RequestException):
+            return requests.get(server.base_url + "/api/health", timeout=2).ok
+        return False
+
+    wait_until(replaced, timeout, interval=0.1, message="Gunicorn replacing its killed workers")
 
 
 def test_kill_9_of_workers_mid_burst_loses_no_answered_turn(tmp_path):
@@ -252,6 +284,7 @@ def test_kill_9_of_workers_mid_burst_loses_no_answered_turn(tmp_path):
     answered: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
     try:
+
         def chat(number: int) -> None:
             text = f"第{number}条并发消息"
             try:
@@ -285,7 +318,7 @@ def test_kill_9_of_workers_mid_burst_loses_no_answered_turn(tmp_path):
             question = by_id[reply["reply_to"]]
             assert (question["role"], question["content"]) == ("user", text)
         through_api = requests.get(server.base_url + "/api/history", params={"limit": 500}, timeout=10).json()
-        assert through_api["messages"] == stored[-len(through_api["messages"]):]
+        assert through_api["messages"] == stored[-len(through_api["messages"]) :]
         assert not list(data_dir.glob(".chat_history.json.*.tmp")), "a temp file was left behind"
     finally:
         server.stop()
@@ -294,12 +327,14 @@ def test_kill_9_of_workers_mid_burst_loses_no_answered_turn(tmp_path):
 
 # ---- a full or read-only data folder ---------------------------------------------------------
 
+
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A small tmpfs of our own at `path` (needs root and CAP_SYS_ADMIN, as in CI)."""
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); the storage drill needs root")
     try:
@@ -363,8 +398,17 @@ def test_full_or_read_only_data_folder_answers_503_and_recovers(upstream, tmp_pa
             assert take_turn(server.base_url, False, "可以写了").status == 200
             contents = [m["content"] for m in read_whole_history(data_dir)]
             # The refused turns stored nothing; every turn that was answered is there, in order.
-            assert contents == ["第一条", "收到：第一条", "第二条", "收到：第二条", "空间回来了", "收到：空间回来了",
-                                "流式也好了", "收到：流式也好了", "可以写了", "收到：可以写了"]
+            assert contents == [
+                "第一条",
+                "收到：第一条",
+                "第二条",
+                "收到：第二条",
+                "空间回来了",
+                "收到：空间回来了",
+                "流式也好了",
+                "收到：流式也好了",
+                "可以写了",
+                "收到：可以写了",
+            ]
         finally:
             server.stop()
-

@@ -32,8 +32,9 @@ def test_run_command_serves_the_app_from_a_fresh_clone(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "VIRTUAL_ENV")}
     env["PORT"] = str(port)  # the real environment wins over the .env the script creates
     with open(tmp_path / "run.log", "wb") as log:
-        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=clone, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "scripts/run.sh"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
@@ -48,10 +49,13 @@ def test_run_command_serves_the_app_from_a_fresh_clone(tmp_path):
     assert "Created .env from .env.example" in (tmp_path / "run.log").read_text()
 
 
-@pytest.mark.parametrize(("prepare", "advice"), [
-    ([], "No virtualenv"),
-    (["venv"], "No .env file"),
-])
+@pytest.mark.parametrize(
+    ("prepare", "advice"),
+    [
+        ([], "No virtualenv"),
+        (["venv"], "No .env file"),
+    ],
+)
 def test_start_production_explains_what_is_missing(tmp_path, prepare, advice):
     clone = fresh_copy(tmp_path / "clone")
     if "venv" in prepare:
@@ -66,19 +70,27 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
     clone = fresh_copy(tmp_path / "clone")
     (clone / ".venv").symlink_to(ROOT / ".venv")
     port = free_port()
-    (clone / ".env").write_text(f"API_KEY=sk-test-fake-0123456789abcdef\nAPI_URL={upstream.url}\n"
-                                f"HOST=127.0.0.1\nPORT={port}\nWEB_CONCURRENCY=2\nSCHEDULER_ENABLED=false\n")
+    (clone / ".env").write_text(
+        f"API_KEY=sk-test-fake-0123456789abcdef\nAPI_URL={upstream.url}\n"
+        f"HOST=127.0.0.1\nPORT={port}\nWEB_CONCURRENCY=2\nSCHEDULER_ENABLED=false\n"
+    )
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "PORT", "HOST")}
     with open(tmp_path / "prod.log", "wb") as log:
-        process = subprocess.Popen(["bash", "start_production.sh"], cwd=clone, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "start_production.sh"],
+            cwd=clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
-        reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": "生产环境"}, timeout=10)
+        reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": "生产环境"}, timeout=10).json()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
-    assert reply.json()["reply"] == "收到：生产环境"
+    assert reply["reply"] == "收到：生产环境"
     log_text = (tmp_path / "prod.log").read_text()
     assert "Using worker: gthread" in log_text
     assert (clone / "data" / "chat_history.json").exists()

@@ -28,8 +28,16 @@ def all_contents(path: Path) -> list[str]:
 
 
 def spawn(path: Path, prefix: str, count: int, threads: int = 1, live_limit: int = 500) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tests.support.append_worker", str(path), prefix, str(count),
-               str(threads), str(live_limit)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.append_worker",
+        str(path),
+        prefix,
+        str(count),
+        str(threads),
+        str(live_limit),
+    ]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
 from security import CONTENT_SECURITY_POLICY
-from tests.conftest import app_env
+from tests.support.client import app_env
 from tests.support.nginx import Nginx, nginx_binary
 from tests.support.servers import Gunicorn
 
@@ -58,17 +57,32 @@ class Stack:
         return self.nginx.https_url + path
 
 
-@pytest.fixture
-def stack(upstream, tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def running_stack(fake_upstream_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One nginx and one Gunicorn for the module (each test is a client at its own address, with its own budget)."""
+    folder = tmp_path_factory.mktemp("nginx-stack")
     # One worker: rate-limit counters live in each worker's memory (see NETWORK_SETUP.md).
-    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, RATE_LIMIT="2/minute", TRUSTED_PROXIES="1",
-                  READ_TIMEOUT="10", DOTENV_PATH=str(tmp_path / "no.env"))
-    nginx_folder = tmp_path / "nginx"
+    env = app_env(
+        fake_upstream_server,
+        folder / "data",
+        ACCESS_TOKEN=TOKEN,
+        RATE_LIMIT="2/minute",
+        TRUSTED_PROXIES="1",
+        READ_TIMEOUT="10",
+        DOTENV_PATH=str(folder / "no.env"),
+    )
+    nginx_folder = folder / "nginx"
     nginx_folder.mkdir()
-    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "gunicorn.log") as gunicorn:
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], folder / "gunicorn.log") as gunicorn:
         nginx = Nginx(nginx_folder, gunicorn.port)
         with nginx:
             yield Stack(nginx, gunicorn)
+
+
+@pytest.fixture
+def stack(running_stack: Stack, upstream) -> Stack:
+    """The module's stack, its fake upstream's script and request log emptied for this test."""
+    return running_stack
 
 
 def timed_events(response: requests.Response) -> list[tuple[float, dict]]:
@@ -79,15 +93,16 @@ def timed_events(response: requests.Response) -> list[tuple[float, dict]]:
         while b"\n\n" in buffer:
             frame, buffer = buffer.split(b"\n\n", 1)
             if frame.startswith(b"data: "):
-                events.append((time.monotonic(), json.loads(frame[len(b"data: "):])))
+                events.append((time.monotonic(), json.loads(frame[len(b"data: ") :])))
     return events
 
 
 def test_stream_arrives_through_nginx_event_by_event(stack, upstream):
     upstream.script({"content": "一二三四五六", "pieces": ["一二", "三四", "五六"], "chunk_delay": 0.4})
-    client = stack.client("127.0.0.2")
-    with client.post(stack.url("/api/chat/stream"), json={"message": "慢慢说"}, headers=BEARER,
-                     stream=True, timeout=30) as response:
+    client = stack.client("127.0.0.6")
+    with client.post(
+        stack.url("/api/chat/stream"), json={"message": "慢慢说"}, headers=BEARER, stream=True, timeout=30
+    ) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         events = timed_events(response)
@@ -104,8 +119,7 @@ def test_rate_limit_is_per_client_address_behind_nginx(stack):
     alice, bob = stack.client("127.0.0.2"), stack.client("127.0.0.3")
 
     def chat(client: requests.Session, **headers: str) -> requests.Response:
-        return client.post(stack.url("/api/chat"), json={"message": "你好"}, headers={**BEARER, **headers},
-                           timeout=30)
+        return client.post(stack.url("/api/chat"), json={"message": "你好"}, headers={**BEARER, **headers}, timeout=30)
 
     assert chat(alice).status_code == 200
     assert chat(alice).status_code == 200

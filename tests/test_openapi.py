@@ -14,36 +14,59 @@ from schemathesis.checks import CheckContext, not_a_server_error, positive_data_
 from app import create_app
 from config import load_settings
 from openapi import document
+from tests.support.client import Api, app_env
+from tests.support.servers import serve_in_thread
 
 
 def undocumented_routes(app: Flask) -> set[tuple[str, str]]:
     """Routes the app serves (outside /static) that its document leaves out."""
     paths = document(app)["paths"]
-    served = {(rule.rule, method.lower()) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
-              for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+    served = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    }
     return {(path, method) for path, method in served if method not in paths.get(path, {})}
 
 
 def documented_document() -> tuple[dict, set]:
     """The document of an app with default settings, and the routes it leaves out (built in a throwaway folder)."""
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(load_settings({"API_KEY": "sk-doc", "SCHEDULER_ENABLED": "false",
-                                        "CHAT_HISTORY_FILE": str(Path(folder) / "chat_history.json")}))
+        app = create_app(
+            load_settings(
+                {
+                    "API_KEY": "sk-doc",
+                    "SCHEDULER_ENABLED": "false",
+                    "CHAT_HISTORY_FILE": str(Path(folder) / "chat_history.json"),
+                }
+            )
+        )
         return document(app), undocumented_routes(app)
 
 
 DOCUMENT, UNDOCUMENTED = documented_document()
 # Bad input must be refused with a 4xx the document names: an over-long message is 413, a non-JSON body 415.
 REFUSALS = [400, 401, 404, 405, 413, 415, 429]
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(
-    {"checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}}}))
+schema = schemathesis.openapi.from_dict(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}}}),
+)
 
 
 def test_every_route_is_documented_and_served(api):
     document = api.get("/api/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) >= {"/api/chat", "/api/chat/stream", "/api/history", "/api/health",
-                                       "/api/schedule", "/api/schedule/run", "/api/openapi.json"}
+    assert set(document["paths"]) >= {
+        "/api/chat",
+        "/api/chat/stream",
+        "/api/history",
+        "/api/health",
+        "/api/schedule",
+        "/api/schedule/run",
+        "/api/openapi.json",
+    }
     assert set(document["paths"]["/api/history"]) == {"get", "delete"}
     assert set() == UNDOCUMENTED
     for path, operations in document["paths"].items():
@@ -87,18 +110,21 @@ def test_api_conforms_to_its_document_under_fuzzing(case, fuzz_target):
     both = case.path == "/api/history" and {"before", "after"} <= given
     if both:
         excluded.append(positive_data_acceptance)
-    response = case.call_and_validate(base_url=fuzz_target.base_url, excluded_checks=excluded,
-                                      additional_checks=[no_internal_error], timeout=10)
+    response = case.call_and_validate(
+        base_url=fuzz_target.base_url, excluded_checks=excluded, additional_checks=[no_internal_error], timeout=10
+    )
     if both and response.request.method == "GET":
-        assert response.status_code == 400 and response.json()["code"] in ("invalid_query", "invalid_before",
-                                                                              "invalid_after", "invalid_limit")
+        assert response.status_code == 400 and response.json()["code"] in (
+            "invalid_query",
+            "invalid_before",
+            "invalid_after",
+            "invalid_limit",
+        )
 
 
 @pytest.fixture(scope="module")
 def fuzz_target(fake_upstream_server, tmp_path_factory):
     """One app for the whole fuzz, on a loopback port, talking to the fake upstream."""
-    from tests.conftest import Api, app_env
-    from tests.support.servers import serve_in_thread
 
     app_settings = load_settings(app_env(fake_upstream_server, tmp_path_factory.mktemp("fuzz") / "data"))
     with serve_in_thread(create_app(app_settings)) as base_url:

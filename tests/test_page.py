@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import gzip
 import re
-import time
 from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import browser as browser_support
 from tests.support.browser import ARTIFACTS, PHONE, ROOT, screenshot, wait_ready
+from tests.support.waiting import wait_until
 
-browser = browser_support.browser  # the fixtures, found by pytest under these names
-open_page = browser_support.open_page
 pytestmark = pytest.mark.browser
 
 REPLY_SELECTOR = "article.message.assistant"
-CODE_REPLY = ["下面是", "**示例代码**：\n\n", "```python\n", "def hello(name):\n", "    return f'你好 {name}'\n",
-              "```\n", "\n就这些。"]
+CODE_REPLY = [
+    "下面是",
+    "**示例代码**：\n\n",
+    "```python\n",
+    "def hello(name):\n",
+    "    return f'你好 {name}'\n",
+    "```\n",
+    "\n就这些。",
+]
 
 
 def send(page: Page, text: str) -> None:
@@ -38,16 +42,6 @@ def wait_reply_done(page: Page, timeout: float = 15_000):
     reply.wait_for(timeout=timeout)
     expect(page.locator("#send")).to_be_visible()
     return reply
-
-
-def wait_until(condition, timeout: float = 10.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 # ---- streaming and rendering ------------------------------------------------------------------
@@ -88,8 +82,10 @@ def test_streamed_reply_appears_progressively_and_ends_as_highlighted_markdown(s
     assert page.locator("article.message.user .bubble").inner_text() == "写一个 Python 函数"
 
 
-XSS_REPLY = ('<img src=x onerror="window.__xss=1">\n\n<script>window.__xss=2</script>\n\n'
-             "[click](javascript:window.__xss=3) and [a site](https://example.com/page)")
+XSS_REPLY = (
+    '<img src=x onerror="window.__xss=1">\n\n<script>window.__xss=2</script>\n\n'
+    "[click](javascript:window.__xss=3) and [a site](https://example.com/page)"
+)
 
 
 def test_reply_html_and_javascript_links_stay_inert(serve, upstream, open_page):
@@ -130,7 +126,8 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
     assert shown.startswith("第0段。第1段。第2段。第3段") and "第59段" not in shown
     expect(page.locator("#send")).to_be_visible()
 
-    stored = wait_until(lambda: [m for m in api.history() if m["role"] == "assistant"], message="stored partial")[-1]
+    replies = wait_until(lambda: [m for m in api.history() if m["role"] == "assistant"], 10, message="stored partial")
+    stored = replies[-1]
     assert stored["stopped"] is True
     expect(reply).to_have_attribute("data-id", str(stored["id"]))  # the poll adopts it, no duplicate
     page.wait_for_timeout(700)
@@ -248,8 +245,9 @@ def test_history_survives_reload_and_older_pages_load_on_scroll_up(serve, upstre
     assert box.evaluate("b => b.scrollHeight - b.scrollTop - b.clientHeight") < 5, "opens at the newest message"
 
     first = page.locator(f"article.message[data-id='{messages.first.get_attribute('data-id')}']")
-    top_before = first.evaluate("m => { m.parentElement.closest('#messages').scrollTop = 0; "
-                                "return m.getBoundingClientRect().top; }")
+    top_before = first.evaluate(
+        "m => { m.parentElement.closest('#messages').scrollTop = 0; return m.getBoundingClientRect().top; }"
+    )
     expect(messages).to_have_count(12)
     page.wait_for_timeout(100)
     top_after = first.evaluate("m => m.getBoundingClientRect().top")
@@ -366,10 +364,13 @@ def test_login_form_when_the_server_requires_a_token(serve, upstream, open_page)
 # ---- language, layout, looks ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("locale", "lang", "placeholder", "send_label"), [
-    ("zh-CN", "zh-CN", "输入消息，Enter 发送，Shift+Enter 换行", "发送"),
-    ("en-US", "en", "Message… Enter to send, Shift+Enter for a new line", "Send"),
-])
+@pytest.mark.parametrize(
+    ("locale", "lang", "placeholder", "send_label"),
+    [
+        ("zh-CN", "zh-CN", "输入消息，Enter 发送，Shift+Enter 换行", "发送"),
+        ("en-US", "en", "Message… Enter to send, Shift+Enter for a new line", "Send"),
+    ],
+)
 def test_page_speaks_the_browsers_language(serve, open_page, locale, lang, placeholder, send_label):
     api = serve()
     page = open_page(api.base_url, locale=locale)
@@ -386,8 +387,10 @@ LONG_URL = "https://example.com/" + "very-long-path-segment-" * 12 + "end"
 def seed_showcase(api, upstream) -> None:
     """A conversation with the things the page must draw well: code, a list, a reminder, a long URL."""
     upstream.script(
-        {"content": "当然可以！\n\n1. 先**安装**依赖\n2. 再运行 `pytest`\n\n```python\n" + LONG_CODE + "\n```",
-         "reasoning": "用户想要步骤和代码。"},
+        {
+            "content": "当然可以！\n\n1. 先**安装**依赖\n2. 再运行 `pytest`\n\n```python\n" + LONG_CODE + "\n```",
+            "reasoning": "用户想要步骤和代码。",
+        },
         {"content": f"参考链接：{LONG_URL}\n\n| 项目 | 状态 |\n| --- | --- |\n| 测试 | 通过 |"},
         {"content": "⏰ 记得起来活动一下，喝杯水。"},
     )
@@ -415,7 +418,7 @@ def test_dark_mode_follows_the_system(serve, upstream, open_page):
     seed_showcase(api, upstream)
     page = open_page(api.base_url, color_scheme="dark")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    channels = [int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]]
+    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
     assert max(channels) < 60, background
     code_background = page.locator(".code-block").first.evaluate("e => getComputedStyle(e).backgroundColor")
     assert code_background != "rgb(246, 248, 250)"

@@ -17,8 +17,9 @@ import requests
 
 from config import DEFAULT_SCHEDULED_PROMPT
 from scheduler import leader_pid
-from tests.conftest import app_env
+from tests.support.client import app_env
 from tests.support.servers import ROOT, Gunicorn, free_port, wait_until_healthy
+from tests.support.waiting import wait_until
 
 EVERY_SECOND = {"SCHEDULER_ENABLED": "true", "CRON_SECOND": "*", "CRON_MINUTE": "*", "CRON_HOUR": "*"}
 
@@ -57,16 +58,6 @@ def gunicorn(upstream, tmp_path: Path, workers: int, **env: str) -> Gunicorn:
     return server
 
 
-def wait_for(condition, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 def test_four_workers_fire_one_message_per_second(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=4) as server:
@@ -84,14 +75,14 @@ def test_four_workers_fire_one_message_per_second(upstream, tmp_path):
 def test_kill_9_of_the_scheduler_worker_hands_over_within_15_seconds(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=3) as server:
-        wait_for(lambda: len(ticks(data_dir)) >= 3, 10)
+        wait_until(lambda: len(ticks(data_dir)) >= 3, 10)
         leader = leader_pid(data_dir)
         assert leader in server.worker_pids()
         os.kill(leader, signal.SIGKILL)
         killed_at = time.time()
-        new_leader = wait_for(lambda: (pid := leader_pid(data_dir)) != leader and pid, 15)
+        new_leader = wait_until(lambda: (pid := leader_pid(data_dir)) != leader and pid, 15)
         assert new_leader in server.worker_pids() or new_leader != leader
-        resumed = wait_for(lambda: [t for t in ticks(data_dir) if t.timestamp() > killed_at], 15)
+        resumed = wait_until(lambda: [t for t in ticks(data_dir) if t.timestamp() > killed_at], 15)
         takeover = resumed[0].timestamp() - killed_at
         time.sleep(4)
     found = assert_each_tick_once(data_dir, upstream)
@@ -106,7 +97,7 @@ def test_kill_9_of_the_scheduler_worker_hands_over_within_15_seconds(upstream, t
 def test_graceful_reload_keeps_exactly_one_scheduler(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=2) as server:
-        wait_for(lambda: len(ticks(data_dir)) >= 2, 10)
+        wait_until(lambda: len(ticks(data_dir)) >= 2, 10)
         old_workers = set(server.worker_pids())
         reloaded_at = time.time()
         os.kill(server.pid, signal.SIGHUP)
@@ -123,8 +114,10 @@ def test_graceful_reload_keeps_exactly_one_scheduler(upstream, tmp_path):
     assert len(after) >= 5
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(after, after[1:], strict=False)]
     assert max(gaps) <= 2.0, f"ticks stopped during the reload: {gaps}"
-    print(f"\nHUP: {len(after)} reminders in the 7 s after the reload, largest gap {max(gaps)} s, "
-          f"{len(samples)} health checks all saw a scheduler")
+    print(
+        f"\nHUP: {len(after)} reminders in the 7 s after the reload, largest gap {max(gaps)} s, "
+        f"{len(samples)} health checks all saw a scheduler"
+    )
 
 
 def test_two_servers_on_one_data_folder_share_the_reminders(upstream, tmp_path):
@@ -143,20 +136,27 @@ def test_debug_reloader_runs_one_scheduler_and_hands_over_on_reload(upstream, tm
     dotenv = tmp_path / ".env"
     dotenv.write_text("# watched by the reloader\n")
     port = free_port()
-    env = {**os.environ, **app_env(upstream, data_dir, **EVERY_SECOND), "FLASK_DEBUG": "true",
-           "PORT": str(port), "HOST": "127.0.0.1", "DOTENV_PATH": str(dotenv)}
+    env = {
+        **os.environ,
+        **app_env(upstream, data_dir, **EVERY_SECOND),
+        "FLASK_DEBUG": "true",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DOTENV_PATH": str(dotenv),
+    }
     log_path = tmp_path / "app.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", 30, process)
-        wait_for(lambda: len(ticks(data_dir)) >= 2, 10)
+        wait_until(lambda: len(ticks(data_dir)) >= 2, 10)
         first_child = leader_pid(data_dir)
         assert first_child != process.pid, "the reloader's watcher process must not run the scheduler"
         time.sleep(1.1)
         dotenv.write_text("# changed\n")
-        second_child = wait_for(lambda: (pid := leader_pid(data_dir)) != first_child and pid, 15)
+        second_child = wait_until(lambda: (pid := leader_pid(data_dir)) != first_child and pid, 15)
         assert second_child != process.pid
         reloaded_at = time.time()
         time.sleep(4)
@@ -172,12 +172,13 @@ def test_failed_tick_is_recorded_and_the_next_tick_runs(upstream, tmp_path):
     data_dir = tmp_path / "data"
     upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
     with gunicorn(upstream, tmp_path, workers=2, CRON_SECOND="*/2") as server:
+
         def last_run():
             return requests.get(server.base_url + "/api/schedule", timeout=5).json()["last_run"]
 
-        failed = wait_for(last_run, 10, interval=0.05)
+        failed = wait_until(last_run, 10)
         assert failed["ok"] is False and "HTTP 401" in failed["error"] and failed["message_id"] is None
-        good = wait_for(lambda: (run := last_run()) and run["ok"] and run, 10)
+        good = wait_until(lambda: (run := last_run()) and run["ok"] and run, 10)
         history = requests.get(server.base_url + "/api/history", timeout=5).json()["messages"]
     stored = {m["id"]: m for m in history}
     assert stored[good["message_id"]]["is_scheduled"] is True
@@ -190,6 +191,7 @@ def test_run_now_stores_a_reminder_and_schedule_reports_it(upstream, tmp_path):
         assert response.status_code == 200
         message = response.json()["message"]
         status = requests.get(server.base_url + "/api/schedule", timeout=5).json()
+        del response  # a live response holds its kept-alive connection, and a graceful stop waits 2 s for it
     assert message["is_scheduled"] is True and message["role"] == "assistant"
     assert upstream.requests[-1]["messages"][-1]["content"] == DEFAULT_SCHEDULED_PROMPT
     assert status["enabled"] is True and status["timezone"] == "Asia/Shanghai"
@@ -216,6 +218,6 @@ def test_a_garbled_state_file_does_not_stop_reminders(upstream, tmp_path):
     data_dir.mkdir()
     (data_dir / "scheduler_state.json").write_text('{"last_tick": "not a time", "last_run": 7}')
     with gunicorn(upstream, tmp_path, workers=2):
-        wait_for(lambda: len(ticks(data_dir)) >= 2, 10)
+        wait_until(lambda: len(ticks(data_dir)) >= 2, 10)
     assert_each_tick_once(data_dir, upstream)
     assert json.loads((data_dir / "scheduler_state.json").read_text())["last_tick"] != "not a time"

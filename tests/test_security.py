@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from config import ConfigError, load_settings
 from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
-from tests.conftest import app_env
+from tests.support.client import app_env
 from tests.support.fake_upstream import API_KEY
 from tests.support.servers import Gunicorn
 
@@ -116,11 +119,14 @@ def test_wrong_login_token_is_refused_without_a_cookie(serve):
     assert api.get("/api/history").status_code == 401
 
 
-@pytest.mark.parametrize(("kwargs", "status", "code"), [
-    ({"json": {}}, 400, "missing_token"),
-    ({"json": {"token": 42}}, 400, "missing_token"),
-    ({"data": {"token": TOKEN}}, 415, "unsupported_media_type"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"json": {}}, 400, "missing_token"),
+        ({"json": {"token": 42}}, 400, "missing_token"),
+        ({"data": {"token": TOKEN}}, 415, "unsupported_media_type"),
+    ],
+)
 def test_malformed_login_bodies_are_refused(serve, kwargs, status, code):
     api = serve(ACCESS_TOKEN=TOKEN)
     response = api.post("/api/login", **kwargs)
@@ -215,6 +221,59 @@ def test_refused_calls_do_not_use_up_the_budget(serve):
     assert api.post("/api/chat", headers=BEARER, **CHAT).status_code == 200
 
 
+def test_a_refused_message_does_not_use_up_the_budget(serve, upstream):
+    api = serve(RATE_LIMIT="1/minute", MAX_MESSAGE_CHARS="10")
+    assert api.chat("这条消息超过了十个字符的上限").status_code == 413
+    assert api.chat("").status_code == 400
+    assert api.chat("短").status_code == 200
+    assert api.chat("短").status_code == 429
+
+
+def test_simultaneous_calls_cannot_overrun_the_budget(serve, upstream):
+    api = serve(RATE_LIMIT="1/minute", TRUSTED_PROXIES="1")
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, so a check-then-count race would show
+    try:
+        for client in range(8):  # each round a fresh client address, 12 calls at once
+            barrier = threading.Barrier(12)
+            headers = {"X-Forwarded-For": f"203.0.113.{client + 1}"}
+
+            def chat(_: int, headers: dict = headers, barrier: threading.Barrier = barrier) -> int:
+                barrier.wait()
+                return requests.post(api.base_url + "/api/chat", headers=headers, timeout=30, **CHAT).status_code
+
+            with ThreadPoolExecutor(12) as pool:
+                statuses = sorted(pool.map(chat, range(12)))
+            assert statuses == [200] + [429] * 11, f"round {client}"
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+def test_a_wrong_method_on_an_open_route_is_405_not_401(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    for method, path in (("GET", "/api/login"), ("POST", "/api/health"), ("GET", "/api/logout")):
+        response = call(api, method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.json()["code"] == "method_not_allowed"
+    assert call(api, "PUT", "/api/history").status_code == 401  # a guarded route tells nothing without the token
+
+
+def test_which_routes_are_open_and_which_spend_the_api_key_is_declared_on_each_route(api):
+    from app import create_app
+
+    views = create_app(api.settings).view_functions
+    assert {name for name, view in views.items() if getattr(view, "is_public", False)} == {
+        "api.health",
+        "api.login",
+        "api.logout",
+    }
+    assert {name for name, view in views.items() if getattr(view, "spends_api_key", False)} == {
+        "api.chat",
+        "api.chat_stream",
+        "api.run_schedule",
+    }
+
+
 def test_forwarded_for_is_ignored_unless_proxies_are_trusted(serve):
     direct = serve(RATE_LIMIT="1/minute")
     assert direct.post("/api/chat", headers={"X-Forwarded-For": "203.0.113.1"}, **CHAT).status_code == 200
@@ -279,8 +338,9 @@ def test_every_kind_of_response_carries_the_security_headers(serve):
 def test_start_up_warns_when_no_token_is_set_and_never_logs_it(serve, caplog):
     with caplog.at_level(logging.INFO):
         serve()
-    warnings = [r.getMessage() for r in caplog.records
-                if r.levelno == logging.WARNING and "ACCESS_TOKEN" in r.getMessage()]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ACCESS_TOKEN" in r.getMessage()
+    ]
     assert len(warnings) == 1 and "spend the API key" in warnings[0]
     caplog.clear()
     with caplog.at_level(logging.DEBUG):
@@ -307,11 +367,12 @@ def test_secrets_never_reach_responses_or_gunicorn_log(upstream, tmp_path):
         {"kind": "status", "status": 500, "body": {"error": {"message": f"boom {API_KEY}"}}},
         {"kind": "malformed"},
     )
-    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], log_path) as server:
-        session = requests.Session()
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], log_path) as server, requests.Session() as session:
 
-        def send(method, path, **kwargs):
-            return session.request(method, server.base_url + path, timeout=30, **kwargs)
+        def send(method, path, **kwargs) -> tuple[int, str]:
+            # Only what the client saw is kept: a live response would hold its connection, delaying the stop by 2 s.
+            response = session.request(method, server.base_url + path, timeout=30, **kwargs)
+            return response.status_code, response.text + str(response.headers)
 
         responses = [
             send("GET", "/api/history"),
@@ -329,10 +390,9 @@ def test_secrets_never_reach_responses_or_gunicorn_log(upstream, tmp_path):
             send("GET", "/api/health"),
             send("GET", "/"),
         ]
-        statuses = [r.status_code for r in responses]
+        statuses = [status for status, _ in responses]
         assert {400, 401, 429}.issubset(statuses) and any(s >= 500 for s in statuses), statuses
-    for response in responses:
-        text = response.text + str(response.headers)
+    for _, text in responses:
         assert API_KEY not in text and TOKEN not in text
     log = server.log_text()
     assert "POST /api/chat" in log and " 429 " in log  # the log did record this run

@@ -55,8 +55,11 @@ def test_env_example_documents_exactly_the_declared_settings():
 
 
 def test_env_example_values_are_the_defaults():
-    wrong = {name: (value, DECLARED[name].default_text) for name, value in env_example_values().items()
-             if name in DECLARED and name not in EXAMPLE_DIFFERS_ON_PURPOSE and value != DECLARED[name].default_text}
+    wrong = {
+        name: (value, DECLARED[name].default_text)
+        for name, value in env_example_values().items()
+        if name in DECLARED and name not in EXAMPLE_DIFFERS_ON_PURPOSE and value != DECLARED[name].default_text
+    }
     assert wrong == {}, "(.env.example, config.py) defaults differ"
 
 

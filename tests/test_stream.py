@@ -8,6 +8,8 @@ import time
 import pytest
 import requests
 
+from tests.support.waiting import wait_until
+
 
 def read_events(response: requests.Response) -> list[dict]:
     events = []
@@ -91,31 +93,38 @@ def test_client_disconnect_closes_upstream_and_stores_partial_as_stopped(api, up
                 break
     response.close()
     assert upstream.closed_streams.wait(10), "the upstream stream was not closed"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        last = api.history()[-1]
-        if last["role"] == "assistant":
-            break
-        time.sleep(0.1)
-    assert last["role"] == "assistant" and last["stopped"] is True
+    last = wait_until(
+        lambda: (newest := api.history()[-1])["role"] == "assistant" and newest, 5, message="the partial reply stored"
+    )
+    assert last["stopped"] is True
     assert last["content"].startswith("第0段。第1段。第2段。")
     assert len(last["content"]) < len("".join(pieces))
 
 
 def test_a_stream_cut_after_its_finish_reason_is_complete(api, upstream):
-    upstream.script({"frames": ['{"choices": [{"delta": {"content": "完整"}, "finish_reason": null}]}',
-                                '{"choices": [{"delta": {}, "finish_reason": "stop"}]}'], "ending": "cut"})
+    upstream.script(
+        {
+            "frames": [
+                '{"choices": [{"delta": {"content": "完整"}, "finish_reason": null}]}',
+                '{"choices": [{"delta": {}, "finish_reason": "stop"}]}',
+            ],
+            "ending": "cut",
+        }
+    )
     events = read_events(stream(api, "说完了吗"))
     assert events[-1]["type"] == "done"
     assert events[-1]["message"]["content"] == "完整" and "incomplete" not in events[-1]["message"]
 
 
-@pytest.mark.parametrize("frame", [
-    '{"choices": [{"delta": "text"}]}',
-    '{"choices": ["text"]}',
-    '{"choices": [{"delta": {"content": 42}}]}',
-    '[1, 2]',
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"choices": [{"delta": "text"}]}',
+        '{"choices": ["text"]}',
+        '{"choices": [{"delta": {"content": 42}}]}',
+        "[1, 2]",
+    ],
+)
 def test_stream_events_of_the_wrong_shape_are_a_bad_response(api, upstream, frame):
     upstream.script({"frames": ['{"choices": [{"delta": {"content": "前半"}}]}', frame], "ending": "cut"})
     events = read_events(stream(api, "怪事件"))
@@ -129,8 +138,9 @@ def test_retrying_a_cut_reply_asks_the_question_again_without_storing_it_twice(a
     events = read_events(stream(api, "再说一遍"))
     question = events[0]["user_message"]
     assert events[-1]["code"] == "upstream_incomplete"
-    retried = read_events(api.post("/api/chat/stream", json={"message": "再说一遍", "retry_of": question["id"]},
-                                   stream=True))
+    retried = read_events(
+        api.post("/api/chat/stream", json={"message": "再说一遍", "retry_of": question["id"]}, stream=True)
+    )
     assert retried[0]["user_message"] == question
     assert retried[-1]["message"]["content"] == "收到：再说一遍"
     assert upstream.requests[-1]["messages"][-1] == {"role": "user", "content": "再说一遍"}

@@ -10,8 +10,14 @@ from tests.support.servers import free_port
 
 
 def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
-    upstream.script({"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
-                     "body": {"error": {"message": "Too many requests"}}})
+    upstream.script(
+        {
+            "kind": "status",
+            "status": 429,
+            "headers": {"Retry-After": "1"},
+            "body": {"error": {"message": "Too many requests"}},
+        }
+    )
     started = time.monotonic()
     response = api.chat("重试一下")
     elapsed = time.monotonic() - started
@@ -22,8 +28,12 @@ def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
 
 def test_429_that_persists_answers_429_with_retry_after(serve, upstream):
     api = serve(RETRY_ATTEMPTS="1")
-    limited = {"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
-               "body": {"code": 50603, "message": "System is too busy now"}}
+    limited = {
+        "kind": "status",
+        "status": 429,
+        "headers": {"Retry-After": "1"},
+        "body": {"code": 50603, "message": "System is too busy now"},
+    }
     upstream.script(limited, limited)
     response = api.chat("还在限流")
     assert response.status_code == 429
@@ -66,13 +76,25 @@ def test_503_that_persists_is_a_502_with_the_upstream_message(serve, upstream):
 @pytest.mark.parametrize(
     ("status", "body", "code", "text"),
     [
-        (400, {"code": 20015, "message": "Length of prompt exceeds limit"}, "upstream_error",
-         "Length of prompt exceeds limit"),
+        (
+            400,
+            {"code": 20015, "message": "Length of prompt exceeds limit"},
+            "upstream_error",
+            "Length of prompt exceeds limit",
+        ),
         (401, {"error": {"message": "Invalid token"}}, "upstream_auth_failed", "API_KEY"),
-        (403, {"code": 30011, "message": "The model is not available for your account"}, "upstream_auth_failed",
-         "not available for your account"),
-        (404, {"code": 20012, "message": "Model does not exist. Please check it carefully."}, "upstream_error",
-         "Model does not exist"),
+        (
+            403,
+            {"code": 30011, "message": "The model is not available for your account"},
+            "upstream_auth_failed",
+            "not available for your account",
+        ),
+        (
+            404,
+            {"code": 20012, "message": "Model does not exist. Please check it carefully."},
+            "upstream_error",
+            "Model does not exist",
+        ),
         (422, {"detail": "Input should be a valid list"}, "upstream_error", "valid list"),
     ],
 )
@@ -125,12 +147,15 @@ def test_a_reply_body_cut_off_mid_way_is_502(api, upstream):
     assert response.json()["code"] == "upstream_incomplete"
 
 
-@pytest.mark.parametrize("body", [
-    {"choices": [{"message": "just text"}]},
-    {"choices": [{"message": {"content": ["not", "text"]}}]},
-    {"choices": []},
-    {"no_choices": True},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [{"message": "just text"}]},
+        {"choices": [{"message": {"content": ["not", "text"]}}]},
+        {"choices": []},
+        {"no_choices": True},
+    ],
+)
 def test_a_reply_of_the_wrong_shape_is_502_bad_response(api, upstream, body):
     upstream.script({"kind": "status", "status": 200, "body": body})
     response = api.chat("奇怪的回复")

@@ -13,16 +13,21 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from security import CONTENT_SECURITY_POLICY
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling home, which a closed network punishes.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 DESKTOP = {"width": 1280, "height": 800}
 # Other suites may run beside these on a 2-core machine; Playwright's 5 s default is too tight there.
 expect.set_options(timeout=10_000)
@@ -42,7 +47,7 @@ def _with_csp(route: Route) -> None:
     """Serve the document with the production CSP, so the page is tested under it."""
     response = route.fetch()
     headers = dict(response.headers)
-    headers.setdefault("content-security-policy", CSP)
+    headers.setdefault("content-security-policy", CONTENT_SECURITY_POLICY)
     route.fulfill(response=response, headers=headers)
 
 
@@ -75,10 +80,17 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     """
     opened: list[tuple[Any, PageProblems]] = []
 
-    def open_(base_url: str, query: str = "", *, locale: str = "zh-CN", viewport: dict | None = None,
-              color_scheme: str = "light", expect_blocked_handlers: bool = False, **options: Any) -> Page:
-        context = browser.new_context(locale=locale, viewport=viewport or DESKTOP, color_scheme=color_scheme,
-                                      **options)
+    def open_(
+        base_url: str,
+        query: str = "",
+        *,
+        locale: str = "zh-CN",
+        viewport: dict | None = None,
+        color_scheme: str = "light",
+        expect_blocked_handlers: bool = False,
+        **options: Any,
+    ) -> Page:
+        context = browser.new_context(locale=locale, viewport=viewport or DESKTOP, color_scheme=color_scheme, **options)
         page = context.new_page()
         problems = PageProblems(page, expect_blocked_handlers)
         opened.append((context, problems))

@@ -46,7 +46,8 @@ class FakeUpstream:
         self.closed_streams = threading.Event()
 
     def start(self) -> FakeUpstream:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll interval: stop() returns within 50 ms instead of serve_forever's default 0.5 s.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -119,18 +120,27 @@ class FakeUpstream:
                 message = {"role": "assistant", "content": content}
                 if reasoning:
                     message["reasoning_content"] = reasoning
-                return self._json(200, {
-                    "id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model", ""),
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": len(content),
-                              "total_tokens": 10 + len(content)},
-                })
+                return self._json(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "model": body.get("model", ""),
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "usage": {
+                            "prompt_tokens": 10,
+                            "completion_tokens": len(content),
+                            "total_tokens": 10 + len(content),
+                        },
+                    },
+                )
 
             def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
                 self._raw(status, json.dumps(data, ensure_ascii=False).encode(), "application/json", headers)
 
-            def _raw(self, status: int, payload: bytes, content_type: str,
-                     headers: dict[str, str] | None = None) -> None:
+            def _raw(
+                self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
@@ -150,21 +160,25 @@ class FakeUpstream:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 pause = behaviour.get("chunk_delay", 0.0)
-                pieces = behaviour.get("pieces") or [content[i:i + 2] for i in range(0, len(content), 2)]
+                pieces = behaviour.get("pieces") or [content[i : i + 2] for i in range(0, len(content), 2)]
 
                 def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-                    data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body.get("model", ""),
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    data = {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "model": body.get("model", ""),
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
                     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
                 frames = [event({"role": "assistant", "content": ""})]
-                frames += [event({"reasoning_content": reasoning[i:i + 3]}) for i in range(0, len(reasoning), 3)]
+                frames += [event({"reasoning_content": reasoning[i : i + 3]}) for i in range(0, len(reasoning), 3)]
                 frames += [event({"content": piece}) for piece in pieces]
                 if "frames" in behaviour:  # exact `data:` payloads instead of the generated ones
                     frames = [f"data: {frame}\n\n".encode() for frame in behaviour["frames"]]
                 ending = behaviour.get("ending", "done")
                 if ending == "bad_chunk":
-                    frames.append(b"data: {\"choices\": [oops\n\n")
+                    frames.append(b'data: {"choices": [oops\n\n')
                 elif ending == "done":
                     frames += [event({}, "stop"), b"data: [DONE]\n\n"]
                 try:
@@ -172,7 +186,7 @@ class FakeUpstream:
                         blob = b"".join(frames)
                         size = behaviour["split_bytes"]
                         for start in range(0, len(blob), size):
-                            self._chunk(blob[start:start + size])
+                            self._chunk(blob[start : start + size])
                             time.sleep(pause)
                     else:
                         for frame in frames:

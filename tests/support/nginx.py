@@ -12,10 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support.servers import ROOT, free_port, stop_process_group
+from tests.support.waiting import wait_until
 
 SITE_FILE = ROOT / "deploy" / "nginx" / "chat-assistant.conf"
 
@@ -28,10 +28,29 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     """A throwaway certificate valid for 127.0.0.1 and chat.example.com; returns (cert, key)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=chat.example.com",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:chat.example.com"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=chat.example.com",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:chat.example.com",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
@@ -77,8 +96,10 @@ class Nginx:
 
     def _main(self) -> str:
         """A main nginx.conf whose pid, logs and temp files all live in the folder."""
-        temp_paths = "\n".join(f"    {name}_temp_path {self.folder / name};"
-                               for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp_paths = "\n".join(
+            f"    {name}_temp_path {self.folder / name};"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         # As root, workers would switch to "nobody" and could not read this private folder.
         user = "user root;\n" if os.geteuid() == 0 else ""
         return (
@@ -99,16 +120,19 @@ class Nginx:
     def start(self, timeout: float = 15.0) -> Nginx:
         check = subprocess.run(self._command("-t"), capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not self._accepting():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start:\n{self.error_log()}")
-            time.sleep(0.05)
+        self.process = subprocess.Popen(
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            wait_until(self._accepting, timeout, message="nginx accepting connections")
+        except (RuntimeError, TimeoutError) as error:
+            raise RuntimeError(f"nginx did not start ({error}):\n{self.error_log()}") from None
         return self
 
     def _accepting(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {self.process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", self.https_port), timeout=1):
                 return True

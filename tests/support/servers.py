@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,11 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.support.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
+# How often a threaded server checks for shutdown(): stopping one takes at most this long (the default is 0.5 s).
+POLL_INTERVAL = 0.05
 
 
 def free_port() -> int:
@@ -30,7 +33,7 @@ def free_port() -> int:
 def serve_in_thread(app: Flask) -> Iterator[str]:
     """Serve `app` on a loopback port with a threaded Werkzeug server; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -52,17 +55,17 @@ def stop_process_group(process: subprocess.Popen, signal_number: int = signal.SI
 
 
 def wait_until_healthy(base_url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll GET /api/health until it answers 200; RuntimeError as soon as `process` exits."""
+
+    def healthy() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            if requests.get(f"{base_url}/api/health", timeout=2).status_code == 200:
-                return
+            return requests.get(f"{base_url}/api/health", timeout=2).status_code == 200
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{base_url} did not become healthy in {timeout}s")
+            return False
+
+    wait_until(healthy, timeout, message=f"{base_url} healthy")
 
 
 class Gunicorn:
@@ -79,8 +82,9 @@ class Gunicorn:
     def start(self, timeout: float = 30.0) -> Gunicorn:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "gunicorn", *self.args, "wsgi:app"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         wait_until_healthy(self.base_url, timeout, self.process)
         return self
 
