@@ -2,7 +2,7 @@
 # Run every test from a fresh clone: installs what the tests drive (Debian's Chromium, nginx, Node.js,
 # and systemd-analyze for the unit file check), creates .venv, installs requirements-dev.txt, checks
 # style and formatting with ruff, runs the page's unit tests with node --test, then runs pytest.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k stream`.
+# Extra arguments go to one pytest run, e.g. `bash scripts/test.sh -k stream`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,23 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 node --test tests/js/*.test.mjs
-exec .venv/bin/python -m pytest "$@"
+
+# With arguments (e.g. `-k stream`, a file): one pytest run, as asked.
+if (($#)); then
+  exec .venv/bin/python -m pytest "$@"
+fi
+
+# The full run. The reminder tests spend most of their minute waiting for cron ticks under real
+# Gunicorn, using little CPU, so they run beside the rest; their output follows, then one total.
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+.venv/bin/python -m pytest tests/test_scheduler.py --basetemp="$results/scheduler-tmp" \
+  --junitxml="$results/scheduler.xml" >"$results/scheduler.log" 2>&1 &
+scheduler=$!
+status=0
+.venv/bin/python -m pytest --ignore=tests/test_scheduler.py --junitxml="$results/rest.xml" || status=$?
+wait "$scheduler" || status=$?
+echo "---- tests/test_scheduler.py (ran beside the rest) ----"
+cat "$results/scheduler.log"
+.venv/bin/python scripts/test_total.py "$results/rest.xml" "$results/scheduler.xml" || status=1
+exit "$status"
