@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -28,6 +29,11 @@ def default_reply(request: dict[str, Any]) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # benchmarks open hundreds of connections at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (the app's read timeout, a stopped stream) is normal here, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeUpstream:
