@@ -30,7 +30,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from limits import RateLimitItem, parse, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
@@ -199,7 +199,10 @@ def _endpoint_of_path() -> str | None:
     error = request.routing_exception
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         adapter = current_app.url_map.bind_to_environ(request.environ)
-        endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
+        try:
+            endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
+        except HTTPException:  # e.g. a redirect: treat the path as guarded
+            return None
         return endpoint
     return request.endpoint
 
@@ -218,11 +221,9 @@ def add_security_headers(response: Response) -> Response:
 def trust_proxies(app: Flask, settings: Settings) -> None:
     """Believe exactly TRUSTED_PROXIES proxies: X-Forwarded-For's last N entries, never a client's own."""
     if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app,
-            x_for=settings.trusted_proxies,  # type: ignore[method-assign]
-            x_proto=1,
-        )  # nginx replaces X-Forwarded-Proto: one value, whatever N
+        # nginx replaces X-Forwarded-Proto: one value, whatever N.
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
 
 
 def log_start_up(settings: Settings) -> None:
