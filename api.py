@@ -57,10 +57,12 @@ EVENTS = {
 
 
 def _service() -> ChatService:
+    """The app's chat service."""
     return current_app.extensions["chat"]
 
 
 def _reminders() -> Reminders:
+    """The app's reminder scheduler."""
     return current_app.extensions["reminders"]
 
 

@@ -39,11 +39,13 @@ class Schema(BaseModel):
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """pydantic's JSON schema of this model, built once per set of arguments."""
         return _json_schema(cls, args, tuple(sorted(kwargs.items())))
 
 
 @functools.cache
 def _json_schema(model: type[BaseModel], args: tuple, kwargs: tuple) -> dict[str, Any]:
+    """The uncached pydantic call behind Schema.model_json_schema."""
     return BaseModel.model_json_schema.__func__(model, *args, **dict(kwargs))  # type: ignore[attr-defined]
 
 
@@ -134,6 +136,7 @@ class HistoryQuery(Schema):
 
     @model_validator(mode="after")
     def _one_direction(self) -> HistoryQuery:
+        """Paging goes one way per request."""
         if self.before is not None and self.after is not None:
             raise PydanticCustomError("invalid_query", 'Use either "before" or "after", not both.')
         return self
