@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.servers import ROOT, free_port, wait_until_healthy
+from tests.support.servers import ROOT, free_port, stop_process_group, wait_until_healthy
 
 
 def fresh_copy(target: Path) -> Path:
@@ -88,8 +88,9 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
         reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": "生产环境"}, timeout=10).json()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        # SIGTERM to the master alone: sent to the whole group, it races a worker still being spawned,
+        # which then lingers until GUNICORN_GRACEFUL_TIMEOUT.
+        stop_process_group(process)
     assert reply["reply"] == "收到：生产环境"
     log_text = (tmp_path / "prod.log").read_text()
     assert "Using worker: gthread" in log_text
