@@ -37,6 +37,8 @@ trap 'rm -rf "$results"' EXIT
 .venv/bin/python -m pytest tests/test_scheduler.py --basetemp="$results/scheduler-tmp" \
   --junitxml="$results/scheduler.xml" >"$results/scheduler.log" 2>&1 &
 scheduler=$!
+# A background job ignores Ctrl-C: pass an interrupt on to it, so nothing keeps running after this script.
+trap 'kill -TERM "$scheduler" 2>/dev/null; wait "$scheduler" 2>/dev/null; exit 130' INT TERM
 status=0
 .venv/bin/python -m pytest --ignore=tests/test_scheduler.py --junitxml="$results/rest.xml" || status=$?
 wait "$scheduler" || status=$?

@@ -18,7 +18,7 @@ import requests
 from config import DEFAULT_SCHEDULED_PROMPT
 from scheduler import leader_pid
 from tests.support.client import app_env
-from tests.support.servers import ROOT, Gunicorn, free_port, wait_until_healthy
+from tests.support.servers import ROOT, Gunicorn, free_port, stop_process_group, wait_until_healthy
 from tests.support.waiting import wait_until
 
 EVERY_SECOND = {"SCHEDULER_ENABLED": "true", "CRON_SECOND": "*", "CRON_MINUTE": "*", "CRON_HOUR": "*"}
@@ -51,7 +51,7 @@ def assert_each_tick_once(data_dir: Path, upstream) -> list[datetime]:
 
 def gunicorn(upstream, tmp_path: Path, workers: int, **env: str) -> Gunicorn:
     data_dir = tmp_path / "data"
-    environment = app_env(upstream, data_dir, **{**EVERY_SECOND, **env})
+    environment = app_env(upstream, data_dir, **{**EVERY_SECOND, "DOTENV_PATH": str(tmp_path / "no.env"), **env})
     args = ["-w", str(workers), "-k", "gthread", "--threads", "4", "-b", "127.0.0.1:{port}", "--graceful-timeout", "5"]
     server = Gunicorn(environment, args, tmp_path / "gunicorn.log")
     server.args = [arg.replace("{port}", str(server.port)) for arg in args]
@@ -61,15 +61,19 @@ def gunicorn(upstream, tmp_path: Path, workers: int, **env: str) -> Gunicorn:
 def test_four_workers_fire_one_message_per_second(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=4) as server:
+        started = time.time()
         time.sleep(8.5)
         healths = [requests.get(server.base_url + "/api/health", timeout=5).json() for _ in range(12)]
+        stopping = time.time()
     assert all(h["scheduler_running"] for h in healths)
     found = assert_each_tick_once(data_dir, upstream)
-    assert 7 <= len(found) <= 10, f"{len(found)} ticks in 8.5 s"
+    # Counted within the window the servers were up for, so slow start-ups and stops on a busy machine don't count.
+    in_window = [t for t in found if started <= t.timestamp() < stopping]
+    assert stopping - started - 2 <= len(in_window) <= stopping - started + 1, f"{len(in_window)} ticks in 8.5 s"
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(found, found[1:], strict=False)]
     assert set(gaps) == {1.0}, f"ticks were not one per second: {gaps}"
     assert all(m["content"].startswith("收到：") for m in scheduled(data_dir))
-    print(f"\n-w 4: {len(found)} reminders in 8.5 s, one per tick, gaps {sorted(set(gaps))} s")
+    print(f"\n-w 4: {len(in_window)} reminders in {stopping - started:.1f} s, one per tick, gaps {sorted(set(gaps))} s")
 
 
 def test_kill_9_of_the_scheduler_worker_hands_over_within_15_seconds(upstream, tmp_path):
@@ -84,7 +88,7 @@ def test_kill_9_of_the_scheduler_worker_hands_over_within_15_seconds(upstream, t
         assert new_leader in server.worker_pids() or new_leader != leader
         resumed = wait_until(lambda: [t for t in ticks(data_dir) if t.timestamp() > killed_at], 15)
         takeover = resumed[0].timestamp() - killed_at
-        time.sleep(4)
+        wait_until(lambda: len([t for t in ticks(data_dir) if t.timestamp() > killed_at]) >= 5, 15)
     found = assert_each_tick_once(data_dir, upstream)
     after = [t for t in found if t.timestamp() > killed_at]
     assert len(after) >= 4
@@ -125,10 +129,13 @@ def test_two_servers_on_one_data_folder_share_the_reminders(upstream, tmp_path):
     first = gunicorn(upstream, tmp_path, workers=2)
     second = gunicorn(upstream, tmp_path, workers=2)
     with first, second:
+        started = time.time()
         time.sleep(6.5)
+        stopping = time.time()
     found = assert_each_tick_once(data_dir, upstream)
-    assert 5 <= len(found) <= 8
-    print(f"\ntwo servers x 2 workers: {len(found)} reminders in 6.5 s")
+    in_window = [t for t in found if started <= t.timestamp() < stopping]  # not the start-ups and stops
+    assert 5 <= len(in_window) <= 8
+    print(f"\ntwo servers x 2 workers: {len(in_window)} reminders in {stopping - started:.1f} s, none doubled")
 
 
 def test_debug_reloader_runs_one_scheduler_and_hands_over_on_reload(upstream, tmp_path):
@@ -159,10 +166,10 @@ def test_debug_reloader_runs_one_scheduler_and_hands_over_on_reload(upstream, tm
         second_child = wait_until(lambda: (pid := leader_pid(data_dir)) != first_child and pid, 15)
         assert second_child != process.pid
         reloaded_at = time.time()
-        time.sleep(4)
+        wait_until(lambda: len([t for t in ticks(data_dir) if t.timestamp() > reloaded_at]) >= 3, 15)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        os.killpg(process.pid, signal.SIGTERM)  # the reloader's watcher and its serving child alike
+        stop_process_group(process, timeout=10)  # then SIGKILL whatever is left
     assert "Restarting with" in log_path.read_text(errors="replace")
     found = assert_each_tick_once(data_dir, upstream)
     assert len([t for t in found if t.timestamp() > reloaded_at]) >= 3
