@@ -18,11 +18,13 @@ from config import Settings
 from errors import BadRequest, Unauthorized, UnsupportedMediaType
 from openapi import document, operation_id
 from responses import (
+    BAD_REQUEST,
     CALLS_THE_MODEL,
     GUARDED,
     RATE_LIMITED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
+    UNAUTHORIZED,
     ChatResult,
     Cleared,
     Health,
@@ -117,7 +119,7 @@ def chat_stream(body: ChatRequest) -> Response:
 @api.get(
     "/history",
     security=TOKEN_OR_COOKIE,
-    responses={200: History, 400: TAKES_JSON[400], **GUARDED, 503: STORAGE_UNAVAILABLE},
+    responses={200: History, 400: BAD_REQUEST, **GUARDED, 503: STORAGE_UNAVAILABLE},
 )
 def history(query: HistoryQuery) -> Any:
     """A page of messages, oldest first.
@@ -163,7 +165,7 @@ def run_schedule() -> Any:
     return {"success": True, "reply": message["content"], "message": message}
 
 
-@api.post("/login", responses={200: Success, **TAKES_JSON, 401: GUARDED[401], 429: RATE_LIMITED})
+@api.post("/login", responses={200: Success, **TAKES_JSON, 401: UNAUTHORIZED, 429: RATE_LIMITED})
 @public
 def login(body: LoginRequest) -> Any:
     """Exchange the access token for a login cookie: `{"token": "..."}` → `{"success": true}`.

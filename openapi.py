@@ -57,13 +57,11 @@ def _finish(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
             added = responses.get("400", {}).get("content", {}).get("application/json", {}).get("schema", {})
             if added.get("type") == "array":
                 del responses["400"]
-            if "413" in responses:
-                responses["413"] = {
-                    **responses["413"],
-                    "description": responses["413"]["description"].replace(
-                        "MAX_BODY_BYTES", f"MAX_BODY_BYTES ({settings.max_body_bytes} bytes)"
-                    ),
-                }
+            if "413" in responses:  # the document is this app's own copy: edit it in place
+                too_large = responses["413"]
+                too_large["description"] = too_large["description"].replace(
+                    "MAX_BODY_BYTES", f"MAX_BODY_BYTES ({settings.max_body_bytes} bytes)"
+                )
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "limit":
                     parameter["description"] = parameter["schema"]["description"].replace(
