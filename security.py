@@ -21,20 +21,18 @@ import functools
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from itsdangerous import BadSignature, TimestampSigner
-from limits import RateLimitItem, parse, parse_many
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits import parse, parse_many
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
-from errors import RateLimited, Unauthorized
+from errors import Unauthorized
+from rate_limits import Budget
 
 log = logging.getLogger(__name__)
 
@@ -54,42 +52,6 @@ SECURITY_HEADERS = {
 }
 
 View = TypeVar("View", bound=Callable[..., Any])
-
-
-class Budget:
-    """Calls per client address within one or more moving windows (e.g. "10 per minute;500/day")."""
-
-    def __init__(self, rates: list[RateLimitItem], name: str):
-        self.rates = rates
-        self.name = name
-        self.windows = MovingWindowRateLimiter(MemoryStorage())
-
-    def check(self, message: str) -> None:
-        """429 with Retry-After while this client has no calls left in some window; counts nothing."""
-        for rate in self.rates:
-            if not self.windows.test(rate, self.name, _client()):
-                self._refuse(rate, message)
-
-    def take(self, message: str) -> None:
-        """Count one call from this client, or refuse it with 429: one atomic step per window, so
-        simultaneous requests cannot all slip through between a check and a count."""
-        for rate in self.rates:
-            if not self.windows.hit(rate, self.name, _client()):
-                self._refuse(rate, message)
-
-    def count(self) -> None:
-        """Count one event from this client, refusing nothing (wrong tokens: the next check refuses)."""
-        for rate in self.rates:
-            self.windows.hit(rate, self.name, _client())
-
-    def _refuse(self, rate: RateLimitItem, message: str) -> None:
-        reset_at = self.windows.get_window_stats(rate, self.name, _client()).reset_time
-        raise RateLimited(message.format(limit=rate), retry_after=max(1.0, reset_at - time.time()))
-
-
-def _client() -> str:
-    """The client's address (after ProxyFix, when TRUSTED_PROXIES is set)."""
-    return request.remote_addr or "unknown"
 
 
 class Guard:
