@@ -33,6 +33,7 @@ from history_store import Message, file_lock, write_json_atomic
 log = logging.getLogger(__name__)
 
 LOCK_RETRY_SECONDS = 5.0  # only when the lock file cannot even be opened (e.g. read-only folder)
+NEXT_RUNS_SHOWN = 3
 
 
 class Reminders:
@@ -238,6 +239,15 @@ class Reminders:
     def cron_expression(self) -> str:
         """The six cron fields, seconds first."""
         return " ".join(self.settings.cron.values())
+
+    def next_fire_times(self, count: int = NEXT_RUNS_SHOWN, after: datetime | None = None) -> list[datetime]:
+        """The schedule's next `count` fire times from `after` (default now) on, in TIMEZONE."""
+        times: list[datetime] = []
+        moment = after or datetime.now(self.zone)
+        while len(times) < count and (fire := self.trigger.get_next_fire_time(times[-1] if times else None, moment)):
+            times.append(fire)
+            moment = fire
+        return times
 
     def status(self) -> dict[str, Any]:
         """What GET /api/schedule reports."""

@@ -11,11 +11,13 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
-from config import DEFAULT_SCHEDULED_PROMPT
+from app import create_app
+from config import DEFAULT_SCHEDULED_PROMPT, ConfigError, load_settings
 from scheduler import leader_pid
 from tests.support.client import app_env
 from tests.support.servers import ROOT, Gunicorn, free_port, stop_process_group, wait_until_healthy
@@ -228,3 +230,60 @@ def test_a_garbled_state_file_does_not_stop_reminders(upstream, tmp_path):
         wait_until(lambda: len(ticks(data_dir)) >= 2, 10)
     assert_each_tick_once(data_dir, upstream)
     assert json.loads((data_dir / "scheduler_state.json").read_text())["last_tick"] != "not a time"
+
+
+# ---- weekdays as crontab numbers them --------------------------------------------------------
+
+MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+WEEK = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0", ["Sun"]),
+        ("7", ["Sun"]),
+        ("sun", ["Sun"]),
+        ("1", ["Mon"]),
+        ("6", ["Sat"]),
+        ("0,6", ["Sat", "Sun"]),
+        ("sat,sun", ["Sat", "Sun"]),
+        ("5-7", ["Fri", "Sat", "Sun"]),
+        ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
+        ("1-5/2", ["Mon", "Wed", "Fri"]),
+        ("mon-fri/2", ["Mon", "Wed", "Fri"]),  # APScheduler alone would drop the step
+        ("fri-sun", ["Fri", "Sat", "Sun"]),
+        ("MON,3,fri", ["Mon", "Wed", "Fri"]),
+        ("*", WEEK),
+    ],
+)
+def test_day_of_week_numbers_mean_what_they_mean_in_crontab(make_settings, field, days):
+    reminders = create_app(make_settings(CRON_DAY_OF_WEEK=field)).extensions["reminders"]
+    fires = reminders.next_fire_times(21, after=MONDAY_NOON)  # three weeks of 09:00 from a Monday noon on
+    assert sorted({fire.strftime("%a") for fire in fires}, key=WEEK.index) == days
+    assert all(fire.hour == 9 and fire.minute == 0 for fire in fires)
+    assert fires == sorted(set(fires))
+
+
+def test_weekday_range_1_5_runs_monday_to_friday_and_skips_the_weekend(make_settings):
+    reminders = create_app(make_settings(CRON_DAY_OF_WEEK="1-5")).extensions["reminders"]
+    fires = reminders.next_fire_times(6, after=MONDAY_NOON)
+    assert [fire.date().isoformat() for fire in fires] == [
+        "2026-11-24",  # Tuesday: Monday's 09:00 has passed
+        "2026-11-25",
+        "2026-11-26",
+        "2026-11-27",  # Friday
+        "2026-11-30",  # Monday again, not Saturday 28th
+        "2026-12-01",
+    ]
+
+
+@pytest.mark.parametrize("field", ["8", "5-1", "*/0", "fri-mon", "monday", "1-5x"])
+def test_a_day_of_week_outside_crontab_is_refused_naming_the_form(upstream, tmp_path, field):
+    with pytest.raises(ConfigError) as refused:
+        load_settings(app_env(upstream, tmp_path / "data", CRON_DAY_OF_WEEK=field))
+    message = str(refused.value)
+    assert message.startswith(f"CRON_DAY_OF_WEEK={field!r} is invalid")
+    assert "0 and 7 are Sunday" in message and "1-5" in message and "mon-fri" in message
