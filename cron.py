@@ -16,7 +16,9 @@ from datetime import tzinfo
 from apscheduler.triggers.cron import CronTrigger
 
 CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # index = crontab number; 7 is Sunday again
-WEEKDAY_FORM = "a day of week as in crontab: 0-7 (0 and 7 are Sunday) or mon-sun, e.g. *, 1-5, mon-fri, 0,6 or */2"
+WEEKDAY_FORM = (
+    "a day-of-week cron field as in crontab: 0-7 (0 and 7 are Sunday) or mon-sun, e.g. *, 1-5, mon-fri, 0,6 or */2"
+)
 # `*`, `*/2`, `3`, `1-5`, `1-5/2`, `1/2` (from 1 on, every other day), and the same with names: `mon-fri`.
 _ITEM = re.compile(r"(?:(?P<star>\*)|(?P<first>\d+|[a-z]{3})(?:-(?P<last>\d+|[a-z]{3}))?)(?:/(?P<step>\d+))?")
 
