@@ -14,6 +14,8 @@ from apscheduler.triggers.cron import CronTrigger
 from dotenv import load_dotenv
 from limits import parse_many
 
+from cron import WEEKDAY_FORM, crontab_trigger, crontab_weekdays
+
 DEFAULT_API_URL = "https://api.siliconflow.cn/v1/chat/completions"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = "你是一个友好、简洁、乐于助人的中文助手。"
@@ -136,7 +138,7 @@ class Settings:
     cron_day: str = setting("*", env="CRON_DAY", help="Cron day-of-month field of the reminder schedule.")
     cron_month: str = setting("*", env="CRON_MONTH", help="Cron month field of the reminder schedule.")
     cron_day_of_week: str = setting(
-        "*", env="CRON_DAY_OF_WEEK", help="Cron day-of-week field of the reminder schedule."
+        "*", env="CRON_DAY_OF_WEEK", help="Cron day-of-week field of the reminder schedule; 0 and 7 are Sunday."
     )
     timezone: str = setting(
         "UTC",
@@ -211,8 +213,8 @@ class Settings:
         }
 
     def cron_trigger(self) -> CronTrigger:
-        """The reminder schedule as an APScheduler trigger in the configured zone."""
-        return CronTrigger(timezone=ZoneInfo(self.timezone), **self.cron)
+        """The reminder schedule as an APScheduler trigger in the configured zone, weekdays numbered as in crontab."""
+        return crontab_trigger(self.cron, ZoneInfo(self.timezone))
 
 
 @dataclass(frozen=True)
@@ -339,12 +341,10 @@ def _validate(settings: Settings) -> None:
         ) from None
     for name, value in settings.cron.items():
         try:
-            CronTrigger(**{name: value})
+            CronTrigger(**{name: crontab_weekdays(value) if name == "day_of_week" else value})
         except ValueError as error:
-            raise ConfigError(
-                f"CRON_{name.upper()}={value!r} is invalid: "
-                f"expected a cron field such as *, 0, */5, 1-5 or mon-fri ({error})"
-            ) from None
+            form = WEEKDAY_FORM if name == "day_of_week" else "a cron field such as *, 0, */5, 1-5 or 0,30"
+            raise ConfigError(f"CRON_{name.upper()}={value!r} is invalid: expected {form} ({error})") from None
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL={settings.log_level!r} is invalid: expected DEBUG, INFO, WARNING or ERROR")
     if settings.rate_limit and not _valid_rate(settings.rate_limit):

@@ -100,6 +100,7 @@ class UpstreamError(AppError):
 
     status = 502
     code = "upstream_error"
+    upstream_status: int | None = None  # the model API's own HTTP status, when it answered with one
 
 
 class UpstreamTimeout(UpstreamError):

@@ -85,24 +85,28 @@ class Health(BaseModel):
 
 
 class LastRun(BaseModel):
-    """The outcome of the last reminder."""
+    """The outcome of the last reminder, whichever worker sent it."""
 
-    time: str
-    ok: bool
-    error: str | None = None
-    message_id: int | None = None
+    time: str = Field(description="When it finished, ISO 8601 with the TIMEZONE's offset.")
+    scheduled_for: str | None = Field(None, description="Its cron tick; null for one sent by POST /api/schedule/run.")
+    status: Literal["ok", "failed"]
+    error: str | None = Field(
+        None, description="Why it failed and what to check, e.g. 'HTTP 404 — check API_URL and MODEL.'"
+    )
+    message_id: int | None = Field(None, description="The stored reminder, when it succeeded.")
 
 
 class Schedule(BaseModel):
-    """The reminder schedule, its next run and the last outcome."""
+    """The reminder schedule, its next runs and the last outcome."""
 
     success: Literal[True]
     enabled: bool
     running: bool
-    cron: str
+    cron: str = Field(description="The six cron fields, seconds first; weekdays as in crontab (0 and 7 are Sunday).")
     cron_fields: dict[str, str]
     timezone: str
-    next_run_time: str | None
+    next_run_time: str | None = Field(description="The next fire time (ISO 8601 with offset); null when disabled.")
+    next_run_times: list[str] = Field(description="The next three fire times, in TIMEZONE; empty when disabled.")
     last_run: LastRun | None
 
 

@@ -6,9 +6,10 @@ folder. The one that holds it runs the BackgroundScheduler; the others stay bloc
 drops the lock the moment its holder exits — kill -9, max_requests recycling, a graceful reload —
 and wakes one waiter, so another process takes over within milliseconds.
 
-`scheduler_state.json` records the last tick handled. A new leader that finds a tick missed in
-the gap (within MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a
-second message for the same tick, so no tick is ever stored twice.
+`scheduler_state.json` records the last tick handled and the last run's outcome, so every worker
+reports the same one. A new leader that finds a tick missed in the gap (within
+MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a second message for
+the same tick, so no tick is ever stored twice.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from chat_service import ChatService
 from config import Settings
-from errors import AppError
+from errors import AppError, UpstreamError
 from history_store import Message, file_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 LOCK_RETRY_SECONDS = 5.0  # only when the lock file cannot even be opened (e.g. read-only folder)
+NEXT_RUNS_SHOWN = 3
 
 
 class Reminders:
@@ -184,13 +186,12 @@ class Reminders:
         last = self._last_tick()
         if last is not None and tick <= last:
             return
-        self._record(self._attempt(tick.isoformat()), tick=tick.isoformat())
+        self._record(self._attempt(tick.isoformat()), tick=tick)
 
     def run_now(self) -> Message:
         """Ask for a reminder immediately (outside the schedule) and store it; raises the turn's error."""
-        tick = "manual-" + datetime.now(self.zone).isoformat(timespec="milliseconds")
-        outcome = self._attempt(tick)
-        self._record(outcome)
+        outcome = self._attempt("manual-" + datetime.now(self.zone).isoformat(timespec="milliseconds"))
+        self._record(outcome, tick=None)
         if isinstance(outcome, AppError):
             raise outcome
         return outcome
@@ -214,22 +215,24 @@ class Reminders:
         except (OSError, ValueError):
             return {}
 
-    def _record(self, outcome: Message | AppError, tick: str | None = None) -> None:
-        """Write the outcome as `last_run` (and `tick` as the last tick handled, if newer)."""
-        ok = not isinstance(outcome, AppError)
+    def _record(self, outcome: Message | AppError, tick: datetime | None) -> None:
+        """Write the outcome as `last_run`, and `tick` (None for a run on request) as the last tick handled if newer."""
+        failed = isinstance(outcome, AppError)
         last_run = {
             "time": datetime.now(self.zone).isoformat(timespec="seconds"),
-            "ok": ok,
-            "error": None if ok else outcome.message,
-            "message_id": outcome["id"] if ok else None,
+            "scheduled_for": tick.isoformat() if tick else None,
+            "status": "failed" if failed else "ok",
+            "error": failure_summary(outcome, self.settings) if failed else None,
+            "message_id": None if failed else outcome["id"],
         }
         try:
+            # Read, change and replace under one lock: a run on request and a tick may finish together.
             with file_lock(self._state_lock_path):
                 state = self._read_state()
                 state["last_run"] = last_run
                 last = _parse_tick(state.get("last_tick"))
-                if tick is not None and (last is None or datetime.fromisoformat(tick) > last):
-                    state["last_tick"] = tick
+                if tick is not None and (last is None or tick > last):
+                    state["last_tick"] = tick.isoformat()
                 write_json_atomic(self.state_path, state)
         except OSError as error:
             log.error("Cannot record the reminder state in %s: %s", self.state_path, error.strerror)
@@ -239,19 +242,64 @@ class Reminders:
         """The six cron fields, seconds first."""
         return " ".join(self.settings.cron.values())
 
+    def next_fire_times(self, count: int = NEXT_RUNS_SHOWN, after: datetime | None = None) -> list[datetime]:
+        """The schedule's next `count` fire times from `after` (default now) on, in TIMEZONE."""
+        times: list[datetime] = []
+        moment = after or datetime.now(self.zone)
+        while len(times) < count and (fire := self.trigger.get_next_fire_time(times[-1] if times else None, moment)):
+            times.append(fire)
+            moment = fire
+        return times
+
     def status(self) -> dict[str, Any]:
         """What GET /api/schedule reports."""
         enabled = self.settings.scheduler_enabled
-        next_run = self.trigger.get_next_fire_time(None, datetime.now(self.zone)) if enabled else None
+        upcoming = [fire.isoformat() for fire in self.next_fire_times()] if enabled else []
         return {
             "enabled": enabled,
             "running": self.is_running(),
             "cron": self.cron_expression,
             "cron_fields": self.settings.cron,
             "timezone": self.settings.timezone,
-            "next_run_time": next_run.isoformat() if next_run else None,
-            "last_run": self._read_state().get("last_run"),
+            "next_run_time": upcoming[0] if upcoming else None,
+            "next_run_times": upcoming,
+            "last_run": _last_run(self._read_state().get("last_run")),
         }
+
+
+def failure_summary(error: AppError, settings: Settings) -> str:
+    """One sentence for the page: what failed and what to check (the log keeps the model API's own words)."""
+    status = error.upstream_status if isinstance(error, UpstreamError) else None
+    if status in (401, 403):
+        return f"HTTP {status} — check API_KEY."
+    if status == 404:
+        return "HTTP 404 — check API_URL and MODEL."
+    if status == 429:
+        return "HTTP 429 — the model API is rate limiting this key; check its quota."
+    if status is not None and status >= 500:
+        return f"HTTP {status} — the model service failed; the next reminder tries again."
+    if status is not None:
+        return f"HTTP {status} — check MODEL and SCHEDULED_MESSAGE_PROMPT; the server log has the details."
+    hints = {
+        "upstream_timeout": f"No answer within READ_TIMEOUT ({settings.read_timeout:g} s) — the model service is slow; "
+        "raise READ_TIMEOUT or wait for the next reminder.",
+        "upstream_unreachable": "Cannot connect to the model API (connection refused, DNS or network) — check API_URL.",
+        "upstream_incomplete": "The model API's answer was cut off — the next reminder tries again.",
+        "upstream_bad_response": "The model API's answer is not chat completion JSON — check API_URL.",
+        "not_configured": "API_KEY is not set — set it in .env and restart.",
+        "storage_unavailable": "The reminder could not be saved — check the data folder's permissions and free space.",
+    }
+    return hints.get(error.code, "The reminder failed unexpectedly — see the server log.")
+
+
+def _last_run(value: Any) -> dict[str, Any] | None:
+    """The stored last run; one written before `status` existed is read from its `ok`, anything else is none."""
+    if not isinstance(value, dict):
+        return None
+    if "status" not in value and "ok" in value:
+        ok = value.pop("ok")
+        value["status"] = "ok" if ok else "failed"
+    return value if value.get("status") in ("ok", "failed") else None
 
 
 def _parse_tick(value: Any) -> datetime | None:

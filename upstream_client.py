@@ -149,6 +149,7 @@ class UpstreamClient:
     def _retryable_status_failure(self, response: requests.Response) -> UpstreamError:
         """The error of a 429 or 5xx answer, to retry after its Retry-After if any; other errors are raised at once."""
         failure = self._error_from(response)
+        failure.upstream_status = response.status_code
         response.close()
         if response.status_code not in RETRYABLE_STATUSES:
             raise failure

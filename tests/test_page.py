@@ -199,6 +199,44 @@ def test_scheduled_reminder_appears_live_with_its_badge(serve, upstream, open_pa
     expect(reminder).to_have_count(1)  # later polls do not repeat it
 
 
+def test_a_failed_reminder_shows_a_warning_with_its_reason_until_one_succeeds(serve, upstream, open_page):
+    api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="9", CRON_MINUTE="30")  # wired, not started
+    upstream.script({"kind": "status", "status": 404, "body": {"error": {"message": "model not found"}}})
+    assert api.post("/api/schedule/run", json={}).status_code == 502
+
+    page = open_page(api.base_url, timezone_id="Asia/Shanghai")
+    warning = page.locator("#reminder-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("上次定时提醒")
+    expect(warning).to_contain_text("没有发出：HTTP 404 — check API_URL and MODEL.")
+    expect(page.locator("#schedule-info")).to_have_text(re.compile(r"^下次提醒：(.*09:30){3}$"))
+    screenshot(page, "reminder-failed")
+
+    english = open_page(api.base_url, locale="en-US", timezone_id="Asia/Shanghai")
+    expect(english.locator("#reminder-warning")).to_contain_text("was not sent: HTTP 404 — check API_URL and MODEL.")
+    expect(english.locator("#reminder-warning")).to_contain_text("The last reminder")
+
+    assert api.post("/api/schedule/run", json={}).status_code == 200
+    page.reload()
+    wait_ready(page)
+    expect(page.locator("article.message.scheduled")).to_have_count(1)
+    expect(warning).to_be_hidden()
+
+
+def test_an_open_page_notices_a_reminder_that_failed_after_it_loaded(serve, upstream, open_page):
+    api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="9", CRON_MINUTE="30")
+    page = open_page(api.base_url)
+    page.clock.install()  # the page's own timers, fast-forwarded below
+    page.reload()
+    wait_ready(page)
+    expect(page.locator("#schedule-info")).to_be_visible()
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    assert api.post("/api/schedule/run", json={}).status_code == 502  # no message comes of it for the poller
+
+    page.clock.fast_forward("01:00:01")  # the page reads the schedule again after each fire time, at least hourly
+    expect(page.locator("#reminder-warning")).to_contain_text("HTTP 401 — check API_KEY.")
+
+
 def test_bell_asks_for_notification_permission_on_click_and_toggles(serve, open_page):
     api = serve()
     page = open_page(api.base_url)

@@ -9,15 +9,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
-from config import DEFAULT_SCHEDULED_PROMPT
+from app import create_app
+from config import DEFAULT_SCHEDULED_PROMPT, ConfigError, load_settings
 from scheduler import leader_pid
 from tests.support.client import app_env
+from tests.support.fake_upstream import API_KEY
 from tests.support.servers import ROOT, Gunicorn, free_port, stop_process_group, wait_until_healthy
 from tests.support.waiting import wait_until
 
@@ -32,6 +35,11 @@ def scheduled(data_dir: Path) -> list[dict]:
     return [m for m in json.loads(path.read_bytes())["messages"] if m.get("is_scheduled")]
 
 
+def reminder_calls(upstream) -> list[dict]:
+    """The requests that asked the model for a reminder."""
+    return [r for r in upstream.requests if r["messages"][-1]["content"] == DEFAULT_SCHEDULED_PROMPT]
+
+
 def ticks(data_dir: Path) -> list[datetime]:
     return [datetime.fromisoformat(m["scheduled_for"]) for m in scheduled(data_dir)]
 
@@ -44,7 +52,7 @@ def assert_each_tick_once(data_dir: Path, upstream) -> list[datetime]:
     assert not doubled, f"ticks fired twice: {doubled}"
     per_second = Counter(tick.replace(microsecond=0) for tick in found)
     assert max(per_second.values(), default=0) <= 1
-    calls = [r for r in upstream.requests if r["messages"][-1]["content"] == DEFAULT_SCHEDULED_PROMPT]
+    calls = reminder_calls(upstream)
     assert len(found) <= len(calls) <= len(found) + 1, f"{len(calls)} model calls for {len(found)} ticks"
     return sorted(found)
 
@@ -184,8 +192,9 @@ def test_failed_tick_is_recorded_and_the_next_tick_runs(upstream, tmp_path):
             return requests.get(server.base_url + "/api/schedule", timeout=5).json()["last_run"]
 
         failed = wait_until(last_run, 10)
-        assert failed["ok"] is False and "HTTP 401" in failed["error"] and failed["message_id"] is None
-        good = wait_until(lambda: (run := last_run()) and run["ok"] and run, 10)
+        assert failed["status"] == "failed" and failed["error"] == "HTTP 401 — check API_KEY."
+        assert failed["message_id"] is None
+        good = wait_until(lambda: (run := last_run()) and run["status"] == "ok" and run, 10)
         history = requests.get(server.base_url + "/api/history", timeout=5).json()["messages"]
     stored = {m["id"]: m for m in history}
     assert stored[good["message_id"]]["is_scheduled"] is True
@@ -193,8 +202,9 @@ def test_failed_tick_is_recorded_and_the_next_tick_runs(upstream, tmp_path):
 
 
 def test_run_now_stores_a_reminder_and_schedule_reports_it(upstream, tmp_path):
-    with gunicorn(upstream, tmp_path, workers=1, CRON_SECOND="0", CRON_MINUTE="0", CRON_HOUR="9") as server:
-        response = requests.post(server.base_url + "/api/schedule/run", timeout=10)
+    weekdays_at_nine = {"CRON_SECOND": "0", "CRON_MINUTE": "0", "CRON_HOUR": "9", "CRON_DAY_OF_WEEK": "1-5"}
+    with gunicorn(upstream, tmp_path, workers=1, **weekdays_at_nine) as server:
+        response = requests.post(server.base_url + "/api/schedule/run", json={}, timeout=10)
         assert response.status_code == 200
         message = response.json()["message"]
         status = requests.get(server.base_url + "/api/schedule", timeout=5).json()
@@ -202,10 +212,15 @@ def test_run_now_stores_a_reminder_and_schedule_reports_it(upstream, tmp_path):
     assert message["is_scheduled"] is True and message["role"] == "assistant"
     assert upstream.requests[-1]["messages"][-1]["content"] == DEFAULT_SCHEDULED_PROMPT
     assert status["enabled"] is True and status["timezone"] == "Asia/Shanghai"
-    assert status["cron"] == "0 0 9 * * *"
-    next_run = datetime.fromisoformat(status["next_run_time"])
-    assert next_run.utcoffset().total_seconds() == 8 * 3600 and next_run.hour == 9
-    assert status["last_run"]["ok"] is True and status["last_run"]["message_id"] == message["id"]
+    assert status["cron"] == "0 0 9 * * 1-5"
+    upcoming = [datetime.fromisoformat(time) for time in status["next_run_times"]]
+    assert len(upcoming) == 3 and status["next_run_time"] == status["next_run_times"][0]
+    assert all(time.utcoffset() == timedelta(hours=8) and time.hour == 9 for time in upcoming)
+    assert all(time.isoweekday() <= 5 for time in upcoming), "1-5 means Monday to Friday"
+    assert upcoming == sorted(set(upcoming))
+    last_run = status["last_run"]
+    assert last_run["status"] == "ok" and last_run["message_id"] == message["id"]
+    assert last_run["scheduled_for"] is None and last_run["error"] is None  # sent on request, not by a tick
 
 
 @pytest.mark.parametrize("workers", [1, 8])
@@ -216,7 +231,7 @@ def test_scheduler_disabled_means_no_scheduler_anywhere(upstream, tmp_path, work
         health = requests.get(server.base_url + "/api/health", timeout=5).json()
         status = requests.get(server.base_url + "/api/schedule", timeout=5).json()
     assert health["scheduler_running"] is False
-    assert status["enabled"] is False and status["next_run_time"] is None
+    assert status["enabled"] is False and status["next_run_time"] is None and status["next_run_times"] == []
     assert ticks(data_dir) == []
 
 
@@ -228,3 +243,179 @@ def test_a_garbled_state_file_does_not_stop_reminders(upstream, tmp_path):
         wait_until(lambda: len(ticks(data_dir)) >= 2, 10)
     assert_each_tick_once(data_dir, upstream)
     assert json.loads((data_dir / "scheduler_state.json").read_text())["last_tick"] != "not a time"
+
+
+# ---- weekdays as crontab numbers them --------------------------------------------------------
+
+MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+WEEK = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0", ["Sun"]),
+        ("7", ["Sun"]),
+        ("sun", ["Sun"]),
+        ("1", ["Mon"]),
+        ("6", ["Sat"]),
+        ("0,6", ["Sat", "Sun"]),
+        ("sat,sun", ["Sat", "Sun"]),
+        ("5-7", ["Fri", "Sat", "Sun"]),
+        ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
+        ("1-5/2", ["Mon", "Wed", "Fri"]),
+        ("mon-fri/2", ["Mon", "Wed", "Fri"]),  # APScheduler alone would drop the step
+        ("fri-sun", ["Fri", "Sat", "Sun"]),
+        ("MON,3,fri", ["Mon", "Wed", "Fri"]),
+        ("*", WEEK),
+    ],
+)
+def test_day_of_week_numbers_mean_what_they_mean_in_crontab(make_settings, field, days):
+    reminders = create_app(make_settings(CRON_DAY_OF_WEEK=field)).extensions["reminders"]
+    fires = reminders.next_fire_times(21, after=MONDAY_NOON)  # three weeks of 09:00 from a Monday noon on
+    assert sorted({fire.strftime("%a") for fire in fires}, key=WEEK.index) == days
+    assert all(fire.hour == 9 and fire.minute == 0 for fire in fires)
+    assert fires == sorted(set(fires))
+
+
+def test_weekday_range_1_5_runs_monday_to_friday_and_skips_the_weekend(make_settings):
+    reminders = create_app(make_settings(CRON_DAY_OF_WEEK="1-5")).extensions["reminders"]
+    fires = reminders.next_fire_times(6, after=MONDAY_NOON)
+    assert [fire.date().isoformat() for fire in fires] == [
+        "2026-11-24",  # Tuesday: Monday's 09:00 has passed
+        "2026-11-25",
+        "2026-11-26",
+        "2026-11-27",  # Friday
+        "2026-11-30",  # Monday again, not Saturday 28th
+        "2026-12-01",
+    ]
+
+
+@pytest.mark.parametrize("field", ["8", "5-1", "*/0", "fri-mon", "monday", "1-5x"])
+def test_a_day_of_week_outside_crontab_is_refused_naming_the_form(upstream, tmp_path, field):
+    with pytest.raises(ConfigError) as refused:
+        load_settings(app_env(upstream, tmp_path / "data", CRON_DAY_OF_WEEK=field))
+    message = str(refused.value)
+    assert message.startswith(f"CRON_DAY_OF_WEEK={field!r} is invalid")
+    assert "0 and 7 are Sunday" in message and "1-5" in message and "mon-fri" in message
+
+
+# ---- a failed reminder is never silent ---------------------------------------------------------
+
+
+def test_failed_reminder_shows_in_schedule_with_a_hint_whichever_worker_answers(upstream, tmp_path):
+    wrong_path = upstream.url.replace("/v1/chat/completions", "/v2/chat/completions")  # the fake answers 404
+    with gunicorn(upstream, tmp_path, workers=3, API_URL=wrong_path) as server:
+
+        def last_run() -> dict | None:
+            with requests.Session() as fresh:  # a new connection each time: any worker may answer
+                return fresh.get(server.base_url + "/api/schedule", timeout=5).json()["last_run"]
+
+        failed = wait_until(last_run, 15, message="a last run in /api/schedule")
+        answers = [last_run() for _ in range(12)]
+    assert failed["status"] == "failed" and failed["error"] == "HTTP 404 — check API_URL and MODEL."
+    assert failed["message_id"] is None
+    tick = datetime.fromisoformat(failed["scheduled_for"])
+    assert tick.utcoffset() == timedelta(hours=8) and tick.microsecond == 0
+    assert all(run["status"] == "failed" and run["error"] == failed["error"] for run in answers)
+    assert scheduled(tmp_path / "data") == []
+
+
+def refusing_connections_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/v1/chat/completions"  # nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("env", "script", "hint"),
+    [
+        ({"API_KEY": "sk-wrong"}, [], "HTTP 401 — check API_KEY."),
+        ({}, [{"kind": "status", "status": 403, "body": {"error": {"message": "no"}}}], "HTTP 403 — check API_KEY."),
+        ({"API_URL": "{wrong_path}"}, [], "HTTP 404 — check API_URL and MODEL."),
+        (
+            {"RETRY_ATTEMPTS": "1"},
+            [{"kind": "status", "status": 500, "headers": {"Retry-After": "0"}}] * 2,
+            "HTTP 500 — the model service failed; the next reminder tries again.",
+        ),
+        (
+            {"READ_TIMEOUT": "0.5"},
+            [{"delay": 2}],
+            "No answer within READ_TIMEOUT (0.5 s) — the model service is slow; "
+            "raise READ_TIMEOUT or wait for the next reminder.",
+        ),
+        (
+            {"API_URL": "{refused}", "RETRY_ATTEMPTS": "1"},
+            [],
+            "Cannot connect to the model API (connection refused, DNS or network) — check API_URL.",
+        ),
+        ({"API_KEY": ""}, [], "API_KEY is not set — set it in .env and restart."),
+    ],
+)
+def test_a_failed_run_reports_what_to_check(serve, upstream, env, script, hint):
+    urls = {"{wrong_path}": upstream.url.replace("/v1/", "/v2/"), "{refused}": refusing_connections_url()}
+    api = serve(SCHEDULER_ENABLED="true", **{name: urls.get(value, value) for name, value in env.items()})
+    upstream.script(*script)
+    response = api.post("/api/schedule/run", json={})
+    assert response.status_code >= 500 or response.status_code == 429, response.text
+    last_run = api.get("/api/schedule").json()["last_run"]
+    assert last_run["status"] == "failed" and last_run["error"] == hint
+    assert last_run["scheduled_for"] is None and last_run["message_id"] is None
+    assert API_KEY not in json.dumps(last_run)
+
+
+def test_a_state_file_from_before_status_existed_still_reads(serve, make_settings):
+    data_dir = make_settings().data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    old = {"time": "2026-11-25T09:00:01+08:00", "ok": False, "error": "HTTP 404", "message_id": None}
+    (data_dir / "scheduler_state.json").write_text(json.dumps({"last_run": old}))
+    last_run = serve(SCHEDULER_ENABLED="true").get("/api/schedule").json()["last_run"]
+    assert last_run["status"] == "failed" and "ok" not in last_run
+
+
+# ---- ticks missed while no server ran, and ticks already handled --------------------------------
+
+
+def test_a_tick_missed_while_no_server_ran_fires_late_exactly_once(upstream, tmp_path):
+    zone = ZoneInfo("Asia/Shanghai")
+    missed = datetime.now(zone).replace(microsecond=0) - timedelta(seconds=20)  # well within MISFIRE_GRACE_SECONDS
+    daily = {"CRON_SECOND": str(missed.second), "CRON_MINUTE": str(missed.minute), "CRON_HOUR": str(missed.hour)}
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # The last tick handled was yesterday's: today's fell while the server was down.
+    (data_dir / "scheduler_state.json").write_text(json.dumps({"last_tick": (missed - timedelta(days=1)).isoformat()}))
+
+    with gunicorn(upstream, tmp_path, workers=2, **daily) as server:
+        late = wait_until(lambda: scheduled(data_dir), 20, message="the late reminder")
+        health = requests.get(server.base_url + "/api/health", timeout=5).json()
+    assert health["scheduler_running"] is True
+    assert [m["scheduled_for"] for m in late] == [missed.isoformat()]
+    assert len(reminder_calls(upstream)) == 1
+    state = json.loads((data_dir / "scheduler_state.json").read_text())
+    assert state["last_tick"] == missed.isoformat() and state["last_run"]["status"] == "ok"
+
+    with gunicorn(upstream, tmp_path, workers=2, **daily) as server:
+        # The new leader decides on a catch-up before it logs that it runs the scheduler.
+        wait_until(lambda: server.log_text().count("runs the reminder scheduler") == 2, 20, message="a new leader")
+        requests.get(server.base_url + "/api/schedule", timeout=5)
+    assert server.log_text().count("catching up tick") == 1
+    assert len(reminder_calls(upstream)) == 1, "the restart asked the model again for the same tick"
+    assert len(scheduled(data_dir)) == 1
+
+
+def test_a_tick_at_or_before_the_last_one_handled_never_calls_the_model(make_settings, upstream):
+    settings = make_settings(SCHEDULER_ENABLED="true")
+    reminders = create_app(settings).extensions["reminders"]  # wired, not started: its job is called by hand
+    last = datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # That tick failed, so no message for it is stored: only the state file can refuse it again.
+    reminders.state_path.write_text(json.dumps({"last_tick": last.isoformat()}))
+
+    reminders._run_tick(last)
+    reminders._run_tick(last - timedelta(days=1))
+    assert reminder_calls(upstream) == []
+    assert scheduled(settings.data_dir) == []
+
+    reminders._run_tick(last + timedelta(days=1))  # a newer tick still runs
+    assert len(reminder_calls(upstream)) == 1
+    assert [m["scheduled_for"] for m in scheduled(settings.data_dir)] == [(last + timedelta(days=1)).isoformat()]

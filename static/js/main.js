@@ -36,7 +36,9 @@ const composer = new Composer(
   { onSubmit: submitInput, onStop: () => chat.stop() },
 );
 const chat = new Chat({ thread, history: messageHistory, composer, onTurnEnd: () => poller.soon() });
-const reminders = new Reminders({ scheduleInfo: byId('schedule-info'), bell: byId('notify-toggle') });
+const reminders = new Reminders({
+  scheduleInfo: byId('schedule-info'), warning: byId('reminder-warning'), bell: byId('notify-toggle'),
+});
 const poller = new Poller(pollNewMessages, pollInterval(location.search, root.dataset.pollMs));
 const login = new Login(
   { app: byId('app'), panel: byId('login'), form: byId('login-form'), token: byId('token'), error: byId('login-error') },
