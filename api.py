@@ -82,7 +82,11 @@ def _require_json_object_body() -> None:
         return
     if not request.is_json:
         raise UnsupportedMediaType('Send the body as JSON, with the header "Content-Type: application/json".')
-    if not isinstance(request.get_json(silent=True), dict):
+    try:
+        parsed = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser can follow (e.g. '[' * 30000): malformed like any other
+        parsed = None
+    if not isinstance(parsed, dict):
         raise BadRequest(
             f"The request body must be a JSON object such as {body_example(body_model)}.", code="invalid_json"
         )
