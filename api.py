@@ -42,7 +42,8 @@ TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {
     "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
     "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
-    "and `code`, when the model fails mid-reply; the partial reply is stored as `incomplete`).",
+    "and `code`, when the model fails mid-reply; what arrived is stored as `incomplete`, or, if nothing did, an "
+    "empty `incomplete` message with the `error` and its `error_code`).",
     "content": {
         "text/event-stream": {
             "schema": {  # one event, as Schemathesis checks each
