@@ -42,7 +42,8 @@ TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {
     "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
     "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
-    "and `code`, when the model fails mid-reply; the partial reply is stored as `incomplete`).",
+    "and `code`, when the model fails mid-reply; what arrived is stored as `incomplete`, or, if nothing did, an "
+    "empty `incomplete` message with the `error` and its `error_code`).",
     "content": {
         "text/event-stream": {
             "schema": {  # one event, as Schemathesis checks each
@@ -82,7 +83,11 @@ def _require_json_object_body() -> None:
         return
     if not request.is_json:
         raise UnsupportedMediaType('Send the body as JSON, with the header "Content-Type: application/json".')
-    if not isinstance(request.get_json(silent=True), dict):
+    try:
+        parsed = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser can follow (e.g. '[' * 30000): malformed like any other
+        parsed = None
+    if not isinstance(parsed, dict):
         raise BadRequest(
             f"The request body must be a JSON object such as {body_example(body_model)}.", code="invalid_json"
         )

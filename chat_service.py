@@ -8,21 +8,11 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from config import Settings
-from errors import INTERNAL_ERROR, AppError, NotConfigured
+from errors import INTERNAL_ERROR, AppError, NotConfigured, StorageError
 from history_store import HistoryStore, Message
 from upstream_client import Completion, UpstreamClient, UpstreamStream
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _naming(question: Message) -> Iterator[None]:
-    """Errors raised inside carry the stored question, so a client can retry with `retry_of`."""
-    try:
-        yield
-    except AppError as error:
-        error.extra["user_message"] = question
-        raise
 
 
 class ChatService:
@@ -60,7 +50,7 @@ class ChatService:
         """Store the user's message, get the whole reply, store it and return it."""
         self._require_configured()
         question = self._question(text, retry_of)
-        with _naming(question):
+        with self._failing_turn(question):
             completion = self.upstream.complete(self._context(question))
         return self._store_reply(completion, reply_to=question["id"])
 
@@ -72,9 +62,31 @@ class ChatService:
         """
         self._require_configured()
         question = self._question(text, retry_of)
-        with _naming(question):
+        with self._failing_turn(question):
             pieces = self.upstream.stream(self._context(question))
         return self._relay(question, pieces)
+
+    @contextlib.contextmanager
+    def _failing_turn(self, question: Message) -> Iterator[None]:
+        """An error raised inside is stored as the turn's failure and carries the stored question, so a
+        client can retry with `retry_of`."""
+        try:
+            yield
+        except AppError as error:
+            self._store_failure(question, error.message, error.code)
+            error.extra["user_message"] = question
+            raise
+
+    def _store_failure(self, question: Message, error: str, code: str) -> None:
+        """Record that `question` got no reply, so the history shows the error (and a page its Retry) after a reload.
+
+        An empty, incomplete assistant message: `_context` leaves it out and `_question` still lets the turn
+        be retried. If even this cannot be stored, the caller's error is the one worth reporting.
+        """
+        try:
+            self.store.append("assistant", "", reply_to=question["id"], incomplete=True, error=error, error_code=code)
+        except StorageError:
+            log.warning("Could not record the failed turn of message %d in the history", question["id"])
 
     def _relay(self, question: Message, pieces: UpstreamStream) -> Generator[dict[str, Any], None, None]:
         """The page's events for one streamed turn; stores the reply however the stream ends."""
@@ -96,11 +108,11 @@ class ChatService:
                 outcome.model = piece.model or outcome.model
             extra = {}
         except AppError as error:
-            extra = {"incomplete": True, "error": error.message}
+            extra = {"incomplete": True, "error": error.message, "error_code": error.code}
             yield {"type": "error", "error": error.message, "code": error.code}
         except Exception:
             log.exception("The reply stream failed unexpectedly")
-            extra = {"incomplete": True, "error": "internal error"}
+            extra = {"incomplete": True, "error": INTERNAL_ERROR, "error_code": "internal_error"}
             yield {
                 "type": "error",
                 "error": INTERNAL_ERROR,
@@ -113,6 +125,8 @@ class ChatService:
                 reply = self._store_reply(outcome, reply_to=question["id"], **extra)
                 if "stopped" in extra:
                     log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
+            elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
+                self._store_failure(question, extra["error"], extra["error_code"])
         if not extra:
             yield {"type": "done", "message": reply}
 
@@ -141,14 +155,15 @@ class ChatService:
         """SYSTEM_PROMPT plus the newest turns within the message and character budgets.
 
         A user message that never got an answer (its turn failed) is left out, so a failure does
-        not leave two user turns in a row; scheduled reminders count as assistant turns.
+        not leave two user turns in a row; the empty record of a failure is no answer, and is left
+        out too. Scheduled reminders count as assistant turns.
         """
         settings = self.settings
         recent = self.store.recent(settings.context_max_messages * 2 + 2)
         current = question["id"] if question else None
         if current is not None:  # a retried question may have partial replies after it: end on the question
             recent = [m for m in recent if m["id"] < current] + [question]
-        answered = {m.get("reply_to") for m in recent if m["role"] == "assistant"}
+        answered = {m.get("reply_to") for m in recent if m["role"] == "assistant" and m["content"]}
         turns = [
             m
             for m in recent

@@ -28,9 +28,16 @@ class Message(BaseModel):
     reasoning: str | None = Field(None, description="The model's reasoning, kept apart from the reply.")
     usage: dict[str, Any] | None = None
     scheduled_for: str | None = Field(None, description="The reminder's cron tick.")
-    incomplete: bool | None = Field(None, description="The stream broke; `content` is what arrived.")
+    incomplete: bool | None = Field(
+        None,
+        description="The turn failed: `content` is what arrived before the error, empty (with `reply_to`) when "
+        "nothing did. Retry it with `retry_of`=`reply_to`; a later whole reply to the same message supersedes it.",
+    )
     stopped: bool | None = Field(None, description="The client left mid-stream.")
-    error: str | None = Field(None, description="Why an incomplete reply stopped.")
+    error: str | None = Field(None, description="Why an incomplete reply stopped: the error's one sentence.")
+    error_code: str | None = Field(
+        None, description="With `error`: the error's stable `code`, as in the failed request's answer or `error` event."
+    )
 
 
 class Error(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# JSON can escape a lone surrogate ("\ud800"); Python decodes it, but UTF-8 cannot encode it, so it could
+# be neither stored nor sent on. json.loads joins escaped pairs, so any surrogate left in a string is lone.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 BACKOFF_BASE_SECONDS = 0.5
 
 
@@ -64,7 +68,7 @@ class UpstreamClient:
         """Ask for a whole reply."""
         response = self._post({"model": self.settings.model, "messages": messages, "stream": False}, stream=False)
         try:
-            body = response.json()
+            body = _without_surrogates(response.json())
             choice = body["choices"][0]
             message = choice["message"]
             completion = Completion(
@@ -75,7 +79,7 @@ class UpstreamClient:
             )
             if not isinstance(completion.content, str) or not isinstance(completion.reasoning, str):
                 raise TypeError
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             raise UpstreamError(
                 "The model API sent a reply that is not valid chat completion JSON.", code="upstream_bad_response"
             ) from None
@@ -227,8 +231,8 @@ class UpstreamClient:
     def _pieces(self, data: bytes) -> list[StreamPiece]:
         """The reasoning, reply text and finish reason in one `data:` event."""
         try:
-            event = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = _without_surrogates(json.loads(data))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise _malformed() from None
         if not isinstance(event, dict):
             raise _malformed()
@@ -267,6 +271,17 @@ class UpstreamStream:
 
     def close(self) -> None:
         self._response.close()
+
+
+def _without_surrogates(value: Any) -> Any:
+    """Decoded JSON with each lone surrogate in its strings replaced by U+FFFD, so the text can be stored and sent."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _broken() -> UpstreamError:
@@ -326,8 +341,8 @@ def _message_of(body: Any) -> str:
 
 def _error_detail(response: requests.Response) -> str:
     try:
-        detail = _message_of(response.json())
-    except ValueError:
+        detail = _message_of(_without_surrogates(response.json()))
+    except (ValueError, RecursionError):
         detail = ""
     if not detail:
         text = response.text.strip()

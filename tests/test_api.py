@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import requests
 
 from config import HISTORY_PAGE_MAX
+from tests.support.client import app_env
 from tests.support.fake_upstream import API_KEY
+from tests.support.servers import Gunicorn
+
+TOKEN = "a-token-long-enough-for-any-rule-0123"
 
 
 def test_chat_replies_and_stores_both_messages(api, upstream):
@@ -218,11 +225,16 @@ def test_a_failed_turn_names_its_stored_message_and_retry_of_reuses_it(api, upst
 
     retried = api.post("/api/chat", json={"message": "只存一次", "retry_of": stored["id"]})
     assert retried.status_code == 200 and retried.json()["message"]["reply_to"] == stored["id"]
-    assert [m["content"] for m in api.history()] == ["只存一次", "收到：只存一次"]
+    # The question once; then the record of the failure; then the reply the retry got.
+    assert [(m["content"], m.get("incomplete")) for m in api.history()] == [
+        ("只存一次", None),
+        ("", True),
+        ("收到：只存一次", None),
+    ]
     # Once answered, the same retry_of stores the text as a new turn rather than answering twice.
     again = api.post("/api/chat", json={"message": "只存一次", "retry_of": stored["id"]})
     assert again.json()["message"]["reply_to"] != stored["id"]
-    assert [m["role"] for m in api.history()] == ["user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in api.history()] == ["user", "assistant", "assistant", "user", "assistant"]
 
 
 @pytest.mark.parametrize("retry_of", ["1", 0, -3, 1.5, True])
@@ -238,3 +250,102 @@ def test_retry_of_another_text_stores_the_new_text(api, upstream):
     stored = api.chat("第一句").json()["user_message"]
     api.post("/api/chat", json={"message": "另一句", "retry_of": stored["id"]})
     assert [m["content"] for m in api.history() if m["role"] == "user"] == ["第一句", "另一句"]
+
+
+# ---- inputs that must never be a 500 ------------------------------------------------------------
+
+
+def test_json_nested_too_deep_to_parse_is_a_400_on_every_json_route_with_no_traceback(upstream, tmp_path):
+    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, DOTENV_PATH="/nonexistent")
+    deep = {"data": "[" * 30000, "headers": {"Content-Type": "application/json"}}
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "gunicorn.log") as server:
+        with requests.Session() as session:
+            answers = [session.post(server.base_url + "/api/login", timeout=30, **deep)]  # no token needed here
+            session.headers["Authorization"] = f"Bearer {TOKEN}"
+            for path in ("/api/chat", "/api/chat/stream"):
+                answers.append(session.post(server.base_url + path, timeout=30, **deep))
+            # Deep inside an object is no better.
+            inside = '{"message": "你好", "extra": ' + "[" * 30000 + "}"
+            answers.append(
+                session.post(
+                    server.base_url + "/api/chat", data=inside, headers={"Content-Type": "application/json"}, timeout=30
+                )
+            )
+        for response in answers:
+            assert response.status_code == 400, response.text
+            assert response.json()["code"] == "invalid_json"
+            assert "JSON object" in response.json()["error"]
+        assert upstream.requests == []
+    log = server.log_text()
+    assert " 400 " in log  # the log did record the requests
+    assert "Traceback" not in log and "RecursionError" not in log and " ERROR " not in log
+
+
+def test_a_lone_surrogate_from_the_client_is_a_400_wherever_it_is_sent(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    as_json = {"Content-Type": "application/json"}
+    login = api.post("/api/login", data='{"token": "\\udfff"}', headers=as_json)
+    assert login.status_code in (400, 401) and login.json()["success"] is False
+    api.session.headers["Authorization"] = f"Bearer {TOKEN}"
+    for path in ("/api/chat", "/api/chat/stream"):
+        response = api.post(path, data='{"message": "坏\\ud800字"}', headers=as_json)
+        assert response.status_code == 400 and response.json()["code"] == "invalid_message", response.text
+    # In a query a surrogate can only come as its (invalid) UTF-8 bytes: here those of U+DFFF.
+    assert api.get("/api/history?before=%ED%B3%BF").json()["code"] == "invalid_before"
+    assert upstream.requests == [] and api.history() == []
+
+
+def test_a_lone_surrogate_from_the_model_is_replaced_and_the_reply_kept(api, upstream):
+    # The fake upstream sends them as the JSON escapes \ud83d and \udc00, as a provider's encoder would.
+    upstream.script({"content": "半个\ud83d表情", "reasoning": "想\udc00想"})
+    response = api.chat("发个表情")
+    assert response.status_code == 200, response.text
+    assert response.json()["reply"] == "半个\ufffd表情"
+    stored = api.history()[-1]
+    assert (stored["content"], stored["reasoning"]) == ("半个\ufffd表情", "想\ufffd想")
+    # The history file stays strict UTF-8 JSON.
+    on_disk = json.loads(api.settings.chat_history_file.read_bytes().decode("utf-8"))
+    assert on_disk["messages"][-1]["content"] == "半个\ufffd表情"
+
+
+def test_an_upstream_error_quoting_a_lone_surrogate_is_still_a_clear_error(api, upstream):
+    upstream.script({"kind": "status", "status": 400, "body": {"error": {"message": "bad \udc80 input"}}})
+    response = api.chat("你好")
+    assert response.status_code == 502
+    assert "bad \ufffd input" in response.json()["error"]
+
+
+# ---- failed turns are part of the history -------------------------------------------------------
+
+
+def test_a_failed_turn_is_stored_with_its_error_so_a_reload_can_show_it(api, upstream):
+    upstream.script({"kind": "status", "status": 404, "body": {"error": {"message": "Model does not exist"}}})
+    failed = api.chat("没人回答的问题")
+    assert failed.status_code == 502
+    question, record = api.history()
+    assert question == failed.json()["user_message"]
+    assert record["role"] == "assistant" and record["content"] == ""
+    assert record["reply_to"] == question["id"]
+    assert record["incomplete"] is True
+    assert record["error"] == failed.json()["error"] and "Model does not exist" in record["error"]
+    assert record["error_code"] == failed.json()["code"] == "upstream_error"
+
+
+def test_the_record_of_a_failed_turn_never_reaches_the_model(api, upstream):
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    assert api.chat("第一问").status_code == 502
+    assert api.chat("第二问").status_code == 200
+    assert upstream.requests[-1]["messages"][1:] == [{"role": "user", "content": "第二问"}]
+
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    question = api.chat("第三问").json()["user_message"]
+    retried = api.post("/api/chat", json={"message": "第三问", "retry_of": question["id"]})
+    assert retried.status_code == 200
+    assert api.chat("第四问").status_code == 200
+    assert [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"][1:]] == [
+        ("user", "第二问"),
+        ("assistant", "收到：第二问"),
+        ("user", "第三问"),
+        ("assistant", "收到：第三问"),
+        ("user", "第四问"),
+    ]

@@ -237,9 +237,16 @@ def test_unreachable_upstream_gives_502_quickly_and_recovers(upstream, tmp_path,
     server = start_gunicorn(env, tmp_path / "gunicorn.log")
     try:
         assert take_turn(server.base_url, False, "好了吗").status == 200
-        # The failed questions stay in the history, unanswered; the answered one has its reply.
+        # The failed questions stay in the history, each with the record of its failure; the answered one has its reply.
         messages = requests.get(server.base_url + "/api/history", timeout=10).json()["messages"]
-        assert [m["content"] for m in messages] == ["你好", "你好", "好了吗", "收到：好了吗"]
+        assert [(m["content"], m.get("error_code")) for m in messages] == [
+            ("你好", None),
+            ("", "upstream_unreachable"),
+            ("你好", None),
+            ("", "upstream_unreachable"),
+            ("好了吗", None),
+            ("收到：好了吗", None),
+        ]
     finally:
         server.stop()
 

@@ -8,6 +8,9 @@ import time
 import pytest
 import requests
 
+from history_store import file_lock
+from tests.support.client import app_env
+from tests.support.servers import Gunicorn
 from tests.support.waiting import wait_until
 
 
@@ -82,7 +85,7 @@ def test_refusal_before_streaming_is_plain_json_with_status(api, upstream):
 
 
 def test_client_disconnect_closes_upstream_and_stores_partial_as_stopped(api, upstream):
-    pieces = [f"第{i}段。" for i in range(40)]
+    pieces = [f"第{i}段。" for i in range(200)]  # 20 s: still streaming when the client leaves
     upstream.script({"content": "".join(pieces), "pieces": pieces, "chunk_delay": 0.1})
     response = stream(api, "讲个长故事")
     received = 0
@@ -91,8 +94,11 @@ def test_client_disconnect_closes_upstream_and_stores_partial_as_stopped(api, up
             received += 1
             if received == 3:
                 break
-    response.close()
-    assert upstream.closed_streams.wait(10), "the upstream stream was not closed"
+    # Holding the history's lock keeps the app from saving the partial reply: the upstream connection
+    # must be closed at once when the client leaves, not whenever the relay and its references go away.
+    with file_lock(api.settings.chat_history_file.with_name("chat_history.json.lock")):
+        response.close()
+        assert upstream.closed_streams.wait(15), "the upstream stream was not closed while the reply was being saved"
     last = wait_until(
         lambda: (newest := api.history()[-1])["role"] == "assistant" and newest, 5, message="the partial reply stored"
     )
@@ -145,3 +151,59 @@ def test_retrying_a_cut_reply_asks_the_question_again_without_storing_it_twice(a
     assert retried[-1]["message"]["content"] == "收到：再说一遍"
     assert upstream.requests[-1]["messages"][-1] == {"role": "user", "content": "再说一遍"}
     assert [m["content"] for m in api.history()] == ["再说一遍", "半句", "收到：再说一遍"]
+
+
+def test_a_lone_surrogate_from_the_model_is_streamed_replaced_through_gunicorn(upstream, tmp_path):
+    env = app_env(upstream, tmp_path / "data", DOTENV_PATH="/nonexistent")
+    # The fake upstream sends these as the JSON escapes \ud800 and \udfff, as a provider's encoder would.
+    upstream.script({"pieces": ["坏\ud800", "字之后"], "reasoning": "想\udfff"})
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "gunicorn.log") as server:
+        with requests.post(server.base_url + "/api/chat/stream", json={"message": "说"}, stream=True, timeout=30) as r:
+            events = read_events(r)
+        history = requests.get(server.base_url + "/api/history", timeout=30).json()["messages"]
+    assert [e["type"] for e in events][-1] == "done", events
+    assert "".join(e["content"] for e in events if e["type"] == "delta") == "坏\ufffd字之后"
+    assert events[-1]["message"]["content"] == "坏\ufffd字之后"
+    assert events[-1]["message"]["reasoning"] == "想\ufffd"
+    assert history[-1] == events[-1]["message"]
+    on_disk = json.loads((tmp_path / "data" / "chat_history.json").read_bytes().decode("utf-8"))  # strict UTF-8
+    assert on_disk["messages"][-1]["content"] == "坏\ufffd字之后"
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_refused_stream_is_stored_as_a_failed_turn(api, upstream):
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    response = stream(api, "被拒绝")
+    assert response.status_code == 502
+    question, record = api.history()
+    assert question == response.json()["user_message"]
+    assert {key: record.get(key) for key in ("role", "content", "reply_to", "incomplete", "error", "error_code")} == {
+        "role": "assistant",
+        "content": "",
+        "reply_to": question["id"],
+        "incomplete": True,
+        "error": response.json()["error"],
+        "error_code": "upstream_auth_failed",
+    }
+
+
+def test_a_stream_that_fails_before_any_text_is_stored_as_a_failed_turn_and_can_be_retried(api, upstream):
+    upstream.script({"frames": ['{"choices": [{"delta": {"role": "assistant"}}]}', "[1, 2]"], "ending": "cut"})
+    events = read_events(stream(api, "没有回答"))
+    question, error = events[0]["user_message"], events[-1]
+    assert [e["type"] for e in events] == ["start", "error"] and error["code"] == "upstream_bad_response"
+    record = api.history()[-1]
+    assert (record["role"], record["content"], record["reply_to"]) == ("assistant", "", question["id"])
+    assert (record["incomplete"], record["error"], record["error_code"]) == (True, error["error"], error["code"])
+
+    retried = read_events(
+        api.post("/api/chat/stream", json={"message": "没有回答", "retry_of": question["id"]}, stream=True)
+    )
+    assert retried[0]["user_message"] == question  # asked again, not stored again
+    assert retried[-1]["message"]["content"] == "收到：没有回答"
+    assert upstream.requests[-1]["messages"][1:] == [{"role": "user", "content": "没有回答"}]  # no empty turn
+    assert [(m["role"], m["content"]) for m in api.history()] == [
+        ("user", "没有回答"),
+        ("assistant", ""),
+        ("assistant", "收到：没有回答"),
+    ]

@@ -26,6 +26,15 @@ def default_reply(request: dict[str, Any]) -> str:
     return f"收到：{users[-1] if users else ''}"
 
 
+def encode_json(data: Any) -> bytes:
+    """UTF-8 JSON; text UTF-8 cannot hold (a lone surrogate, U+D800 to U+DFFF) goes out as a `\\uXXXX` escape,
+    as a provider's JSON encoder would send it."""
+    try:
+        return json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(data).encode()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # benchmarks open hundreds of connections at once
@@ -142,7 +151,7 @@ class FakeUpstream:
                 )
 
             def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-                self._raw(status, json.dumps(data, ensure_ascii=False).encode(), "application/json", headers)
+                self._raw(status, encode_json(data), "application/json", headers)
 
             def _raw(
                 self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -175,7 +184,7 @@ class FakeUpstream:
                         "model": body.get("model", ""),
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                     }
-                    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+                    return b"data: " + encode_json(data) + b"\n\n"
 
                 frames = [event({"role": "assistant", "content": ""})]
                 frames += [event({"reasoning_content": reasoning[i : i + 3]}) for i in range(0, len(reasoning), 3)]
