@@ -331,3 +331,24 @@ def test_app_runs_on_each_supported_python(version, upstream, tmp_path):
     assert reply.status_code == 200 and reply.json()["reply"] == f"收到：{version}"
     running = subprocess.run([venv / "bin" / "python", "--version"], capture_output=True, text=True, check=True)
     assert running.stdout.startswith(f"Python {version}.")
+
+
+# ---- deploy docs ----------------------------------------------------------------------------------
+
+
+def doc_lines(*names: str) -> list[str]:
+    return [line for name in names for line in (ROOT / name).read_text().splitlines()]
+
+
+def test_docker_commands_in_the_docs_create_env_first_and_use_compose_v2():
+    lines = doc_lines("README.md", "NETWORK_SETUP.md")
+    assert not [line for line in lines if "docker-compose up" in line]  # Compose v1 is gone from current Docker
+    readme_ups = [line for line in doc_lines("README.md") if "docker compose up" in line]
+    assert readme_ups and all("cp .env.example .env" in line for line in readme_ups)  # env_file: .env must exist
+
+
+def test_systemd_steps_install_venv_support_and_hand_data_over_recursively():
+    steps = "\n".join(doc_lines("NETWORK_SETUP.md"))
+    assert "sudo apt install python3-venv" in steps
+    assert "sudo chown -R chat:chat data" in steps
+    assert not re.search(r"chown chat:chat data", steps)
