@@ -2,6 +2,8 @@
 # Build: docker build -t chat-assistant .   Run: docker compose up -d (see docker-compose.yml)
 FROM python:3.11-slim-bookworm
 
+# HOST=0.0.0.0: inside its own network namespace the app must accept the published port's connections
+# (the app's default, 127.0.0.1, is for hosts); docker-compose.yml publishes it on the host's loopback only.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         "/",
         responses={200: {"description": "The chat page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
     )(index)
+    app.get("/favicon.ico", responses={204: {"description": "No icon; answered so browsers stop asking."}})(favicon)
     app.before_request(authenticate)
     app.after_request(add_security_headers)
     app.register_error_handler(AppError, error_response)
@@ -76,11 +77,18 @@ def _configure_logging(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # urllib3's DEBUG lines carry the full upstream URL, and a provider may put the key in its query (?key=).
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
 
 
 def index() -> Response:
     """The chat page."""
     return send_from_directory(STATIC_DIR, "index.html")
+
+
+def favicon() -> Response:
+    """An empty answer: browsers ask for /favicon.ico on every page, and a 404 fills logs and consoles."""
+    return Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
 def error_response(error: AppError) -> Response:

@@ -155,7 +155,11 @@ class Settings:
 
     # Only the real environment can set it: it names the file the rest may come from (and the debug reloader watches).
     dotenv_path: str = setting(".env", env="DOTENV_PATH", help="The .env file read at start-up.")
-    host: str = setting("0.0.0.0", env="HOST", help="Address to listen on.")
+    # Loopback by default: Gunicorn facing the network directly falls to slow clients (slowloris);
+    # nginx in front absorbs them. The Docker image sets 0.0.0.0 inside its container.
+    host: str = setting(
+        "127.0.0.1", env="HOST", help="Address to listen on; 127.0.0.1 lets only this machine (nginx) connect."
+    )
     port: int = setting(1342, env="PORT", maximum=65535, help="Port to listen on.")
     debug: bool = setting(
         False, env="FLASK_DEBUG", help="Development mode of python app.py (reloader); keep false in production."

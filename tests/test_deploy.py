@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,8 @@ import requests
 from ruamel.yaml import YAML
 
 from tests.support.client import app_env
-from tests.support.servers import ROOT, free_port
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import ROOT, Gunicorn, accepts_connections, free_port, stop_process_group, wait_until_healthy
 from tests.support.waiting import wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -87,6 +89,13 @@ def test_image_runs_as_a_non_root_user_with_data_as_a_volume():
 
 def test_image_command_is_gunicorn_with_its_config():
     assert exec_form(instruction("CMD")[-1]) == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+def test_image_listens_on_every_interface_inside_its_container():
+    """The app's own default is loopback; in a container that would be unreachable through the published port."""
+    env = dict(pair.split("=", 1) for args in instruction("ENV") for pair in shlex.split(args))
+    assert env["HOST"] == "0.0.0.0"
+    assert env["PORT"] == "1342"
 
 
 def test_healthcheck_asks_health_with_python():
@@ -179,7 +188,8 @@ def test_compose_service_has_what_the_readme_promises():
     service = next(iter(services.values()))
     assert service["build"] == "."
     assert service["env_file"] == ".env"
-    assert [port.rsplit(":", 2)[-2:] for port in service["ports"]] == [["1342", "1342"]]
+    # Published on the host's loopback only: nginx on the host is the way in (Docker's ports bypass ufw).
+    assert service["ports"] == ["127.0.0.1:1342:1342"]
     assert service["volumes"] == ["./data:/app/data"]
     assert service["restart"] == "unless-stopped"
     assert service["environment"]["HOST"] == "0.0.0.0"
@@ -223,3 +233,122 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if unit.name in line]
     assert result.returncode == 0 and problems == [], result.stdout + result.stderr
+
+
+# ---- the app as started by hand ---------------------------------------------------------------------
+
+
+def environment_without_host(upstream: FakeUpstream, folder: Path, **extra: str) -> dict[str, str]:
+    """The test environment with HOST unset and no .env, so the app's own default decides where it listens."""
+    env = {key: value for key, value in os.environ.items() if key not in ("HOST", "VIRTUAL_ENV")}
+    return {**env, **app_env(upstream, folder / "data"), "DOTENV_PATH": str(folder / "no.env"), **extra}
+
+
+def test_python_app_py_listens_on_loopback_only_by_default(upstream, tmp_path):
+    port = free_port()
+    env = environment_without_host(upstream, tmp_path, PORT=str(port))
+    with open(tmp_path / "app.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
+        # Bound to 0.0.0.0 it would answer on every address of the machine, 127.0.0.2 among them.
+        assert not accepts_connections("127.0.0.2", port)
+    finally:
+        stop_process_group(process)
+
+
+def test_favicon_answers_without_a_404(serve):
+    api = serve(ACCESS_TOKEN="favicon-test-token-0123456789")  # asked before any login: needs no token
+    response = api.get("/favicon.ico")
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_debug_log_never_shows_a_key_in_the_api_url(upstream, tmp_path):
+    secret = "query-key-5f0c2a9e7b1d4c38"
+    env = app_env(upstream, tmp_path / "data", API_URL=f"{upstream.url}?key={secret}", LOG_LEVEL="DEBUG")
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "gunicorn.log") as server:
+        reply = requests.post(f"{server.base_url}/api/chat", json={"message": "调试日志"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+    log_text = server.log_text()
+    assert "DEBUG" in log_text  # the log really is at DEBUG
+    assert secret not in log_text
+
+
+def interpreter(version: str) -> str | None:
+    """A python{version} executable: on the PATH (Debian's /usr/bin) or installed by pyenv."""
+    candidates = [shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin")]
+    candidates += sorted(str(path) for path in Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "--version"], capture_output=True, timeout=30).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["3.11", "3.13"])  # the oldest supported, and Debian 13's
+def test_app_runs_on_each_supported_python(version, upstream, tmp_path):
+    python = interpreter(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed")
+    venv = tmp_path / "venv"
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    install = subprocess.run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    port = free_port()
+    env = environment_without_host(upstream, tmp_path, PORT=str(port))
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen(
+            [venv / "bin" / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60, process=server)
+        reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": version}, timeout=30)
+    finally:
+        stop_process_group(server)
+    assert reply.status_code == 200 and reply.json()["reply"] == f"收到：{version}"
+    running = subprocess.run([venv / "bin" / "python", "--version"], capture_output=True, text=True, check=True)
+    assert running.stdout.startswith(f"Python {version}.")
+
+
+# ---- deploy docs ----------------------------------------------------------------------------------
+
+
+def doc_lines(*names: str) -> list[str]:
+    return [line for name in names for line in (ROOT / name).read_text().splitlines()]
+
+
+def test_docker_commands_in_the_docs_create_env_first_and_use_compose_v2():
+    lines = doc_lines("README.md", "NETWORK_SETUP.md")
+    assert not [line for line in lines if "docker-compose up" in line]  # Compose v1 is gone from current Docker
+    readme_ups = [line for line in doc_lines("README.md") if "docker compose up" in line]
+    assert readme_ups and all("cp .env.example .env" in line for line in readme_ups)  # env_file: .env must exist
+
+
+def test_systemd_steps_install_venv_support_and_hand_data_over_recursively():
+    steps = "\n".join(doc_lines("NETWORK_SETUP.md"))
+    assert "sudo apt install python3-venv" in steps
+    assert "sudo chown -R chat:chat data" in steps
+    assert not re.search(r"chown chat:chat data", steps)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.servers import ROOT, free_port, stop_process_group, wait_until_healthy
+from tests.support.servers import ROOT, accepts_connections, free_port, stop_process_group, wait_until_healthy
 
 
 def fresh_copy(target: Path) -> Path:
@@ -25,28 +27,65 @@ def fresh_copy(target: Path) -> Path:
     return target
 
 
+def run_script(clone: Path, log_path: Path, port: int) -> subprocess.Popen:
+    """Start `bash scripts/run.sh` in the clone as a user would, with only PORT set from outside."""
+    env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "HOST", "VIRTUAL_ENV")}
+    env["PORT"] = str(port)  # the real environment wins over the .env the script creates
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            ["bash", "scripts/run.sh"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 @pytest.mark.slow
 def test_run_command_serves_the_app_from_a_fresh_clone(tmp_path):
     clone = fresh_copy(tmp_path / "clone")
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "VIRTUAL_ENV")}
-    env["PORT"] = str(port)  # the real environment wins over the .env the script creates
-    with open(tmp_path / "run.log", "wb") as log:
-        process = subprocess.Popen(
-            ["bash", "scripts/run.sh"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = run_script(clone, tmp_path / "run.log", port)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()
+        # Loopback only: bound to 0.0.0.0 it would also answer on 127.0.0.2 (and on the network).
+        only_loopback = not accepts_connections("127.0.0.2", port)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        stop_process_group(process, timeout=20)
     assert page.status_code == 200 and "<html" in page.text
     assert health["status"] == "ok" and health["chat_configured"] is False
+    assert only_loopback
     assert (clone / ".env").read_text() == (clone / ".env.example").read_text()
+    # .env will hold API_KEY and ACCESS_TOKEN: no one but its owner may read it.
+    assert stat.S_IMODE((clone / ".env").stat().st_mode) == 0o600
     assert (clone / ".venv" / "bin" / "python").exists()
     assert "Created .env from .env.example" in (tmp_path / "run.log").read_text()
+
+
+def break_python(venv: Path) -> None:
+    """The venv's python points at an interpreter that is gone (e.g. removed by an upgrade)."""
+    (venv / "bin" / "python").unlink()
+    (venv / "bin" / "python").symlink_to("/nonexistent/python3")
+
+
+def leave_out_pip(venv: Path) -> None:
+    """What `python3 -m venv` leaves when Debian's python3-venv is missing: a python without pip."""
+    shutil.rmtree(venv)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [break_python, leave_out_pip], ids=["python-broken", "no-pip"])
+def test_run_command_rebuilds_a_half_made_venv(tmp_path, damage):
+    clone = fresh_copy(tmp_path / "clone")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(clone / ".venv")], check=True, timeout=120)
+    damage(clone / ".venv")
+    port = free_port()
+    process = run_script(clone, tmp_path / "run.log", port)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
+    finally:
+        stop_process_group(process, timeout=20)
+    check = subprocess.run([clone / ".venv" / "bin" / "python", "-m", "pip", "--version"], capture_output=True)
+    assert check.returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -72,7 +111,7 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
     port = free_port()
     (clone / ".env").write_text(
         f"API_KEY=sk-test-fake-0123456789abcdef\nAPI_URL={upstream.url}\n"
-        f"HOST=127.0.0.1\nPORT={port}\nWEB_CONCURRENCY=2\nSCHEDULER_ENABLED=false\n"
+        f"PORT={port}\nWEB_CONCURRENCY=2\nSCHEDULER_ENABLED=false\n"  # no HOST: the default decides
     )
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "PORT", "HOST")}
     with open(tmp_path / "prod.log", "wb") as log:
@@ -87,11 +126,44 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
         reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": "生产环境"}, timeout=10).json()
+        only_loopback = not accepts_connections("127.0.0.2", port)
     finally:
         # SIGTERM to the master alone: sent to the whole group, it races a worker still being spawned,
         # which then lingers until GUNICORN_GRACEFUL_TIMEOUT.
         stop_process_group(process)
     assert reply["reply"] == "收到：生产环境"
+    assert only_loopback
     log_text = (tmp_path / "prod.log").read_text()
     assert "Using worker: gthread" in log_text
     assert (clone / "data" / "chat_history.json").exists()
+
+
+def spec_one_liner() -> str:
+    """The spec's Gunicorn command, as README quotes it."""
+    found = re.search(r"`(gunicorn -w 1 [^`]*wsgi:app)`", (ROOT / "README.md").read_text())
+    assert found, "README no longer quotes the spec's gunicorn one-liner"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("command", ["spec-gunicorn", "python app.py"])
+def test_spec_commands_work_once_the_venv_is_activated(tmp_path, command):
+    clone = fresh_copy(tmp_path / "clone")
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    port = free_port()
+    # As written, except the port: 1342 may be taken on a shared machine.
+    line = spec_one_liner().replace(":1342", f":{port}") if command == "spec-gunicorn" else command
+    env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "HOST", "VIRTUAL_ENV")}
+    env.update(PORT=str(port), SCHEDULER_ENABLED="false", PATH="/usr/local/bin:/usr/bin:/bin")
+    with open(tmp_path / "spec.log", "wb") as log:
+        process = subprocess.Popen(
+            ["bash", "-c", f"source .venv/bin/activate && exec {line}"],
+            cwd=clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60, process=process)
+    finally:
+        stop_process_group(process)

@@ -7,7 +7,11 @@ genuinely different clients and the app can only tell them apart through X-Forwa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -17,8 +21,9 @@ from requests.adapters import HTTPAdapter
 
 from security import CONTENT_SECURITY_POLICY
 from tests.support.client import app_env
-from tests.support.nginx import Nginx, nginx_binary
+from tests.support.nginx import SITE_FILE, Nginx, nginx_binary
 from tests.support.servers import Gunicorn
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 
@@ -154,3 +159,99 @@ def test_headers_pass_through_and_plain_http_redirects(stack):
     redirect = browser.get(stack.nginx.http_url + "/api/health", allow_redirects=False, timeout=30)
     assert redirect.status_code == 301
     assert redirect.headers["Location"].startswith("https://")
+
+
+# ---- limits and TLS of the shipped site ------------------------------------------------------------
+
+
+def site_number(pattern: str) -> int:
+    """A number the shipped site file states, e.g. the burst of its limit_req."""
+    found = re.search(pattern, SITE_FILE.read_text())
+    assert found, f"{SITE_FILE.name} has no match for {pattern!r}"
+    return int(found.group(1))
+
+
+RATE_PER_SECOND = site_number(r"limit_req_zone .* rate=(\d+)r/s;")
+BURST = site_number(r"limit_req zone=\S+ burst=(\d+) nodelay;")
+CONNECTIONS = site_number(r"limit_conn \S+ (\d+);")
+
+
+def assert_refused_by_nginx(response: requests.Response) -> None:
+    assert response.status_code == 429
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["code"] == "rate_limited"
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_a_flood_from_one_address_is_refused_while_others_pass(stack):
+    flooder, neighbour = stack.client("127.0.0.20"), stack.client("127.0.0.21")
+    started, answered, refusal = time.monotonic(), 0, None
+    while refusal is None and answered < 100 * BURST:
+        response = flooder.get(stack.url("/api/health"), timeout=30)
+        if response.status_code == 200:
+            answered += 1
+        else:
+            refusal = response
+    elapsed = time.monotonic() - started
+    assert refusal is not None, f"{answered} requests in {elapsed:.1f}s and none refused"
+    assert_refused_by_nginx(refusal)
+    # The burst, plus what the rate refilled while it was spent: not one request more.
+    assert BURST <= answered <= BURST + 1 + RATE_PER_SECOND * elapsed
+    # Another client is not affected, and the flooder gets through again once its rate refills.
+    assert neighbour.get(stack.url("/"), timeout=30).status_code == 200
+    wait_until(lambda: flooder.get(stack.url("/api/health"), timeout=30).status_code == 200, 10)
+
+
+def tls_connection(stack: Stack, address: str, context: ssl.SSLContext | None = None) -> ssl.SSLSocket:
+    """A TLS connection from `address` to nginx, verified against the test's certificate."""
+    if context is None:
+        context = ssl.create_default_context(cafile=str(stack.nginx.certificate))
+    raw = socket.create_connection(("127.0.0.1", stack.nginx.https_port), timeout=30, source_address=(address, 0))
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_too_many_requests_in_progress_from_one_address_are_refused(stack):
+    """Requests whose body never comes (a slow client) hold a slot each; past the limit nginx refuses at once."""
+    held = [tls_connection(stack, "127.0.0.22") for _ in range(CONNECTIONS + 5)]
+    head = (
+        "POST /api/chat HTTP/1.1\r\nHost: chat.example.com\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    answers: dict[int, bytes] = {}
+    try:
+        for connection in held:
+            connection.sendall(head.encode())
+
+        def five_answered() -> bool:
+            for index, connection in enumerate(held):
+                if index not in answers:
+                    connection.settimeout(0.01)
+                    with contextlib.suppress(TimeoutError, ssl.SSLWantReadError):
+                        answers[index] = connection.recv(4096)
+            return len(answers) >= 5
+
+        wait_until(five_answered, 15, message="five requests refused")
+        five_answered()  # one more look: no sixth answer may have come meanwhile
+        assert len(answers) == 5
+        assert all(answer.startswith(b"HTTP/1.1 429 ") for answer in answers.values())
+    finally:
+        for connection in held:
+            connection.close()
+    # The slots are freed when the slow clients go.
+    client = stack.client("127.0.0.22")
+    wait_until(lambda: client.get(stack.url("/api/health"), timeout=30).status_code == 200, 15)
+
+
+def test_tls_is_mozilla_intermediate(stack):
+    context = ssl.create_default_context(cafile=str(stack.nginx.certificate))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    with tls_connection(stack, "127.0.0.23", context) as connection:
+        assert connection.version() == "TLSv1.2"
+        assert connection.cipher()[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    with tls_connection(stack, "127.0.0.23") as connection:
+        assert connection.version() == "TLSv1.3"
+    # A CBC cipher that nginx's default list (HIGH:!aNULL:!MD5) still offers is outside the intermediate list.
+    context.set_ciphers("ECDHE-ECDSA-AES128-SHA256")
+    with pytest.raises(ssl.SSLError):
+        tls_connection(stack, "127.0.0.23", context).close()

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 API_KEY = "sk-test-fake-0123456789abcdef"
 PATH = "/v1/chat/completions"
@@ -98,7 +99,7 @@ class FakeUpstream:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                if self.path != PATH:
+                if urlsplit(self.path).path != PATH:  # a query, such as a provider's ?key=, is allowed
                     return self._json(404, {"error": {"message": f"no route {self.path}"}})
                 try:
                     body = json.loads(raw)

@@ -42,6 +42,15 @@ def serve_in_thread(app: Flask) -> Iterator[str]:
         server.server_close()
 
 
+def accepts_connections(address: str, port: int) -> bool:
+    """Whether something listens on `port` at `address`: a server bound to 127.0.0.1 refuses one to 127.0.0.2."""
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def stop_process_group(process: subprocess.Popen, signal_number: int = signal.SIGTERM, timeout: float = 20) -> None:
     """Ask a server started with start_new_session=True to stop; after `timeout`, or for anything its
     process group leaves behind (workers), SIGKILL."""
