@@ -77,7 +77,7 @@ class Settings:
         env="API_URL",
         parse=_http_url,
         form="an http:// or https:// URL, e.g. " + DEFAULT_API_URL,
-        help="Any OpenAI-compatible chat completions URL.",
+        help="OpenAI-compatible chat completions URL, or its base URL such as https://host/v1.",
     )
     model: str = setting(DEFAULT_MODEL, env="MODEL", help="Model name sent with every request.")
     system_prompt: str = setting(
