@@ -161,14 +161,15 @@ class LocalStorage(Storage, MovingWindowSupport):
         return (sqlite3.Error, OSError)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on a fresh connection: fork- and thread-safe, closed whatever happens."""
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction on a fresh connection (fork- and thread-safe, closed whatever happens); a write
+        transaction takes the write lock at once, so nothing changes between its reads and its writes."""
         if not self._ready:
             self._create()
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             connection.execute("PRAGMA synchronous=OFF")
-            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield connection
             except BaseException:
@@ -218,7 +219,7 @@ class LocalStorage(Storage, MovingWindowSupport):
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, or now; entries in the window)."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             now = time.time()
             oldest, held = db.execute(
                 "SELECT MIN(at), COUNT(*) FROM entries WHERE key = ? AND at > ?", (key, now - expiry)
@@ -239,19 +240,19 @@ class LocalStorage(Storage, MovingWindowSupport):
             return int(value)
 
     def get(self, key: str) -> int:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute("SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time())).fetchone()
             return int(row[0]) if row else 0
 
     def get_expiry(self, key: str) -> float:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             now = time.time()
             row = db.execute("SELECT expires FROM counters WHERE key = ? AND expires > ?", (key, now)).fetchone()
             return float(row[0]) if row else now
 
     def check(self) -> bool:
         try:
-            with self._transaction() as db:
+            with self._transaction(write=False) as db:
                 db.execute("SELECT 1").fetchone()
             return True
         except (sqlite3.Error, OSError):

@@ -13,6 +13,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from rate_limits import LocalStorage
@@ -61,8 +62,9 @@ def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
 
 
 @contextlib.contextmanager
-def one_connection_per_worker(server: Gunicorn) -> Iterator[list[HTTPConnection]]:
-    """Kept-alive connections, one held by each worker: new ones until every worker has accepted one."""
+def one_connection_per_worker(server: Gunicorn, workers: int = 2) -> Iterator[list[HTTPConnection]]:
+    """Kept-alive connections, one held by each of the `workers` workers (the default two): new ones until
+    every worker, the last one booted too, has accepted one."""
     pinned: dict[int, HTTPConnection] = {}
     opened: list[HTTPConnection] = []
 
@@ -73,11 +75,10 @@ def one_connection_per_worker(server: Gunicorn) -> Iterator[list[HTTPConnection]
         worker = worker_holding(connection, server)
         if worker is not None:
             pinned.setdefault(worker, connection)
-        return len(pinned) == len(server.worker_pids())
+        return len(pinned) == workers
 
     try:
         wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
-        assert len(pinned) == 2
         yield list(pinned.values())
     finally:
         for connection in opened:
@@ -157,3 +158,24 @@ def test_the_local_file_grants_exactly_the_limit_to_processes_counting_at_once(t
     granted = [int(process.communicate(timeout=120)[0]) for process in processes]
     assert sum(granted) == 50  # 160 attempts at once, never one more than the limit
     assert LocalStorage(path).get_moving_window("budget/client", 50, 60)[1] == 50
+
+
+def test_counts_are_shared_again_once_redis_is_back(serve, upstream, tmp_path, caplog):
+    redis_server = RedisServer(tmp_path / "redis").start()
+    try:
+        api = serve(RATE_LIMIT="100/minute", RATE_LIMIT_STORAGE=redis_server.url)
+        redis_server.stop()
+        with caplog.at_level(logging.INFO, logger="rate_limits"):
+            assert api.chat("Redis 停了").status_code == 200
+            redis_server.start()  # the same port
+            # Tried again every STORAGE_RETRY_SECONDS: wait for a request that finds it back.
+            wait_until(
+                lambda: api.chat("还在吗").status_code == 200 and "counts are shared again" in caplog.text,
+                60,
+                interval=1,
+                message="the storage taken back",
+            )
+        keys = redis.Redis(host="127.0.0.1", port=redis_server.port).keys("LIMITS*")
+        assert keys, "the calls after the return were counted in Redis"
+    finally:
+        redis_server.stop()
