@@ -127,8 +127,9 @@ class RateLimitStore:
 
     def _came_back(self) -> None:
         with self._lock:
-            self._down_until = 0.0
-        log.info("Rate-limit storage %s works again: counts are shared again", self.shown)
+            was_down, self._down_until = bool(self._down_until), 0.0
+        if was_down:  # once, even when several threads find it back at the same moment
+            log.info("Rate-limit storage %s works again: counts are shared again", self.shown)
 
 
 def open_storage(uri: str) -> Storage:
