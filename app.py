@@ -16,6 +16,7 @@ from config import ConfigError, Settings, load_settings
 from errors import AppError
 from history_store import HistoryStore
 from openapi import operation_id
+from rate_limits import RateLimitStore
 from responses import Error
 from scheduler import Reminders
 from schemas import request_error
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit, timezone=settings.timezone)
     service = ChatService(settings, store, UpstreamClient(settings))
     app.extensions["settings"] = settings
+    app.extensions["rate_limits"] = RateLimitStore(settings)  # where Security's budgets count
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
     app.extensions["reminders"] = Reminders(settings, service)

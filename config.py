@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from dotenv import load_dotenv
 from limits import parse_many
+from limits.errors import ConfigurationError
+from limits.storage import MovingWindowSupport, Storage, storage_from_string
 
 from cron import WEEKDAY_FORM, crontab_trigger, crontab_weekdays
 
@@ -79,7 +81,7 @@ class Settings:
         env="API_URL",
         parse=_http_url,
         form="an http:// or https:// URL, e.g. " + DEFAULT_API_URL,
-        help="Any OpenAI-compatible chat completions URL.",
+        help="OpenAI-compatible chat completions URL, or its base URL such as https://host/v1.",
     )
     model: str = setting(DEFAULT_MODEL, env="MODEL", help="Model name sent with every request.")
     system_prompt: str = setting(
@@ -182,6 +184,12 @@ class Settings:
     )
     rate_limit: str = setting(
         "", env="RATE_LIMIT", help="Per-client chat rate limit such as 30/minute; empty means none."
+    )
+    rate_limit_storage: str = setting(
+        "",
+        env="RATE_LIMIT_STORAGE",
+        secret=True,  # a Redis URI may hold a password
+        help="Storage URI of rate-limit counts such as redis://host:6379; empty means a file in the data folder.",
     )
     trusted_proxies: int = setting(
         0,
@@ -336,7 +344,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def _validate(settings: Settings) -> None:
-    """Checks that need more than one field or a library: zone, cron, log level, rate limit."""
+    """Checks that need more than one field or a library: zone, cron, log level, rate limit and its storage."""
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -356,6 +364,12 @@ def _validate(settings: Settings) -> None:
             f"RATE_LIMIT={settings.rate_limit!r} is invalid: expected a rate such as 30/minute, "
             "10 per minute;500/day, or nothing for no limit"
         )
+    if settings.rate_limit_storage and (problem := _storage_problem(settings.rate_limit_storage)):
+        raise ConfigError(
+            f"RATE_LIMIT_STORAGE={storage_uri_shown(settings.rate_limit_storage)!r} is invalid ({problem}): "
+            "expected a limits storage URI with moving windows such as redis://host:6379, rediss://…, "
+            "redis+sentinel://…, memory:// (per process), or nothing for a file in the data folder"
+        )
 
 
 def _valid_rate(value: str) -> bool:
@@ -364,3 +378,21 @@ def _valid_rate(value: str) -> bool:
         return all(item.amount >= 1 for item in parse_many(value))
     except ValueError:
         return False
+
+
+def _storage_problem(uri: str) -> str | None:
+    """Why `uri` names no `limits` storage with moving windows, or None when it does (nothing is contacted)."""
+    try:
+        storage = storage_from_string(uri)
+    except (ConfigurationError, ValueError, TypeError) as error:  # unknown scheme, missing client, bad URI
+        return str(error) or error.__class__.__name__
+    if not isinstance(storage, Storage) or not isinstance(storage, MovingWindowSupport):
+        return "this storage has no moving windows"
+    return None
+
+
+def storage_uri_shown(uri: str) -> str:
+    """A storage URI fit for messages and logs: no user:password@ part, a query (it may hold one) only as `?…`."""
+    parts = urlsplit(uri)
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}" + ("?…" if parts.query else "")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -27,6 +27,7 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # be neither stored nor sent on. json.loads joins escaped pairs, so any surrogate left in a string is lone.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 BACKOFF_BASE_SECONDS = 0.5
+CHAT_COMPLETIONS_PATH = "/chat/completions"
 
 
 @dataclass
@@ -61,6 +62,9 @@ class UpstreamClient:
         self.session.mount("https://", adapter)
         parts = urlsplit(settings.api_url)  # host and port only: a user:password@ part stays out of messages
         self._host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        self.url = chat_completions_url(settings.api_url)
+        if self.url != settings.api_url:
+            log.info("API_URL %s is a base URL: chat requests go to %s", _shown(settings.api_url), _shown(self.url))
 
     # ---- public --------------------------------------------------------------------------
 
@@ -123,7 +127,7 @@ class UpstreamClient:
         settings = self.settings
         try:
             response = self.session.post(
-                settings.api_url,
+                self.url,
                 json=payload,
                 headers=headers,
                 stream=stream,
@@ -348,3 +352,24 @@ def _error_detail(response: requests.Response) -> str:
         text = response.text.strip()
         detail = text[:200] if text and not text.lstrip().startswith("<") else (response.reason or "no details")
     return detail.rstrip(".")
+
+
+def chat_completions_url(api_url: str) -> str:
+    """`api_url` unchanged when it names the chat completions endpoint, else that endpoint under it.
+
+    Providers document a base URL (`https://…/v1`) that the OpenAI SDKs extend with /chat/completions;
+    doing the same spares a 404 on the first chat.
+    """
+    parts = urlsplit(api_url)
+    path = parts.path.rstrip("/")
+    if path.endswith(CHAT_COMPLETIONS_PATH):
+        return api_url
+    return urlunsplit(parts._replace(path=path + CHAT_COMPLETIONS_PATH))
+
+
+def _shown(url: str) -> str:
+    """`url` fit for a log line: no user:password@ part, and a query (it may hold a key) only as `?…`."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in str(parts.hostname) else str(parts.hostname)  # IPv6 keeps its brackets
+    host += f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))

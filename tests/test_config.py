@@ -85,3 +85,29 @@ def test_bad_value_stops_start_up_with_one_line_and_no_traceback(tmp_path):
         "Configuration error: READ_TIMEOUT='abc' is invalid: expected a number of seconds ≥ 0.001"
     ]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("memcached://127.0.0.1:11211", "memcached"),  # fixed windows only (and no client installed)
+        ("carrier-pigeon://coop", "unknown storage scheme"),
+        ("async+memory://", "no moving windows"),  # an asyncio storage, not usable here
+    ],
+)
+def test_rate_limit_storage_must_be_a_limits_storage_with_moving_windows(uri, problem):
+    with pytest.raises(ConfigError, match=r"^RATE_LIMIT_STORAGE=.* is invalid \(.*") as raised:
+        load_settings({"RATE_LIMIT_STORAGE": uri})
+    assert problem in str(raised.value) and "redis://host:6379" in str(raised.value)
+
+
+def test_rate_limit_storage_accepts_redis_and_memory_without_contacting_them():
+    for uri in ("redis://127.0.0.1:1/0", "rediss://:pw@cache.example:6380", "memory://"):
+        assert load_settings({"RATE_LIMIT_STORAGE": uri}).rate_limit_storage == uri
+
+
+def test_a_rate_limit_storage_password_stays_out_of_errors_and_repr():
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"RATE_LIMIT_STORAGE": "memcached://user:hunter2@127.0.0.1:11211?password=sk-2"})
+    assert "hunter2" not in str(raised.value) and "sk-2" not in str(raised.value)
+    assert "hunter2" not in repr(load_settings({"RATE_LIMIT_STORAGE": "redis://:hunter2@127.0.0.1:6379"}))

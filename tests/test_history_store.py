@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from errors import StorageError
 from history_store import HistoryStore
@@ -194,3 +196,65 @@ def test_polling_from_before_a_clear_sees_only_what_came_after_it(tmp_path):
     store.append("user", "new")
     newer, has_more = store.newer(after=3, limit=10)
     assert [m["content"] for m in newer] == ["new"] and not has_more
+
+
+# ---- durability: fsync of the temp file before the rename, of the folder after it ------------
+
+
+def record_fsync_and_replace(monkeypatch) -> list[tuple[str, ...]]:
+    """Record every os.fsync (as the path its descriptor names) and os.replace, in order, then do them."""
+    calls: list[tuple[str, ...]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source: Any, target: Any, **kwargs: Any) -> None:
+        calls.append(("replace", os.fspath(source), os.fspath(target)))
+        real_replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+def assert_replaced_durably(calls: list[tuple[str, ...]], folder: Path, name_pattern: str = "*") -> None:
+    """Each replace of a file in `folder`: its temp file fsynced before, the folder fsynced after (before the next)."""
+    folder = folder.resolve()
+    replaces = [
+        index
+        for index, call in enumerate(calls)
+        if call[0] == "replace" and Path(call[2]).parent.resolve() == folder and Path(call[2]).match(name_pattern)
+    ]
+    assert replaces, f"nothing named {name_pattern} was replaced in {folder}"
+    for index in replaces:
+        temp = calls[index][1]
+        assert ("fsync", str(Path(temp).resolve())) in calls[:index], f"{temp} renamed before it was fsynced"
+        following = [i for i, call in enumerate(calls) if call[0] == "replace" and i > index]
+        until = following[0] if following else len(calls)
+        assert ("fsync", str(folder)) in calls[index + 1 : until], f"{folder} not fsynced after the rename"
+
+
+def test_the_live_file_is_fsynced_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
+    store = HistoryStore(tmp_path / "chat_history.json")
+    calls = record_fsync_and_replace(monkeypatch)
+    store.append("user", "落盘")
+    assert_replaced_durably(calls, tmp_path, "chat_history.json")
+
+
+def test_archives_are_fsynced_before_their_rename_and_their_folder_after(tmp_path, monkeypatch):
+    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+    calls = record_fsync_and_replace(monkeypatch)
+    for number in range(25):
+        store.append("user", f"m{number}")
+    assert_replaced_durably(calls, tmp_path / "chat_history-archive", "*.json")
+    assert_replaced_durably(calls, tmp_path, "chat_history.json")
+
+
+def test_the_reminder_state_file_is_fsynced_before_its_rename_and_its_folder_after(serve, upstream, monkeypatch):
+    api = serve()  # in this process, so the recording sees the server's calls
+    upstream.script({"content": "该喝水了"})
+    calls = record_fsync_and_replace(monkeypatch)
+    assert api.post("/api/schedule/run").status_code == 200
+    assert_replaced_durably(calls, api.settings.data_dir, "scheduler_state.json")

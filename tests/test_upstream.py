@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 
 from tests.support.servers import free_port
+from upstream_client import chat_completions_url
 
 
 def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
@@ -176,3 +178,45 @@ def test_a_fractional_retry_after_is_rounded_up(serve, upstream):
     response = api.chat("多久以后")
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "2"  # never tell a client to come back too early
+
+
+def test_a_base_api_url_is_extended_to_chat_completions_and_logged_once(serve, upstream, caplog):
+    base = upstream.url.removesuffix("/chat/completions")  # http://127.0.0.1:<port>/v1, as providers document
+    with caplog.at_level(logging.INFO, logger="upstream_client"):
+        api = serve(API_URL=base)
+        first, second = api.chat("你好"), api.chat("再来")
+    # The fake upstream answers only /v1/chat/completions: anything else would be a 404, i.e. a 502 here.
+    assert first.status_code == 200 and second.status_code == 200, first.text
+    said = [record.getMessage() for record in caplog.records if "is a base URL" in record.getMessage()]
+    assert said == [f"API_URL {base} is a base URL: chat requests go to {upstream.url}"]
+
+
+def test_a_full_chat_completions_url_is_used_unchanged_and_not_logged(serve, upstream, caplog):
+    with caplog.at_level(logging.INFO, logger="upstream_client"):
+        api = serve(API_URL=upstream.url)
+        assert api.chat("原样").status_code == 200
+    assert "base URL" not in caplog.text
+
+
+def test_the_base_url_log_line_hides_credentials_and_query(serve, upstream, caplog):
+    port = upstream.url.split(":")[2].split("/")[0]
+    with caplog.at_level(logging.INFO, logger="upstream_client"):
+        serve(API_URL=f"http://user:hunter2@127.0.0.1:{port}/v1?key=sk-secret")
+    assert f"go to http://127.0.0.1:{port}/v1/chat/completions?…" in caplog.text
+    assert "hunter2" not in caplog.text and "sk-secret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("api_url", "used"),
+    [
+        ("https://api.example.com/v1", "https://api.example.com/v1/chat/completions"),
+        ("https://api.example.com/v1/", "https://api.example.com/v1/chat/completions"),
+        ("https://api.deepseek.com", "https://api.deepseek.com/chat/completions"),
+        ("https://open.bigmodel.cn/api/paas/v4?x=1", "https://open.bigmodel.cn/api/paas/v4/chat/completions?x=1"),
+        ("https://api.example.com/v1/chat/completions", "https://api.example.com/v1/chat/completions"),
+        ("https://api.example.com/v1/chat/completions/", "https://api.example.com/v1/chat/completions/"),
+        ("https://h/openai/deployments/d/chat/completions?api-version=1", None),
+    ],
+)
+def test_chat_completions_url_extends_only_a_base_url(api_url, used):
+    assert chat_completions_url(api_url) == (used or api_url)
