@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
+import time
 from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from history_store import HistoryStore
 from tests.support.browser import ARTIFACTS, PHONE, ROOT, screenshot, wait_ready
 from tests.support.waiting import wait_until
 
@@ -113,7 +116,7 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
     api = serve()
     pieces = [f"第{i}段。" for i in range(60)]
     upstream.script({"pieces": pieces, "chunk_delay": 0.15})
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     send(page, "讲个长故事")
     bubble = last_reply(page).locator(".bubble")
     expect(bubble).to_contain_text("第3段", timeout=10_000)
@@ -138,6 +141,67 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
     reply = last_reply(page)
     expect(reply.locator(".flag")).to_have_text("已停止")
     assert reply.locator(".bubble").inner_text().startswith("第0段。第1段。第2段。")
+
+
+def seed(api, *messages: dict) -> list[dict]:
+    """Store messages straight into the app's history file, as earlier sessions would have left them."""
+    store = HistoryStore(api.settings.chat_history_file)
+    stored = []
+    for message in messages:
+        fields = {key: value for key, value in message.items() if key not in ("role", "content")}
+        if fields.get("reply_to") == "previous":
+            fields["reply_to"] = stored[-1]["id"]
+        stored.append(store.append(message["role"], message["content"], **fields))
+    return stored
+
+
+# One line of hex, as a model dumping bytes writes it: highlight.js's auto-detection (which tries every
+# language) takes tens of seconds on it, during which the page cannot even accept typing.
+HUGE_PLAIN_CODE = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(625))
+
+
+def test_stored_reply_with_a_huge_code_block_without_language_leaves_the_page_responsive(serve, open_page):
+    api = serve()
+    reply = f"大段输出：\n\n```\n{HUGE_PLAIN_CODE}\n```\n\n```python\ndef hello():\n    return 1\n```"
+    seed(
+        api,
+        {"role": "user", "content": "给我一大段"},
+        {"role": "assistant", "content": reply, "reply_to": "previous"},
+    )
+    started = time.monotonic()
+    page = open_page(api.base_url, "?poll=1")  # the poll interval is clamped, so this must not flood the server
+    page.fill("#input", "还在吗")
+    assert page.input_value("#input") == "还在吗"
+    took = time.monotonic() - started
+    assert took < 3, f"the page took {took:.1f} s to draw the history and accept typing"
+
+    blocks = page.locator(".code-block code")
+    expect(blocks).to_have_count(2)
+    plain, python = blocks.nth(0), blocks.nth(1)
+    assert plain.text_content().strip() == HUGE_PLAIN_CODE
+    assert plain.evaluate("c => c.classList.contains('hljs') || c.querySelector('[class^=hljs]') !== null") is False
+    expect(python).to_have_class(re.compile(r"\bhljs\b"))
+    assert python.locator(".hljs-keyword").count() >= 1
+
+    history_requests: list[str] = []
+    page.on("request", lambda r: history_requests.append(r.url) if "/api/history" in r.url else None)
+    page.wait_for_timeout(2_500)
+    assert len(history_requests) <= 4, f"{len(history_requests)} history polls in 2.5 s with ?poll=1"
+
+
+def test_reply_is_highlighted_once_complete_not_while_it_streams(serve, upstream, open_page):
+    api = serve()
+    pieces = ["看代码：\n\n```python\n", "def a():\n", "    return 1\n"] + [f"x{i} = {i}\n" for i in range(20)]
+    upstream.script({"pieces": [*pieces, "```\n", "完"], "chunk_delay": 0.25})
+    page = open_page(api.base_url)
+    send(page, "代码")
+    code = last_reply(page).locator(".code-block code")
+    expect(code).to_contain_text("return 1", timeout=10_000)
+    expect(page.locator("#stop")).to_be_visible()
+    assert code.evaluate("c => c.classList.contains('hljs')") is False, "highlighted while still streaming"
+    reply = wait_reply_done(page)
+    expect(reply.locator(".code-block code")).to_have_class(re.compile(r"\bhljs\b"))
+    assert reply.locator(".code-block code .hljs-keyword").count() >= 1
 
 
 # ---- keyboard ---------------------------------------------------------------------------------
@@ -185,7 +249,7 @@ def test_enter_during_ime_composition_never_sends_but_plain_enter_does(serve, up
 
 def test_scheduled_reminder_appears_live_with_its_badge(serve, upstream, open_page):
     api = serve()
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     upstream.script({"content": "该喝水了 💧"})
     response = api.post("/api/schedule/run")
     assert response.status_code == 200, response.text
@@ -326,7 +390,7 @@ def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):
 
 def test_login_form_when_the_server_requires_a_token(serve, upstream, open_page):
     api = serve(ACCESS_TOKEN="page-test-token-123")
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#app")).to_be_hidden()
 

@@ -34,15 +34,39 @@ export function markdownToSafeHtml(text) {
   });
 }
 
-/** Render markdown into `container`, highlighting code and adding a copy button per block. */
-export function renderMarkdown(container, text) {
+/**
+ * Longest code block that is highlighted, in characters. Even with a named language, highlighting
+ * costs time in proportion to the text, and every reply on screen is drawn again on each load.
+ */
+export const HIGHLIGHT_MAX_CHARS = 20_000;
+
+/** The language a fenced code block names (`language-python` → `python`), or ''. */
+export function codeLanguage(className) {
+  return (String(className).match(/language-([\w+#-]+)/) || [])[1] || '';
+}
+
+/**
+ * Whether to colour a code block: only when its language is named and known and the block is not
+ * huge. Never guessed: highlight.js's auto-detection tries every language and takes tens of seconds
+ * on a long block (40,000 characters of hex), freezing the page on every load.
+ */
+export function shouldHighlight(language, length, isKnown) {
+  return Boolean(language) && length <= HIGHLIGHT_MAX_CHARS && isKnown(language);
+}
+
+/**
+ * Render markdown into `container` with a copy button per code block. Code is coloured only with
+ * `highlight` (a complete reply): a streaming reply is drawn again on every piece, so it stays plain.
+ */
+export function renderMarkdown(container, text, { highlight = true } = {}) {
   const { hljs } = globalThis;
   container.innerHTML = markdownToSafeHtml(text);
   for (const code of container.querySelectorAll('pre > code')) {
     const pre = code.parentElement;
-    const language = (code.className.match(/language-([\w+#-]+)/) || [])[1] || '';
-    if (language && !hljs.getLanguage(language)) code.classList.add('nohighlight');
-    hljs.highlightElement(code);
+    const language = codeLanguage(code.className);
+    if (highlight && shouldHighlight(language, code.textContent.length, name => Boolean(hljs.getLanguage(name)))) {
+      hljs.highlightElement(code);
+    }
     const block = make('div', 'code-block');
     const header = make('div', 'code-header');
     header.append(make('span', 'code-language', language || 'text'), copyButton(() => code.textContent, t('copy')));
@@ -167,7 +191,7 @@ export function renderStreamingReply(article, { content, reasoning }) {
     details.dataset.auto = String(!content);
     details.open = !content;
   }
-  renderMarkdown(article.querySelector('.bubble'), content);
+  renderMarkdown(article.querySelector('.bubble'), content, { highlight: false });
   article.message = { ...article.message, content };
 }
 
