@@ -162,7 +162,11 @@ HUGE_PLAIN_CODE = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in r
 
 def test_stored_reply_with_a_huge_code_block_without_language_leaves_the_page_responsive(serve, open_page):
     api = serve()
-    reply = f"大段输出：\n\n```\n{HUGE_PLAIN_CODE}\n```\n\n```python\ndef hello():\n    return 1\n```"
+    huge_python = "\n".join(f"value_{i} = compute({i})" for i in range(2_000))  # over the highlighting cap
+    reply = (
+        f"大段输出：\n\n```\n{HUGE_PLAIN_CODE}\n```\n\n```\nprint('no language given')\n```\n\n"
+        f"```python\n{huge_python}\n```\n\n```python\ndef hello():\n    return 1\n```"
+    )
     seed(
         api,
         {"role": "user", "content": "给我一大段"},
@@ -176,12 +180,14 @@ def test_stored_reply_with_a_huge_code_block_without_language_leaves_the_page_re
     assert took < 3, f"the page took {took:.1f} s to draw the history and accept typing"
 
     blocks = page.locator(".code-block code")
-    expect(blocks).to_have_count(2)
-    plain, python = blocks.nth(0), blocks.nth(1)
-    assert plain.text_content().strip() == HUGE_PLAIN_CODE
-    assert plain.evaluate("c => c.classList.contains('hljs') || c.querySelector('[class^=hljs]') !== null") is False
-    expect(python).to_have_class(re.compile(r"\bhljs\b"))
-    assert python.locator(".hljs-keyword").count() >= 1
+    expect(blocks).to_have_count(4)
+    assert blocks.nth(0).text_content().strip() == HUGE_PLAIN_CODE
+    colored = "c => c.classList.contains('hljs') || c.querySelector('[class^=hljs]') !== null"
+    assert blocks.nth(0).evaluate(colored) is False, "a block without a language is never guessed at"
+    assert blocks.nth(1).evaluate(colored) is False, "a block without a language is never guessed at"
+    assert blocks.nth(2).evaluate(colored) is False, "a block over the size cap stays plain"
+    expect(blocks.nth(3)).to_have_class(re.compile(r"\bhljs\b"))
+    assert blocks.nth(3).locator(".hljs-keyword").count() >= 1
 
     history_requests: list[str] = []
     page.on("request", lambda r: history_requests.append(r.url) if "/api/history" in r.url else None)
