@@ -377,10 +377,80 @@ def test_reply_cut_midway_keeps_the_partial_and_offers_retry(serve, upstream, op
 
     error.get_by_role("button", name="重试").click()
     expect(last_reply(page).locator(".bubble")).to_have_text("收到：说完整", timeout=10_000)
-    expect(page.locator(".turn-error")).to_have_count(0)
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    expect(page.locator(".turn-error")).to_have_count(1)  # the cut reply still says why it is incomplete
     expect(page.locator("article.message.user")).to_have_count(1)
     stored = [(m["role"], m["content"], bool(m.get("incomplete"))) for m in api.history()]
     assert stored == [("user", "说完整", False), ("assistant", "半句话", True), ("assistant", "收到：说完整", False)]
+
+
+def test_enter_after_a_failed_turn_retries_the_stored_question_instead_of_asking_twice(serve, upstream, open_page):
+    api = serve()
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    page = open_page(api.base_url)
+    send(page, "请记住这句话")
+    expect(page.locator(".turn-error")).to_contain_text("API_KEY")
+    assert page.input_value("#input") == "请记住这句话"
+
+    page.press("#input", "Enter")  # the words came back into the box: Enter sends them again, as Retry would
+    reply = wait_reply_done(page)
+    expect(reply.locator(".bubble")).to_have_text("收到：请记住这句话")
+    expect(page.locator("article.message.user")).to_have_count(1)
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["请记住这句话"]
+    assert [m["content"] for m in upstream.requests[-1]["messages"] if m["role"] == "user"] == ["请记住这句话"]
+
+
+FAILED_STUB = {
+    "role": "assistant",
+    "content": "",
+    "reply_to": "previous",
+    "incomplete": True,
+    "error": "The model service rejected the API key.",
+    "error_code": "upstream_auth_failed",
+}
+
+
+@pytest.mark.parametrize("how", ["retry-button", "enter"])
+def test_failed_turns_show_their_error_and_retry_after_reload(serve, upstream, open_page, how):
+    api = serve()
+    seed(
+        api,
+        {"role": "user", "content": "旧问题"},
+        {"role": "assistant", "content": "半句", "reply_to": "previous", "incomplete": True, "error": "cut off"},
+    )
+    old_question = api.history()[0]["id"]
+    seed(
+        api,
+        {"role": "assistant", "content": "完整回答", "reply_to": old_question},
+        {"role": "user", "content": "新问题"},
+        FAILED_STUB,
+    )
+    page = open_page(api.base_url)
+    expect(page.locator("article.message")).to_have_count(5)
+
+    failed = page.locator("article.message.assistant").last
+    expect(failed.locator(".turn-error")).to_contain_text("API_KEY")
+    expect(failed.locator(".turn-error")).to_contain_text("The model service rejected the API key.")
+    expect(failed.locator(".bubble")).to_be_hidden()  # the error, not an empty bubble
+    cut = page.locator("article.message.assistant").first
+    expect(cut.locator(".flag")).to_have_text("未完成")
+    expect(cut.locator(".turn-error")).to_be_visible()  # answered since: its error shows, without Retry
+    retry = page.get_by_role("button", name="重试")
+    expect(retry).to_have_count(1)
+    assert failed.locator(".retry-button").is_visible()
+    screenshot(page, "failed-turn-after-reload")
+
+    if how == "enter":
+        send(page, "新问题")
+    else:
+        retry.click()
+    reply = wait_reply_done(page)
+    expect(reply.locator(".bubble")).to_have_text("收到：新问题")
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    expect(page.locator("article.message.user")).to_have_count(2)
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["旧问题", "新问题"]
+    assert api.history()[-1]["reply_to"] == api.history()[-3]["id"]
 
 
 def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):

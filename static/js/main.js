@@ -45,8 +45,7 @@ const login = new Login(
 
 function submitInput() {
   if (chat.busy || !chatReady || !server.configured) return;
-  const text = composer.text;
-  if (text.trim()) chat.send(text);
+  chat.submit(composer.text);
 }
 
 function loadOlder() {
@@ -59,6 +58,7 @@ async function loadConversation() {
   thread.replace(messages);
   thread.updateEdge(messageHistory);
   thread.scrollToBottom();
+  chat.offerRetryOf(thread.failedTurn());  // a turn that failed before this load can still be retried
   while (messageHistory.canLoadOlder && thread.underfilled()) await loadOlder();
 }
 
@@ -68,6 +68,7 @@ async function pollNewMessages() {
   for await (const fresh of messageHistory.newerPages()) {
     const stick = thread.nearBottom();
     const shown = thread.append(fresh);
+    chat.noteNewMessages(shown);
     if (stick && shown.length) thread.scrollToBottom();
     const newReminders = shown.filter(message => message.is_scheduled);
     if (newReminders.length) {

@@ -1,6 +1,10 @@
 /** Elements for messages: sanitized markdown, code blocks, thinking, meta line, error box. Stateless. */
 
 import { LANG, errorText, t } from './i18n.js';
+import { isFailedReply } from './retry.js';
+
+/** The event a Retry button sends up from its message element; the chat decides whether to answer it. */
+export const RETRY_EVENT = 'retry-turn';
 
 // marked, DOMPurify and hljs are the vendored UMD scripts: classic scripts that run before the modules
 // and leave globals. They are read when used, so importing this file needs none of them.
@@ -140,7 +144,21 @@ export function updateMessageElement(article, message) {
   else {
     renderReasoning(article, message.reasoning || '', false);
     renderMarkdown(body, message.content);
+    renderFailure(article, message);
   }
+}
+
+/**
+ * A failed reply's error box under its bubble; a turn that failed before any text shows only the
+ * box, not an empty bubble. Its Retry button shows while the article is `.retryable` (the chat says which).
+ */
+function renderFailure(article, message) {
+  const failed = isFailedReply(message) && message.error_code !== 'unauthorized';  // the login form says that one
+  article.classList.toggle('failed', failed && !message.content && !message.reasoning);
+  article.querySelector('.turn-error')?.remove();
+  if (!failed) return;
+  const code = message.error_code || (message.content ? 'upstream_incomplete' : 'default');
+  article.querySelector('.bubble').after(turnErrorElement({ code, detail: message.error }));
 }
 
 /** The line above a message: reminder badge, time, stopped/incomplete flags. */
@@ -154,7 +172,7 @@ function renderMeta(meta, message) {
     meta.append(time);
   }
   if (message.stopped) meta.append(make('span', 'flag', t('stopped')));
-  else if (message.incomplete) {
+  else if (message.incomplete && (message.content || message.reasoning)) {  // without text, the error box says it
     const flag = make('span', 'flag', t('incomplete'));
     if (message.error) flag.title = message.error;
     meta.append(flag);
@@ -202,15 +220,15 @@ export function noteReasoningToggle(event) {
 }
 
 /** The box under a failed reply: what went wrong, the server's own words if different, and Retry. */
-export function turnErrorElement(error, onRetry) {
+export function turnErrorElement({ code, detail = '' }) {
   const box = make('div', 'turn-error');
   box.setAttribute('role', 'alert');
-  const text = errorText(error.code);
+  const text = errorText(code);
   box.append(make('p', 'turn-error-text', text));
-  if (error.message && error.message !== text) box.append(make('p', 'turn-error-detail', error.message));
+  if (detail && detail !== text) box.append(make('p', 'turn-error-detail', detail));
   const retry = make('button', 'retry-button', t('retry'));
   retry.type = 'button';
-  retry.addEventListener('click', () => onRetry(box));
+  retry.addEventListener('click', () => box.dispatchEvent(new CustomEvent(RETRY_EVENT, { bubbles: true })));
   box.append(retry);
   return box;
 }
