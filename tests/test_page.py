@@ -453,6 +453,42 @@ def test_failed_turns_show_their_error_and_retry_after_reload(serve, upstream, o
     assert api.history()[-1]["reply_to"] == api.history()[-3]["id"]
 
 
+def test_long_message_shows_a_counter_near_the_limit_and_is_refused_before_sending(serve, upstream, open_page):
+    api = serve(MAX_MESSAGE_CHARS="100")
+    page = open_page(api.base_url)
+    counter = page.locator("#char-count")
+
+    page.fill("#input", "字" * 79)
+    expect(counter).to_be_hidden()
+    page.fill("#input", "字" * 80)  # 80 % of the limit
+    expect(counter).to_have_text("80 / 100")
+
+    # Emoji are two UTF-16 units but one character to the server (Python's len): 100 of them fit.
+    page.fill("#input", "😀" * 100)
+    expect(counter).to_have_text("100 / 100")
+    expect(page.locator("#send")).to_be_enabled()
+    page.press("#input", "Enter")
+    expect(wait_reply_done(page).locator(".bubble")).to_have_text("收到：" + "😀" * 100)
+
+    page.fill("#input", "😀" * 101)
+    expect(counter).to_contain_text("101 / 100")
+    expect(counter).to_contain_text("超出 1 个字符")
+    expect(counter).to_have_class(re.compile(r"\bover\b"))
+    expect(page.locator("#send")).to_be_disabled()
+    page.press("#input", "Enter")
+    page.wait_for_timeout(500)
+    expect(page.locator("article.message.user")).to_have_count(1)  # nothing sent, nothing to retry
+    expect(page.locator(".turn-error")).to_have_count(0)
+    assert page.input_value("#input") == "😀" * 101, "the words stay for the user to shorten"
+    assert len(upstream.requests) == 1
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["😀" * 100]
+    screenshot(page, "too-long")
+
+    page.press("#input", "Backspace")
+    expect(counter).to_have_text("100 / 100")
+    expect(page.locator("#send")).to_be_enabled()
+
+
 def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):
     api = serve(API_KEY="")
     page = open_page(api.base_url)

@@ -143,6 +143,7 @@ export class Chat {
       timestamp: new Date().toISOString() });
     if (error.code === 'unauthorized') return;  // the login form takes over
     this.#composer.restore(turn.text);
+    if (error.code === 'message_too_long') return;  // the same words would only be refused again
     this.#offerRetry({ text: turn.text, questionId, user, reply });
     this.#thread.scrollToBottom();
   }

@@ -32,7 +32,7 @@ const logoutButton = byId('logout');
 const thread = new Thread({ scroller, list: byId('message-list'), empty: byId('empty'), edge: byId('history-edge') });
 const messageHistory = new MessageHistory({ onChange: () => thread.updateEdge(messageHistory) });
 const composer = new Composer(
-  { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop') },
+  { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop'), counter: byId('char-count') },
   { onSubmit: submitInput, onStop: () => chat.stop() },
 );
 const chat = new Chat({ thread, history: messageHistory, composer, onTurnEnd: () => poller.soon() });
@@ -44,7 +44,7 @@ const login = new Login(
 );
 
 function submitInput() {
-  if (chat.busy || !chatReady || !server.configured) return;
+  if (chat.busy || !chatReady || !server.configured || composer.tooLong) return;  // the counter says why
   chat.submit(composer.text);
 }
 
@@ -92,6 +92,7 @@ async function loadHealth() {
     const data = await getHealth();
     server.configured = data.chat_configured !== false;
     server.authRequired = data.auth_required === true;
+    composer.setLimit(data.max_message_chars);
   } catch { /* the history request will tell */ }
   banner.hidden = server.configured;
   logoutButton.hidden = !server.authRequired;
