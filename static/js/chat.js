@@ -139,13 +139,13 @@ export class Chat {
     const questionId = turn.userMessage?.id ?? null;
     if (questionId !== null) reply.dataset.replyTo = questionId;  // polling then adopts the server's record of it
     this.#show(reply, { ...reply.message, role: 'assistant', content: turn.content, reasoning: turn.reasoning,
-      incomplete: true, error: error.message, error_code: error.code, reply_to: questionId ?? undefined,
+      incomplete: true, error: error.message, error_code: error.code, reply_to: questionId,
       timestamp: new Date().toISOString() });
+    this.#thread.scrollToBottom();
     if (error.code === 'unauthorized') return;  // the login form takes over
     this.#composer.restore(turn.text);
     if (error.code === 'message_too_long') return;  // the same words would only be refused again
     this.#offerRetry({ text: turn.text, questionId, user, reply });
-    this.#thread.scrollToBottom();
   }
 
   /** Show Retry on this failed turn only (or on none). */
