@@ -160,8 +160,8 @@ export class Chat {
     const { text, questionId, user, reply } = this.#failed;
     this.#offerRetry(null);
     if (reply.classList.contains('failed')) reply.remove();  // no text to keep: the new reply takes its place
-    if (questionId !== null && user) {
-      this.send(text, { retryOf: questionId, userEl: user });
+    if (questionId !== null) {
+      this.send(text, { retryOf: questionId, userEl: user ?? null });  // no element if the question is on an unloaded page
     } else {
       user?.remove();
       this.send(text);
