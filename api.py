@@ -153,6 +153,7 @@ def health() -> Any:
         "scheduler_enabled": settings.scheduler_enabled,
         "chat_configured": settings.chat_configured,
         "auth_required": bool(settings.access_token),
+        "max_message_chars": settings.max_message_chars,
     }
 
 

@@ -89,6 +89,7 @@ class Health(BaseModel):
     scheduler_enabled: bool
     chat_configured: bool
     auth_required: bool
+    max_message_chars: int = Field(ge=1, description="MAX_MESSAGE_CHARS: the page counts and refuses longer messages.")
 
 
 class LastRun(BaseModel):

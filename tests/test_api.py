@@ -51,6 +51,7 @@ def test_health_reports_scheduler_and_configuration(api):
         "scheduler_enabled": False,
         "chat_configured": True,
         "auth_required": False,
+        "max_message_chars": 8000,
     }
 
 

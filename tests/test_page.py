@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
+import time
 from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from history_store import HistoryStore
 from tests.support.browser import ARTIFACTS, PHONE, ROOT, screenshot, wait_ready
 from tests.support.waiting import wait_until
 
@@ -113,7 +116,7 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
     api = serve()
     pieces = [f"第{i}段。" for i in range(60)]
     upstream.script({"pieces": pieces, "chunk_delay": 0.15})
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     send(page, "讲个长故事")
     bubble = last_reply(page).locator(".bubble")
     expect(bubble).to_contain_text("第3段", timeout=10_000)
@@ -138,6 +141,73 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
     reply = last_reply(page)
     expect(reply.locator(".flag")).to_have_text("已停止")
     assert reply.locator(".bubble").inner_text().startswith("第0段。第1段。第2段。")
+
+
+def seed(api, *messages: dict) -> list[dict]:
+    """Store messages straight into the app's history file, as earlier sessions would have left them."""
+    store = HistoryStore(api.settings.chat_history_file)
+    stored = []
+    for message in messages:
+        fields = {key: value for key, value in message.items() if key not in ("role", "content")}
+        if fields.get("reply_to") == "previous":
+            fields["reply_to"] = stored[-1]["id"]
+        stored.append(store.append(message["role"], message["content"], **fields))
+    return stored
+
+
+# One line of hex, as a model dumping bytes writes it: highlight.js's auto-detection (which tries every
+# language) takes tens of seconds on it, during which the page cannot even accept typing.
+HUGE_PLAIN_CODE = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(625))
+
+
+def test_stored_reply_with_a_huge_code_block_without_language_leaves_the_page_responsive(serve, open_page):
+    api = serve()
+    huge_python = "\n".join(f"value_{i} = compute({i})" for i in range(2_000))  # over the highlighting cap
+    reply = (
+        f"大段输出：\n\n```\n{HUGE_PLAIN_CODE}\n```\n\n```\nprint('no language given')\n```\n\n"
+        f"```python\n{huge_python}\n```\n\n```python\ndef hello():\n    return 1\n```"
+    )
+    seed(
+        api,
+        {"role": "user", "content": "给我一大段"},
+        {"role": "assistant", "content": reply, "reply_to": "previous"},
+    )
+    started = time.monotonic()
+    page = open_page(api.base_url, "?poll=1")  # the poll interval is clamped, so this must not flood the server
+    page.fill("#input", "还在吗")
+    assert page.input_value("#input") == "还在吗"
+    took = time.monotonic() - started
+    assert took < 3, f"the page took {took:.1f} s to draw the history and accept typing"
+
+    blocks = page.locator(".code-block code")
+    expect(blocks).to_have_count(4)
+    assert blocks.nth(0).text_content().strip() == HUGE_PLAIN_CODE
+    colored = "c => c.classList.contains('hljs') || c.querySelector('[class^=hljs]') !== null"
+    assert blocks.nth(0).evaluate(colored) is False, "a block without a language is never guessed at"
+    assert blocks.nth(1).evaluate(colored) is False, "a block without a language is never guessed at"
+    assert blocks.nth(2).evaluate(colored) is False, "a block over the size cap stays plain"
+    expect(blocks.nth(3)).to_have_class(re.compile(r"\bhljs\b"))
+    assert blocks.nth(3).locator(".hljs-keyword").count() >= 1
+
+    history_requests: list[str] = []
+    page.on("request", lambda r: history_requests.append(r.url) if "/api/history" in r.url else None)
+    page.wait_for_timeout(2_500)
+    assert len(history_requests) <= 4, f"{len(history_requests)} history polls in 2.5 s with ?poll=1"
+
+
+def test_reply_is_highlighted_once_complete_not_while_it_streams(serve, upstream, open_page):
+    api = serve()
+    pieces = ["看代码：\n\n```python\n", "def a():\n", "    return 1\n"] + [f"x{i} = {i}\n" for i in range(20)]
+    upstream.script({"pieces": [*pieces, "```\n", "完"], "chunk_delay": 0.25})
+    page = open_page(api.base_url)
+    send(page, "代码")
+    code = last_reply(page).locator(".code-block code")
+    expect(code).to_contain_text("return 1", timeout=10_000)
+    expect(page.locator("#stop")).to_be_visible()
+    assert code.evaluate("c => c.classList.contains('hljs')") is False, "highlighted while still streaming"
+    reply = wait_reply_done(page)
+    expect(reply.locator(".code-block code")).to_have_class(re.compile(r"\bhljs\b"))
+    assert reply.locator(".code-block code .hljs-keyword").count() >= 1
 
 
 # ---- keyboard ---------------------------------------------------------------------------------
@@ -185,7 +255,7 @@ def test_enter_during_ime_composition_never_sends_but_plain_enter_does(serve, up
 
 def test_scheduled_reminder_appears_live_with_its_badge(serve, upstream, open_page):
     api = serve()
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     upstream.script({"content": "该喝水了 💧"})
     response = api.post("/api/schedule/run")
     assert response.status_code == 200, response.text
@@ -349,10 +419,116 @@ def test_reply_cut_midway_keeps_the_partial_and_offers_retry(serve, upstream, op
 
     error.get_by_role("button", name="重试").click()
     expect(last_reply(page).locator(".bubble")).to_have_text("收到：说完整", timeout=10_000)
-    expect(page.locator(".turn-error")).to_have_count(0)
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    expect(page.locator(".turn-error")).to_have_count(1)  # the cut reply still says why it is incomplete
     expect(page.locator("article.message.user")).to_have_count(1)
     stored = [(m["role"], m["content"], bool(m.get("incomplete"))) for m in api.history()]
     assert stored == [("user", "说完整", False), ("assistant", "半句话", True), ("assistant", "收到：说完整", False)]
+
+
+def test_enter_after_a_failed_turn_retries_the_stored_question_instead_of_asking_twice(serve, upstream, open_page):
+    api = serve()
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}})
+    page = open_page(api.base_url)
+    send(page, "请记住这句话")
+    expect(page.locator(".turn-error")).to_contain_text("API_KEY")
+    assert page.input_value("#input") == "请记住这句话"
+
+    page.press("#input", "Enter")  # the words came back into the box: Enter sends them again, as Retry would
+    reply = wait_reply_done(page)
+    expect(reply.locator(".bubble")).to_have_text("收到：请记住这句话")
+    expect(page.locator("article.message.user")).to_have_count(1)
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["请记住这句话"]
+    assert [m["content"] for m in upstream.requests[-1]["messages"] if m["role"] == "user"] == ["请记住这句话"]
+
+
+FAILED_STUB = {
+    "role": "assistant",
+    "content": "",
+    "reply_to": "previous",
+    "incomplete": True,
+    "error": "The model service rejected the API key.",
+    "error_code": "upstream_auth_failed",
+}
+
+
+@pytest.mark.parametrize("how", ["retry-button", "enter"])
+def test_failed_turns_show_their_error_and_retry_after_reload(serve, upstream, open_page, how):
+    api = serve()
+    seed(
+        api,
+        {"role": "user", "content": "旧问题"},
+        {"role": "assistant", "content": "半句", "reply_to": "previous", "incomplete": True, "error": "cut off"},
+    )
+    old_question = api.history()[0]["id"]
+    seed(
+        api,
+        {"role": "assistant", "content": "完整回答", "reply_to": old_question},
+        {"role": "user", "content": "新问题"},
+        FAILED_STUB,
+    )
+    page = open_page(api.base_url)
+    expect(page.locator("article.message")).to_have_count(5)
+
+    failed = page.locator("article.message.assistant").last
+    expect(failed.locator(".turn-error")).to_contain_text("API_KEY")
+    expect(failed.locator(".turn-error")).to_contain_text("The model service rejected the API key.")
+    expect(failed.locator(".bubble")).to_be_hidden()  # the error, not an empty bubble
+    cut = page.locator("article.message.assistant").first
+    expect(cut.locator(".flag")).to_have_text("未完成")
+    expect(cut.locator(".turn-error")).to_be_visible()  # answered since: its error shows, without Retry
+    retry = page.get_by_role("button", name="重试")
+    expect(retry).to_have_count(1)
+    assert failed.locator(".retry-button").is_visible()
+    screenshot(page, "failed-turn-after-reload")
+
+    if how == "enter":
+        send(page, "新问题")
+    else:
+        retry.click()
+    reply = wait_reply_done(page)
+    expect(reply.locator(".bubble")).to_have_text("收到：新问题")
+    expect(page.get_by_role("button", name="重试")).to_have_count(0)
+    expect(page.locator("article.message.user")).to_have_count(2)
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["旧问题", "新问题"]
+    assert api.history()[-1]["reply_to"] == api.history()[-3]["id"]
+
+
+def test_long_message_shows_a_counter_near_the_limit_and_is_refused_before_sending(serve, upstream, open_page):
+    api = serve(MAX_MESSAGE_CHARS="100")
+    page = open_page(api.base_url)
+    counter = page.locator("#char-count")
+
+    page.fill("#input", "字" * 79)
+    expect(counter).to_be_hidden()
+    page.fill("#input", "字" * 80)  # 80 % of the limit
+    expect(counter).to_have_text("80 / 100")
+
+    # Emoji are two UTF-16 units but one character to the server (Python's len): 100 of them fit.
+    page.fill("#input", "😀" * 100)
+    expect(counter).to_have_text("100 / 100")
+    expect(page.locator("#send")).to_be_enabled()
+    page.press("#input", "Enter")
+    expect(wait_reply_done(page).locator(".bubble")).to_have_text("收到：" + "😀" * 100)
+
+    page.fill("#input", "😀" * 101)
+    expect(counter).to_contain_text("101 / 100")
+    expect(counter).to_contain_text("超出 1 个字符")
+    expect(counter).to_have_class(re.compile(r"\bover\b"))
+    expect(page.locator("#send")).to_be_disabled()
+    page.press("#input", "Enter")
+    page.wait_for_timeout(500)
+    expect(page.locator("article.message.user")).to_have_count(1)  # nothing sent, nothing to retry
+    expect(page.locator(".turn-error")).to_have_count(0)
+    assert page.input_value("#input") == "😀" * 101, "the words stay for the user to shorten"
+    assert len(upstream.requests) == 1
+    assert [m["content"] for m in api.history() if m["role"] == "user"] == ["😀" * 100]
+    screenshot(page, "too-long")
+
+    page.press("#input", "Backspace")
+    expect(counter).to_have_text("100 / 100")
+    expect(page.locator("#send")).to_be_enabled()
 
 
 def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):
@@ -368,7 +544,7 @@ def test_unconfigured_server_shows_a_banner_about_api_key(serve, open_page):
 
 def test_login_form_when_the_server_requires_a_token(serve, upstream, open_page):
     api = serve(ACCESS_TOKEN="page-test-token-123")
-    page = open_page(api.base_url, "?poll=300")
+    page = open_page(api.base_url, "?poll=1000")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#app")).to_be_hidden()
 

@@ -1,10 +1,12 @@
-/** The turns on screen: send one, draw its reply as it streams, Stop, and the error box with Retry. */
+/** The turns on screen: send one, draw its reply as it streams, Stop, and Retry (button or Enter) of a failed one. */
 
-import { messageElement, renderStreamingReply, turnErrorElement, updateMessageElement } from './render.js';
+import { RETRY_EVENT, messageElement, renderStreamingReply, updateMessageElement } from './render.js';
+import { isFailedReply, repeatsFailedTurn } from './retry.js';
 import { Turn } from './turn.js';
 
 export class Chat {
   #turn = null;  // the turn in flight; one at a time
+  #failed = null;  // the failed turn Retry answers again: { text, questionId (null if never stored), user, reply }
   #thread;
   #history;
   #composer;
@@ -15,6 +17,9 @@ export class Chat {
     this.#history = history;
     this.#composer = composer;
     this.#onTurnEnd = onTurnEnd;
+    thread.listen(RETRY_EVENT, event => {
+      if (event.target.closest('article') === this.#failed?.reply) this.#retryFailed();
+    });
   }
 
   get busy() {
@@ -24,6 +29,36 @@ export class Chat {
   /** Stop button, Escape, or the login form taking over: the server keeps the partial reply marked stopped. */
   stop() {
     this.#turn?.stop();
+  }
+
+  /**
+   * What the user sends (Enter or Send): the failed turn again when the words are the same (the
+   * failure put them back in the box), so the question is not stored twice; else a new turn.
+   */
+  submit(text) {
+    if (this.#turn || !text.trim()) return;
+    if (repeatsFailedTurn(text, this.#failed)) this.#retryFailed();
+    else {
+      this.#offerRetry(null);  // a new question: the old one would be answered out of place
+      this.send(text);
+    }
+  }
+
+  /**
+   * Offer Retry on a failed turn found in the loaded history (`{ id, text, user, reply }` from the
+   * thread), or on none.
+   */
+  offerRetryOf(found) {
+    if (this.#turn) return;
+    this.#offerRetry(found && { text: found.text, questionId: found.id, user: found.user, reply: found.reply });
+  }
+
+  /** Messages polling added (other tabs, reminders): a new question, or an answer to the failed one, ends the offer. */
+  noteNewMessages(messages) {
+    const failed = this.#failed;
+    const moved = message => message.role === 'user'
+      || (failed.questionId !== null && message.reply_to === failed.questionId && !isFailedReply(message));
+    if (failed && messages.some(moved)) this.#offerRetry(null);
   }
 
   /**
@@ -98,33 +133,38 @@ export class Chat {
     });
   }
 
-  /** The partial reply (if any), the error and a Retry button; the typed words come back. */
+  /** The partial reply (if any) with the error and Retry under it; the typed words come back. */
   #showFailure(turn, user, reply, error) {
     if (error.userMessage) this.#show(user, error.userMessage);  // refused after the server stored the words
-    if (turn.content || turn.reasoning) {
-      this.#show(reply, { ...reply.message, content: turn.content, reasoning: turn.reasoning,
-        incomplete: true, error: error.message, timestamp: new Date().toISOString() });
-    } else {
-      reply.querySelector('.bubble').replaceChildren();
-      reply.classList.add('failed');
-    }
+    const questionId = turn.userMessage?.id ?? null;
+    if (questionId !== null) reply.dataset.replyTo = questionId;  // polling then adopts the server's record of it
+    this.#show(reply, { ...reply.message, role: 'assistant', content: turn.content, reasoning: turn.reasoning,
+      incomplete: true, error: error.message, error_code: error.code, reply_to: questionId,
+      timestamp: new Date().toISOString() });
+    this.#thread.scrollToBottom();
     if (error.code === 'unauthorized') return;  // the login form takes over
     this.#composer.restore(turn.text);
-    const box = turnErrorElement(error, shown => this.#retry(turn, user, reply, shown));
-    reply.querySelector('.bubble').after(box);
-    this.#thread.scrollToBottom();
+    if (error.code === 'message_too_long') return;  // the same words would only be refused again
+    this.#offerRetry({ text: turn.text, questionId, user, reply });
   }
 
-  /** Send a failed turn's words again: as a retry of the stored message, or anew if none was stored. */
-  #retry(turn, user, reply, box) {
-    if (this.#turn) return;
-    box.remove();
-    if (reply.classList.contains('failed')) reply.remove();
-    if (turn.userMessage) {
-      this.send(turn.text, { retryOf: turn.userMessage.id, userEl: user });
+  /** Show Retry on this failed turn only (or on none). */
+  #offerRetry(failed) {
+    this.#failed?.reply.classList.remove('retryable');
+    this.#failed = failed?.reply ? failed : null;
+    this.#failed?.reply.classList.add('retryable');
+  }
+
+  /** Send the failed turn's words again: as a retry of the stored question, or anew if it was never stored. */
+  #retryFailed() {
+    const { text, questionId, user, reply } = this.#failed;
+    this.#offerRetry(null);
+    if (reply.classList.contains('failed')) reply.remove();  // no text to keep: the new reply takes its place
+    if (questionId !== null) {
+      this.send(text, { retryOf: questionId, userEl: user ?? null });  // no element if the question is on an unloaded page
     } else {
-      user.remove();
-      this.send(turn.text);
+      user?.remove();
+      this.send(text);
     }
   }
 

@@ -32,7 +32,7 @@ const logoutButton = byId('logout');
 const thread = new Thread({ scroller, list: byId('message-list'), empty: byId('empty'), edge: byId('history-edge') });
 const messageHistory = new MessageHistory({ onChange: () => thread.updateEdge(messageHistory) });
 const composer = new Composer(
-  { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop') },
+  { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop'), counter: byId('char-count') },
   { onSubmit: submitInput, onStop: () => chat.stop() },
 );
 const chat = new Chat({ thread, history: messageHistory, composer, onTurnEnd: () => poller.soon() });
@@ -46,9 +46,8 @@ const login = new Login(
 );
 
 function submitInput() {
-  if (chat.busy || !chatReady || !server.configured) return;
-  const text = composer.text;
-  if (text.trim()) chat.send(text);
+  if (chat.busy || !chatReady || !server.configured || composer.tooLong) return;  // the counter says why
+  chat.submit(composer.text);
 }
 
 function loadOlder() {
@@ -61,6 +60,7 @@ async function loadConversation() {
   thread.replace(messages);
   thread.updateEdge(messageHistory);
   thread.scrollToBottom();
+  chat.offerRetryOf(thread.failedTurn());  // a turn that failed before this load can still be retried
   while (messageHistory.canLoadOlder && thread.underfilled()) await loadOlder();
 }
 
@@ -70,6 +70,7 @@ async function pollNewMessages() {
   for await (const fresh of messageHistory.newerPages()) {
     const stick = thread.nearBottom();
     const shown = thread.append(fresh);
+    chat.noteNewMessages(shown);
     if (stick && shown.length) thread.scrollToBottom();
     const newReminders = shown.filter(message => message.is_scheduled);
     if (newReminders.length) {
@@ -93,6 +94,7 @@ async function loadHealth() {
     const data = await getHealth();
     server.configured = data.chat_configured !== false;
     server.authRequired = data.auth_required === true;
+    composer.setLimit(data.max_message_chars);
   } catch { /* the history request will tell */ }
   banner.hidden = server.configured;
   logoutButton.hidden = !server.authRequired;

@@ -1,11 +1,17 @@
 /** A repeating background check on one timer: every interval, sooner on demand, never two at once. */
 
-/** The poll interval in ms: ?poll=<ms> in the address, else data-poll-ms on <html>, else `fallback`. */
+/** The shortest poll interval: ?poll=1 must not make a tab ask the server 200 times a second. */
+export const MIN_POLL_MS = 1000;
+
+/**
+ * The poll interval in ms: ?poll=<ms> in the address, else data-poll-ms on <html>, else `fallback`;
+ * never below MIN_POLL_MS.
+ */
 export function pollInterval(search, markupValue, fallback = 5000) {
   const fromQuery = Number(new URLSearchParams(search).get('poll'));
   const fromMarkup = Number(markupValue);
-  if (fromQuery > 0) return fromQuery;
-  return fromMarkup > 0 ? fromMarkup : fallback;
+  const chosen = fromQuery > 0 ? fromQuery : fromMarkup > 0 ? fromMarkup : fallback;
+  return Math.max(MIN_POLL_MS, chosen);
 }
 
 /**

@@ -1,6 +1,10 @@
 /** Elements for messages: sanitized markdown, code blocks, thinking, meta line, error box. Stateless. */
 
 import { LANG, errorText, t } from './i18n.js';
+import { isFailedReply } from './retry.js';
+
+/** The event a Retry button sends up from its message element; the chat decides whether to answer it. */
+export const RETRY_EVENT = 'retry-turn';
 
 // marked, DOMPurify and hljs are the vendored UMD scripts: classic scripts that run before the modules
 // and leave globals. They are read when used, so importing this file needs none of them.
@@ -34,15 +38,39 @@ export function markdownToSafeHtml(text) {
   });
 }
 
-/** Render markdown into `container`, highlighting code and adding a copy button per block. */
-export function renderMarkdown(container, text) {
+/**
+ * Longest code block that is highlighted, in characters. Even with a named language, highlighting
+ * costs time in proportion to the text, and every reply on screen is drawn again on each load.
+ */
+export const HIGHLIGHT_MAX_CHARS = 20_000;
+
+/** The language a fenced code block names (`language-python` → `python`), or ''. */
+export function codeLanguage(className) {
+  return (String(className).match(/language-([\w+#-]+)/) || [])[1] || '';
+}
+
+/**
+ * Whether to colour a code block: only when its language is named and known and the block is not
+ * huge. Never guessed: highlight.js's auto-detection tries every language and takes tens of seconds
+ * on a long block (40,000 characters of hex), freezing the page on every load.
+ */
+export function shouldHighlight(language, length, isKnown) {
+  return Boolean(language) && length <= HIGHLIGHT_MAX_CHARS && isKnown(language);
+}
+
+/**
+ * Render markdown into `container` with a copy button per code block. Code is coloured only with
+ * `highlight` (a complete reply): a streaming reply is drawn again on every piece, so it stays plain.
+ */
+export function renderMarkdown(container, text, { highlight = true } = {}) {
   const { hljs } = globalThis;
   container.innerHTML = markdownToSafeHtml(text);
   for (const code of container.querySelectorAll('pre > code')) {
     const pre = code.parentElement;
-    const language = (code.className.match(/language-([\w+#-]+)/) || [])[1] || '';
-    if (language && !hljs.getLanguage(language)) code.classList.add('nohighlight');
-    hljs.highlightElement(code);
+    const language = codeLanguage(code.className);
+    if (highlight && shouldHighlight(language, code.textContent.length, name => Boolean(hljs.getLanguage(name)))) {
+      hljs.highlightElement(code);
+    }
     const block = make('div', 'code-block');
     const header = make('div', 'code-header');
     header.append(make('span', 'code-language', language || 'text'), copyButton(() => code.textContent, t('copy')));
@@ -116,7 +144,21 @@ export function updateMessageElement(article, message) {
   else {
     renderReasoning(article, message.reasoning || '', false);
     renderMarkdown(body, message.content);
+    renderFailure(article, message);
   }
+}
+
+/**
+ * A failed reply's error box under its bubble; a turn that failed before any text shows only the
+ * box, not an empty bubble. Its Retry button shows while the article is `.retryable` (the chat says which).
+ */
+function renderFailure(article, message) {
+  const failed = isFailedReply(message) && message.error_code !== 'unauthorized';  // the login form says that one
+  article.classList.toggle('failed', failed && !message.content && !message.reasoning);
+  article.querySelector('.turn-error')?.remove();
+  if (!failed) return;
+  const code = message.error_code || (message.content ? 'upstream_incomplete' : 'default');
+  article.querySelector('.bubble').after(turnErrorElement({ code, detail: message.error }));
 }
 
 /** The line above a message: reminder badge, time, stopped/incomplete flags. */
@@ -130,7 +172,7 @@ function renderMeta(meta, message) {
     meta.append(time);
   }
   if (message.stopped) meta.append(make('span', 'flag', t('stopped')));
-  else if (message.incomplete) {
+  else if (message.incomplete && (message.content || message.reasoning)) {  // without text, the error box says it
     const flag = make('span', 'flag', t('incomplete'));
     if (message.error) flag.title = message.error;
     meta.append(flag);
@@ -167,7 +209,7 @@ export function renderStreamingReply(article, { content, reasoning }) {
     details.dataset.auto = String(!content);
     details.open = !content;
   }
-  renderMarkdown(article.querySelector('.bubble'), content);
+  renderMarkdown(article.querySelector('.bubble'), content, { highlight: false });
   article.message = { ...article.message, content };
 }
 
@@ -178,15 +220,15 @@ export function noteReasoningToggle(event) {
 }
 
 /** The box under a failed reply: what went wrong, the server's own words if different, and Retry. */
-export function turnErrorElement(error, onRetry) {
+export function turnErrorElement({ code, detail = '' }) {
   const box = make('div', 'turn-error');
   box.setAttribute('role', 'alert');
-  const text = errorText(error.code);
+  const text = errorText(code);
   box.append(make('p', 'turn-error-text', text));
-  if (error.message && error.message !== text) box.append(make('p', 'turn-error-detail', error.message));
+  if (detail && detail !== text) box.append(make('p', 'turn-error-detail', detail));
   const retry = make('button', 'retry-button', t('retry'));
   retry.type = 'button';
-  retry.addEventListener('click', () => onRetry(box));
+  retry.addEventListener('click', () => box.dispatchEvent(new CustomEvent(RETRY_EVENT, { bubbles: true })));
   box.append(retry);
   return box;
 }

@@ -2,6 +2,7 @@
 
 import { t } from './i18n.js';
 import { messageElement, updateMessageElement } from './render.js';
+import { failedTurn } from './retry.js';
 
 export class Thread {
   #scroller;
@@ -61,6 +62,21 @@ export class Thread {
     if (!local) return false;
     updateMessageElement(local, message);
     return true;
+  }
+
+  /** Listen to an event that bubbles up from the messages (e.g. a Retry button's). */
+  listen(name, listener) {
+    this.#list.addEventListener(name, listener);
+  }
+
+  /** The newest turn if it failed unanswered, with its elements: `{ id, text, user, reply }`, else null. */
+  failedTurn() {
+    const articles = [...this.#list.children];
+    const found = failedTurn(articles.map(article => article.message));
+    if (!found) return null;
+    const user = articles.find(article => article.message?.role === 'user' && article.message.id === found.id);
+    const reply = articles.findLast(article => article.message?.reply_to === found.id);
+    return { ...found, user, reply };
   }
 
   /** Show or hide the "empty conversation" hint. */

@@ -3,14 +3,24 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Poller, pollInterval } from '../../static/js/poll.js';
+import { MIN_POLL_MS, Poller, pollInterval } from '../../static/js/poll.js';
 
 describe('pollInterval', () => {
   test('?poll= wins, then data-poll-ms, then the fallback', () => {
-    assert.equal(pollInterval('?poll=300', '5000'), 300);
+    assert.equal(pollInterval('?poll=3000', '5000'), 3000);
     assert.equal(pollInterval('', '2000'), 2000);
     assert.equal(pollInterval('?poll=abc', undefined), 5000);
     assert.equal(pollInterval('?poll=0', '-1', 7000), 7000);
+  });
+
+  test('never below one second, however small the setting', () => {
+    assert.equal(MIN_POLL_MS, 1000);
+    for (const search of ['?poll=1', '?poll=0.001', '?poll=999', '?poll=5e-324']) {
+      assert.equal(pollInterval(search, '5000'), 1000, search);
+    }
+    assert.equal(pollInterval('', '1'), 1000);
+    assert.equal(pollInterval('', undefined, 10), 1000);
+    assert.equal(pollInterval('?poll=1001', '5000'), 1001);
   });
 });
 
