@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import stat
+import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from itsdangerous import BadSignature, TimestampSigner
 
 from config import ConfigError, load_settings
-from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
-from tests.support.client import app_env
+from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_MAX_AGE, COOKIE_NAME, Guard
+from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
-from tests.support.servers import Gunicorn
+from tests.support.servers import ROOT, Gunicorn
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+WRONG_BEARER = {"Authorization": "Bearer not-the-token"}
 CHAT = {"json": {"message": "你好"}}
 
 # Every route behind the token, as (method, path, request arguments).
@@ -27,7 +34,8 @@ PROTECTED = [
     ("POST", "/api/chat", CHAT),
     ("POST", "/api/chat/stream", CHAT),
     ("GET", "/api/schedule", {}),
-    ("POST", "/api/schedule/run", {}),
+    ("POST", "/api/schedule/run", {"json": {}}),
+    ("GET", "/api/openapi.json", {}),
     ("GET", "/api/no-such-route", {}),
 ]
 WRONG_CREDENTIALS = {
@@ -135,15 +143,18 @@ def test_malformed_login_bodies_are_refused(serve, kwargs, status, code):
     assert "Set-Cookie" not in response.headers
 
 
-def test_logout_clears_the_cookie(serve):
+def test_logout_clears_the_cookie_and_ends_the_session(serve):
     api = serve(ACCESS_TOKEN=TOKEN)
     login(api)
-    response = api.post("/api/logout")
+    cookie = {COOKIE_NAME: api.session.cookies[COOKIE_NAME]}
+    response = api.post("/api/logout", json={})
     assert response.status_code == 200
     assert response.json() == {"success": True}
     assert f"{COOKIE_NAME}=;" in response.headers["Set-Cookie"]
     assert COOKIE_NAME not in api.session.cookies
     assert api.get("/api/history").status_code == 401
+    # A copy of the cookie kept from before (a stolen one) no longer opens anything either.
+    assert requests.get(api.base_url + "/api/history", cookies=cookie, timeout=30).status_code == 401
 
 
 def test_login_cookie_survives_a_restart_but_not_a_new_token(serve):
@@ -176,12 +187,25 @@ def test_guessing_the_token_is_rate_limited(serve):
         headers = {"Authorization": f"Bearer guess-{number}"} if number % 2 else {}
         response = call(api, "GET", "/api/history", headers=headers) if number % 2 else login(api, f"guess-{number}")
         assert response.status_code == 401
-    for response in (login(api), api.get("/api/history", headers=BEARER)):  # even the right token, for now
+    for response in (login(api, "one-guess-too-many"), api.get("/api/history", headers=WRONG_BEARER)):
         assert response.status_code == 429
         assert response.json()["code"] == "rate_limited"
         assert 1 <= int(response.headers["Retry-After"]) <= 60
-    other_client = serve(ACCESS_TOKEN=TOKEN)  # a fresh server: counters are per process
-    assert login(other_client).status_code == 200
+
+
+def test_a_valid_token_or_cookie_always_passes_even_from_an_address_that_is_guessing(serve):
+    # Behind nginx with TRUSTED_PROXIES=0, or one NAT, the guesser and the owner share 127.0.0.1.
+    api = serve(ACCESS_TOKEN=TOKEN)
+    owner = Api(api.base_url, api.settings)
+    assert login(owner).status_code == 200
+    for _ in range(int(AUTH_FAILURE_LIMIT.split("/")[0])):
+        assert api.get("/api/history", headers=WRONG_BEARER).status_code == 401
+    assert api.get("/api/history", headers=WRONG_BEARER).status_code == 429
+    assert login(api, "still-guessing").status_code == 429
+    assert owner.get("/api/history").status_code == 200  # the cookie
+    assert api.get("/api/history", headers=BEARER).status_code == 200  # the token
+    assert login(api).status_code == 200  # logging in with the right token
+    owner.session.close()
 
 
 def test_calls_without_any_token_do_not_count_as_guesses(serve):
@@ -209,7 +233,7 @@ def test_rate_limit_is_one_budget_for_every_call_that_spends_the_api_key(serve, 
     assert api.chat("一").status_code == 200
     assert api.post("/api/chat/stream", **CHAT).status_code == 200
     assert api.post("/api/chat/stream", **CHAT).status_code == 429
-    assert api.post("/api/schedule/run").status_code == 429
+    assert api.post("/api/schedule/run", json={}).status_code == 429
     for path in ("/api/history", "/api/health", "/api/schedule", "/"):
         assert api.get(path).status_code == 200
 
@@ -351,11 +375,14 @@ def test_start_up_warns_when_no_token_is_set_and_never_logs_it(serve, caplog):
     assert TOKEN not in caplog.text
 
 
-def test_short_token_gets_a_warning(serve, caplog):
-    with caplog.at_level(logging.WARNING):
-        serve(ACCESS_TOKEN="short")
-    assert "only 5 characters" in caplog.text
-    assert "short" not in caplog.text.replace("only 5 characters", "")
+@pytest.mark.parametrize("value", ["short", "fifteen-chars-x"])
+def test_a_short_token_stops_start_up_with_one_line_that_does_not_show_it(value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ACCESS_TOKEN": value})
+    message = str(caught.value)
+    assert message.startswith(f"ACCESS_TOKEN ({len(value)} characters) is invalid: expected at least 16 characters")
+    assert value not in message and "\n" not in message
+    assert load_settings({"ACCESS_TOKEN": "sixteen-chars-xy"}).access_token == "sixteen-chars-xy"
 
 
 def test_secrets_never_reach_responses_or_gunicorn_log(upstream, tmp_path):
@@ -406,3 +433,210 @@ def test_bad_rate_limit_setting_stops_start_up_with_one_line(value):
         load_settings({"RATE_LIMIT": value})
     assert str(caught.value).startswith(f"RATE_LIMIT={value!r} is invalid")
     assert "\n" not in str(caught.value)
+
+
+# ---- warnings about proxies ------------------------------------------------------------------------
+
+
+def proxy_warnings(caplog) -> list[str]:
+    messages = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    return [message for message in messages if "TRUSTED_PROXIES" in message]
+
+
+def test_forwarded_for_while_no_proxy_is_trusted_is_warned_about_once(serve, caplog):
+    with caplog.at_level(logging.INFO):
+        api = serve()
+        for number in range(3):
+            assert api.get("/api/health", headers={"X-Forwarded-For": f"203.0.113.{number}"}).status_code == 200
+    warnings = proxy_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert "TRUSTED_PROXIES=0" in warnings[0] and "set TRUSTED_PROXIES=1" in warnings[0]
+    assert "203.0.113" not in warnings[0]  # the header's value, which a client chose, is not logged
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        trusting = serve(TRUSTED_PROXIES="1", HOST="127.0.0.1")
+        trusting.get("/api/health", headers={"X-Forwarded-For": "203.0.113.9"})
+        serve().get("/api/health")
+    assert proxy_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("::1", False)])
+def test_trusting_proxies_while_listening_beyond_loopback_is_warned_about_at_start_up(serve, caplog, host, warned):
+    with caplog.at_level(logging.INFO):
+        serve(TRUSTED_PROXIES="1", HOST=host)
+    warnings = proxy_warnings(caplog)
+    assert len(warnings) == warned, warnings
+    if warned:
+        assert f"HOST={host}" in warnings[0] and "forge X-Forwarded-For" in warnings[0]
+
+
+# ---- requests from other sites ---------------------------------------------------------------------
+
+STATE_CHANGES = [
+    ("POST", "/api/chat", CHAT),
+    ("POST", "/api/chat/stream", CHAT),
+    ("POST", "/api/schedule/run", {"json": {}}),
+    ("DELETE", "/api/history", {}),
+    ("POST", "/api/login", {"json": {"token": TOKEN}}),
+    ("POST", "/api/logout", {"json": {}}),
+]
+FOREIGN = {
+    "Sec-Fetch-Site cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "Sec-Fetch-Site same-site (a sibling)": {"Sec-Fetch-Site": "same-site"},
+    "Origin of another site": {"Origin": "https://evil.example"},
+    "Origin of another port": {"Origin": "http://127.0.0.1:1"},
+    "Origin https of this host": {"Origin": "https://127.0.0.1"},
+    "Origin null": {"Origin": "null"},
+    "garbage Origin": {"Origin": "http://127.0.0.1:port"},
+}
+
+
+@pytest.mark.parametrize("headers", FOREIGN.values(), ids=FOREIGN.keys())
+@pytest.mark.parametrize(("method", "path", "kwargs"), STATE_CHANGES, ids=[f"{m} {p}" for m, p, _ in STATE_CHANGES])
+def test_state_changes_from_another_site_or_origin_are_refused(serve, upstream, method, path, kwargs, headers):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    login(api)
+    api.chat("之前的消息")
+    upstream.reset()
+    response = call(api, method, path, headers=headers, **kwargs)
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert body == {"success": False, "error": body["error"], "code": "cross_site_request"}
+    assert upstream.requests == []
+    assert [m["content"] for m in api.history()] == ["之前的消息", "收到：之前的消息"]
+
+
+def test_same_origin_browsers_and_scripts_may_change_state(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    assert login(api).status_code == 200
+    own_origin = [{"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {"Origin": api.base_url}, {}]
+    for headers in own_origin:
+        assert api.post("/api/chat", headers=headers, **CHAT).status_code == 200, headers
+    # Sec-Fetch-Site decides when a browser sends it: the browser knows the page's origin whatever a
+    # proxy did to the scheme or port the app sees.
+    both = {"Sec-Fetch-Site": "same-origin", "Origin": "https://127.0.0.1"}
+    assert api.post("/api/chat", headers=both, **CHAT).status_code == 200
+    foreign_reads = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    assert api.get("/api/health", headers=foreign_reads).status_code == 200  # reading changes nothing
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/api/schedule/run", {}),
+        ("/api/schedule/run", {"data": "", "headers": {"Content-Type": "text/plain"}}),
+        ("/api/logout", {"data": {"x": "1"}}),
+        ("/api/login", {"data": {"token": TOKEN}}),
+        ("/api/chat", {"data": {"message": "表单"}}),
+        ("/api/chat/stream", {"data": '{"message": "表单"}', "headers": {"Content-Type": "text/plain"}}),
+    ],
+)
+def test_every_post_must_be_sent_as_json_which_a_form_cannot(serve, upstream, path, kwargs):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    login(api)
+    response = api.post(path, **kwargs)
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in response.json()["error"]
+    assert upstream.requests == []
+
+
+def test_posts_without_a_body_work_with_the_json_content_type_as_the_readme_shows(serve, upstream):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    json_header = {**BEARER, "Content-Type": "application/json"}
+    # curl -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer ..." .../api/schedule/run
+    response = api.post("/api/schedule/run", headers=json_header)
+    assert response.status_code == 200, response.text
+    assert len(upstream.requests) == 1
+    assert api.post("/api/logout", headers=json_header).status_code == 200
+
+
+def test_a_form_on_a_sibling_origin_cannot_post_with_the_login_cookie(serve, upstream, browser):
+    # 127.0.0.1 on another port is the same site, so the SameSite=Strict cookie goes along: the
+    # cross-site check and the JSON content type are what stop the form.
+    api = serve(ACCESS_TOKEN=TOKEN)
+    sibling = "http://127.0.0.1:9"
+    context = browser.new_context()
+    try:
+        assert context.request.post(api.base_url + "/api/login", data={"token": TOKEN}).status == 200
+        page = context.new_page()
+        form = (
+            f'<form method="post" action="{api.base_url}/api/schedule/run" enctype="text/plain">'
+            "<input name='{\"a\":\"' value='\"}'><button>go</button></form>"
+        )
+        page.route(f"{sibling}/", lambda route: route.fulfill(content_type="text/html", body=form))
+        page.goto(f"{sibling}/")
+        with page.expect_navigation() as navigation:
+            page.click("button")
+        assert navigation.value.status == 403
+        assert '"cross_site_request"' in page.content()
+        assert context.request.get(api.base_url + "/api/history").status == 200  # the cookie was valid all along
+    finally:
+        context.close()
+    assert upstream.requests == []
+
+
+# ---- the login cookie ------------------------------------------------------------------------------
+
+
+def test_the_cookie_is_signed_with_a_secret_from_the_data_folder_not_with_the_token(serve):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    login(api)
+    value = api.session.cookies[COOKIE_NAME]
+    secret = api.settings.data_dir / "session_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_bytes()) >= 32
+    assert stat.S_IMODE((api.settings.data_dir / "sessions.json").stat().st_mode) == 0o600
+    # Whoever holds a cookie but not the secret cannot check token guesses against it: no key made
+    # from the token alone verifies it (this is how the cookie used to be signed).
+    key_from_token = hmac.new(TOKEN.encode(), b"chat-assistant login cookie key v1", hashlib.sha256).digest()
+    with pytest.raises(BadSignature):
+        TimestampSigner(key_from_token, salt="login", digest_method=hashlib.sha256).unsign(value)
+
+
+def test_workers_starting_together_agree_on_one_secret(tmp_path):
+    # Eight processes race to make the secret in an empty folder: one wins, all read the same.
+    script = "import sys; from sessions import SessionSecret; from pathlib import Path; "
+    script += "print(SessionSecret(Path(sys.argv[1])).value().hex())"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    secrets_seen = {process.communicate(timeout=60)[0].strip() for process in processes}
+    assert len(secrets_seen) == 1 and len(secrets_seen.pop()) == 64
+    assert [path.name for path in tmp_path.iterdir()] == ["session_secret"]  # no temporary file left
+
+
+def test_logout_ends_the_session_in_every_gunicorn_worker(upstream, tmp_path):
+    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, DOTENV_PATH=str(tmp_path / "no.env"))
+    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "2"], tmp_path / "gunicorn.log") as server:
+        assert len(server.worker_pids()) == 2
+
+        def history_status(cookie: str) -> int:
+            # A fresh connection each time, so either worker may answer.
+            return requests.get(server.base_url + "/api/history", cookies={COOKIE_NAME: cookie}, timeout=30).status_code
+
+        def fresh_login(_: int) -> str:
+            response = requests.post(server.base_url + "/api/login", json={"token": TOKEN}, timeout=30)
+            assert response.status_code == 200
+            return response.cookies[COOKIE_NAME]
+
+        with ThreadPoolExecutor(8) as pool:  # the first logins race in both workers to make the secret
+            cookies = list(pool.map(fresh_login, range(8)))
+        assert {history_status(cookie) for cookie in cookies for _ in range(4)} == {200}
+        logged_out = cookies.pop()
+        response = requests.post(
+            server.base_url + "/api/logout", json={}, cookies={COOKIE_NAME: logged_out}, timeout=30
+        )
+        assert response.status_code == 200
+        assert {history_status(logged_out) for _ in range(20)} == {401}
+        assert {history_status(cookie) for cookie in cookies for _ in range(3)} == {200}  # other sessions go on
+
+
+@pytest.mark.parametrize(("age", "status"), [(COOKIE_MAX_AGE + 60, 401), (COOKIE_MAX_AGE - 3600, 200)])
+def test_a_cookie_older_than_its_lifetime_is_refused(serve, age, status):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    # A cookie issued `age` seconds ago: the app's own Guard, on the same data folder, with its clock set back.
+    issued_then = Guard(api.settings, clock=lambda: time.time() - age)
+    cookie = issued_then.start_session()
+    assert api.get("/api/history", cookies={COOKIE_NAME: cookie}).status_code == status
