@@ -194,7 +194,7 @@ def test_failed_tick_is_recorded_and_the_next_tick_runs(upstream, tmp_path):
 
 def test_run_now_stores_a_reminder_and_schedule_reports_it(upstream, tmp_path):
     with gunicorn(upstream, tmp_path, workers=1, CRON_SECOND="0", CRON_MINUTE="0", CRON_HOUR="9") as server:
-        response = requests.post(server.base_url + "/api/schedule/run", timeout=10)
+        response = requests.post(server.base_url + "/api/schedule/run", json={}, timeout=10)
         assert response.status_code == 200
         message = response.json()["message"]
         status = requests.get(server.base_url + "/api/schedule", timeout=5).json()

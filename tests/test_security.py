@@ -20,6 +20,7 @@ from config import ConfigError, load_settings
 from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_MAX_AGE, COOKIE_NAME, Guard
 from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
+from tests.support.nginx import Nginx, nginx_binary
 from tests.support.servers import ROOT, Gunicorn
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
@@ -640,3 +641,43 @@ def test_a_cookie_older_than_its_lifetime_is_refused(serve, age, status):
     issued_then = Guard(api.settings, clock=lambda: time.time() - age)
     cookie = issued_then.start_session()
     assert api.get("/api/history", cookies={COOKIE_NAME: cookie}).status_code == status
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_the_page_origin_matches_behind_the_shipped_nginx(upstream, tmp_path):
+    # An older browser sends Origin but no Sec-Fetch-Site: the app must see the same scheme, host and
+    # port as the browser, through nginx (Host with its port, X-Forwarded-Proto with TRUSTED_PROXIES=1).
+    env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, TRUSTED_PROXIES="1", HOST="127.0.0.1")
+    (tmp_path / "nginx").mkdir()
+    with (
+        Gunicorn(
+            {**env, "DOTENV_PATH": str(tmp_path / "no.env")}, ["-c", "gunicorn.conf.py", "-w", "1"], tmp_path / "g.log"
+        ) as app,
+        Nginx(tmp_path / "nginx", app.port) as nginx,
+        requests.Session() as browser,
+    ):
+        browser.verify = str(nginx.certificate)
+        browser.trust_env = False
+
+        def log_in(origin: str) -> requests.Response:
+            return browser.post(
+                nginx.https_url + "/api/login", json={"token": TOKEN}, headers={"Origin": origin}, timeout=30
+            )
+
+        assert log_in(nginx.https_url).status_code == 200
+        for foreign in ("https://127.0.0.1", nginx.http_url, "https://chat.example.com"):
+            response = log_in(foreign)
+            assert response.status_code == 403, foreign
+            assert response.json()["code"] == "cross_site_request"
+
+
+def test_the_document_declares_the_cross_site_and_json_refusals(serve):
+    paths = serve(ACCESS_TOKEN=TOKEN).get("/api/openapi.json", headers=BEARER).json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            if method in ("post", "put", "patch", "delete"):
+                assert "403" in codes, f"{method.upper()} {path}"
+                assert "cross_site_request" in operation["responses"]["403"]["description"]
+            if method == "post":
+                assert "415" in codes and "application/json" in operation["requestBody"]["content"], path
