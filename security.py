@@ -19,6 +19,9 @@
 - RATE_LIMIT (optional, e.g. "30/minute") is one budget per client address shared by the routes
   marked `@spends_api_key`.
 - TRUSTED_PROXIES (default 0) is how many reverse proxies to believe in X-Forwarded-For/-Proto.
+  Both ways to get it wrong are logged once: X-Forwarded-For arriving while it is 0 (everyone
+  behind the proxy shares one address), and a value above 0 while HOST is not a loopback address
+  (a client that connects directly can forge the header).
 - Every response carries a Content-Security-Policy and the usual hardening headers.
 """
 
@@ -301,9 +304,10 @@ def log_start_up(settings: Settings) -> None:
         )
     if settings.trusted_proxies and not _is_loopback(settings.host):
         log.warning(
-            "TRUSTED_PROXIES=%d while HOST=%s is reachable from other machines: a client that connects "
+            "TRUSTED_PROXIES=%d while HOST=%s may be reachable from other machines: a client that connects "
             "directly can forge X-Forwarded-For and pose as any address. Listen on HOST=127.0.0.1 behind "
-            "the proxy, or let only the proxy reach this port.",
+            "the proxy, or make sure only the proxy reaches this port (as Docker Compose publishing on "
+            "127.0.0.1 does).",
             settings.trusted_proxies,
             settings.host,
         )

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
 import logging
+import os
 import stat
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection, HTTPResponse
+from http.cookies import SimpleCookie
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,6 +28,7 @@ from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
 from tests.support.nginx import Nginx, nginx_binary
 from tests.support.servers import ROOT, Gunicorn
+from tests.support.waiting import wait_until
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -608,30 +615,67 @@ def test_workers_starting_together_agree_on_one_secret(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["session_secret"]  # no temporary file left
 
 
+def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
+    """The worker process that accepted `connection`: its socket's inode, found among the workers' descriptors."""
+    client_port = connection.sock.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == server.port and int(fields[2].split(":")[1], 16) == client_port:
+            inode = fields[9]
+    for pid in server.worker_pids():
+        with contextlib.suppress(OSError):  # a descriptor closed while listed
+            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+def send(connection: HTTPConnection, method: str, path: str, cookie: str = "", body: object = None) -> HTTPResponse:
+    """One request on a kept-alive connection (so on the worker holding it), read to the end."""
+    headers = {"Content-Type": "application/json", **({"Cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {})}
+    connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return response
+
+
 def test_logout_ends_the_session_in_every_gunicorn_worker(upstream, tmp_path):
     env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, DOTENV_PATH=str(tmp_path / "no.env"))
-    with Gunicorn(env, ["-c", "gunicorn.conf.py", "-w", "2"], tmp_path / "gunicorn.log") as server:
-        assert len(server.worker_pids()) == 2
+    args = ["-c", "gunicorn.conf.py", "-w", "2", "--keep-alive", "60"]
+    opened: list[HTTPConnection] = []
+    pinned: dict[int, HTTPConnection] = {}  # worker pid → a connection it holds
 
-        def history_status(cookie: str) -> int:
-            # A fresh connection each time, so either worker may answer.
-            return requests.get(server.base_url + "/api/history", cookies={COOKIE_NAME: cookie}, timeout=30).status_code
+    def every_worker_holds_one() -> bool:
+        connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
+        opened.append(connection)
+        assert send(connection, "GET", "/api/health").status == 200
+        worker = worker_holding(connection, server)
+        if worker is not None:
+            pinned.setdefault(worker, connection)
+        return len(pinned) == 2
 
-        def fresh_login(_: int) -> str:
-            response = requests.post(server.base_url + "/api/login", json={"token": TOKEN}, timeout=30)
-            assert response.status_code == 200
-            return response.cookies[COOKIE_NAME]
+    with Gunicorn(env, args, tmp_path / "gunicorn.log") as server:
+        try:
+            wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
+            first, second = pinned.values()
 
-        with ThreadPoolExecutor(8) as pool:  # the first logins race in both workers to make the secret
-            cookies = list(pool.map(fresh_login, range(8)))
-        assert {history_status(cookie) for cookie in cookies for _ in range(4)} == {200}
-        logged_out = cookies.pop()
-        response = requests.post(
-            server.base_url + "/api/logout", json={}, cookies={COOKIE_NAME: logged_out}, timeout=30
-        )
-        assert response.status_code == 200
-        assert {history_status(logged_out) for _ in range(20)} == {401}
-        assert {history_status(cookie) for cookie in cookies for _ in range(3)} == {200}  # other sessions go on
+            def log_in(connection: HTTPConnection) -> str:
+                response = send(connection, "POST", "/api/login", body={"token": TOKEN})
+                assert response.status == 200
+                return SimpleCookie(response.getheader("Set-Cookie"))[COOKIE_NAME].value
+
+            with ThreadPoolExecutor(2) as pool:  # both workers' first logins race to make the secret
+                cookie, other_cookie = pool.map(log_in, (first, second))
+            for connection in (first, second):  # each worker knows the other's sessions
+                assert send(connection, "GET", "/api/history", cookie).status == 200
+                assert send(connection, "GET", "/api/history", other_cookie).status == 200
+            assert send(second, "POST", "/api/logout", cookie, body={}).status == 200  # logged in on the first
+            for connection in (first, second):
+                assert send(connection, "GET", "/api/history", cookie).status == 401
+                assert send(connection, "GET", "/api/history", other_cookie).status == 200  # other sessions go on
+        finally:
+            for connection in opened:
+                connection.close()
 
 
 @pytest.mark.parametrize(("age", "status"), [(COOKIE_MAX_AGE + 60, 401), (COOKIE_MAX_AGE - 3600, 200)])
