@@ -6,22 +6,24 @@ import contextlib
 import hashlib
 import hmac
 import json
+import multiprocessing
 import os
 import stat
-import subprocess
-import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection, HTTPResponse
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import pytest
 from itsdangerous import BadSignature, TimestampSigner
 
 from security import COOKIE_MAX_AGE, COOKIE_NAME, Guard
+from sessions import SessionSecret
 from tests.support.client import app_env
-from tests.support.servers import ROOT, Gunicorn
+from tests.support.servers import Gunicorn
 from tests.support.waiting import wait_until
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
@@ -46,17 +48,29 @@ def test_the_cookie_is_signed_with_a_secret_from_the_data_folder_not_with_the_to
         TimestampSigner(key_from_token, salt="login", digest_method=hashlib.sha256).unsign(value)
 
 
+def _secret_after(start: threading.Barrier | Any, folder: Path, answers: Any) -> None:
+    """In a forked process: wait for the others, then read or make the folder's secret."""
+    start.wait()
+    answers.put(SessionSecret(folder).value().hex())
+
+
 def test_workers_starting_together_agree_on_one_secret(tmp_path):
-    # Eight processes race to make the secret in an empty folder: one wins, all read the same.
-    script = "import sys; from sessions import SessionSecret; from pathlib import Path; "
-    script += "print(SessionSecret(Path(sys.argv[1])).value().hex())"
-    processes = [
-        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
-    secrets_seen = {process.communicate(timeout=60)[0].strip() for process in processes}
-    assert len(secrets_seen) == 1 and len(secrets_seen.pop()) == 64
-    assert [path.name for path in tmp_path.iterdir()] == ["session_secret"]  # no temporary file left
+    # Eight processes are released at the same moment into an empty folder, ten times over:
+    # one secret wins each time, all eight read it, and no temporary file is left behind.
+    forking = multiprocessing.get_context("forkserver")  # forks from a single-threaded server, unlike pytest's
+    forking.set_forkserver_preload(["tests.test_sessions"])
+    for round_number in range(10):
+        folder = tmp_path / str(round_number)
+        folder.mkdir()
+        start, answers = forking.Barrier(8), forking.Queue()
+        processes = [forking.Process(target=_secret_after, args=(start, folder, answers)) for _ in range(8)]
+        for process in processes:
+            process.start()
+        seen = {answers.get(timeout=60) for _ in processes}
+        for process in processes:
+            process.join(timeout=60)
+        assert len(seen) == 1 and len(seen.pop()) == 64, f"round {round_number}"
+        assert [path.name for path in folder.iterdir()] == ["session_secret"]
 
 
 def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
