@@ -20,7 +20,10 @@ from openapi import document, operation_id
 from responses import (
     BAD_REQUEST,
     CALLS_THE_MODEL,
+    CHANGES_STATE,
     GUARDED,
+    NO_BODY,
+    POSTED,
     RATE_LIMITED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
@@ -67,6 +70,13 @@ def _service() -> ChatService:
 def _reminders() -> Reminders:
     """The app's reminder scheduler."""
     return current_app.extensions["reminders"]
+
+
+@api.before_request
+def _require_json_content_type() -> None:
+    """Every POST must say it is JSON, even with no body: an HTML form from another site cannot (415)."""
+    if request.method == "POST" and not request.is_json:
+        raise UnsupportedMediaType('Send the request as JSON, with the header "Content-Type: application/json".')
 
 
 @api.before_request
@@ -136,7 +146,11 @@ def history(query: HistoryQuery) -> Any:
     return {"success": True, "messages": messages, "has_more": has_more}
 
 
-@api.delete("/history", security=TOKEN_OR_COOKIE, responses={200: Cleared, **GUARDED, 503: STORAGE_UNAVAILABLE})
+@api.delete(
+    "/history",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Cleared, **CHANGES_STATE, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
 def clear_history() -> Any:
     """Clear the conversation; the messages are archived on disk, not destroyed."""
     return {"success": True, "cleared": _service().clear_history()}
@@ -163,7 +177,12 @@ def schedule() -> Any:
     return {"success": True, **_reminders().status()}
 
 
-@api.post("/schedule/run", security=TOKEN_OR_COOKIE, responses={200: ChatResult, **GUARDED, **CALLS_THE_MODEL})
+@api.post(
+    "/schedule/run",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ChatResult, **POSTED, **GUARDED, **CALLS_THE_MODEL},
+    openapi_extensions=NO_BODY,
+)
 @spends_api_key
 def run_schedule() -> Any:
     """Send a reminder now, once, and return the stored message."""
@@ -171,7 +190,10 @@ def run_schedule() -> Any:
     return {"success": True, "reply": message["content"], "message": message}
 
 
-@api.post("/login", responses={200: Success, **TAKES_JSON, 401: UNAUTHORIZED, 429: RATE_LIMITED})
+@api.post(
+    "/login",
+    responses={200: Success, **TAKES_JSON, 401: UNAUTHORIZED, 429: RATE_LIMITED, 503: STORAGE_UNAVAILABLE},
+)
 @public
 def login(body: LoginRequest) -> Any:
     """Exchange the access token for a login cookie: `{"token": "..."}` → `{"success": true}`.
@@ -181,14 +203,12 @@ def login(body: LoginRequest) -> Any:
     guard = security().guard
     if guard is None:
         return {"success": True, "auth_required": False}
-    guard.check_not_guessing()
     if not guard.token_matches(body.token):
-        guard.count_failure()
-        raise Unauthorized("The access token is wrong.", code="invalid_token")
+        guard.refuse_guess(Unauthorized("The access token is wrong.", code="invalid_token"))
     response = current_app.json.response({"success": True})
     response.set_cookie(
         COOKIE_NAME,
-        guard.cookie_value(),
+        guard.start_session(),
         max_age=COOKIE_MAX_AGE,
         path="/",
         secure=request.is_secure,
@@ -198,10 +218,13 @@ def login(body: LoginRequest) -> Any:
     return response
 
 
-@api.post("/logout", responses={200: Success})
+@api.post("/logout", responses={200: Success, **POSTED, 503: STORAGE_UNAVAILABLE}, openapi_extensions=NO_BODY)
 @public
 def logout() -> Any:
-    """Forget the login cookie in this browser."""
+    """End this browser's login session, in every worker, and forget its cookie."""
+    guard = security().guard
+    if guard is not None:
+        guard.end_session(request.cookies.get(COOKIE_NAME, ""))
     response = current_app.json.response({"success": True})
     response.delete_cookie(COOKIE_NAME, path="/", secure=request.is_secure, httponly=True, samesite="Strict")
     return response

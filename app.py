@@ -20,7 +20,15 @@ from rate_limits import RateLimitStore
 from responses import Error
 from scheduler import Reminders
 from schemas import request_error
-from security import Security, add_security_headers, authenticate, log_start_up, trust_proxies
+from security import (
+    Security,
+    add_security_headers,
+    authenticate,
+    log_start_up,
+    refuse_cross_site,
+    trust_proxies,
+    warn_about_untrusted_forwarding,
+)
 from upstream_client import UpstreamClient
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -60,6 +68,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         responses={200: {"description": "The chat page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
     )(index)
     app.get("/favicon.ico", responses={204: {"description": "No icon; answered so browsers stop asking."}})(favicon)
+    app.before_request(warn_about_untrusted_forwarding)
+    app.before_request(refuse_cross_site)  # first: a forged request is refused before it counts as a guess
     app.before_request(authenticate)
     app.after_request(add_security_headers)
     app.register_error_handler(AppError, error_response)

@@ -61,6 +61,16 @@ def _local_zone_name() -> str:
         return "UTC"
 
 
+ACCESS_TOKEN_MIN_CHARS = 16
+
+
+def _access_token(value: str) -> str:
+    """`value` unchanged if it is long enough to be a token nobody guesses; ValueError otherwise."""
+    if len(value) < ACCESS_TOKEN_MIN_CHARS:
+        raise ValueError("too short")
+    return value
+
+
 def _http_url(value: str) -> str:
     """`value` unchanged if it is an http(s) URL with a host; ValueError otherwise."""
     parts = urlsplit(value)
@@ -180,7 +190,14 @@ class Settings:
     )
 
     access_token: str = setting(
-        "", env="ACCESS_TOKEN", secret=True, help="Access token; set it before the app is reachable from the internet."
+        "",
+        env="ACCESS_TOKEN",
+        secret=True,
+        parse=_access_token,
+        form=f"at least {ACCESS_TOKEN_MIN_CHARS} characters, e.g. from "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))', or nothing for no token",
+        help=f"Access token (at least {ACCESS_TOKEN_MIN_CHARS} characters); "
+        "set it before the app is reachable from the internet.",
     )
     rate_limit: str = setting(
         "", env="RATE_LIMIT", help="Per-client chat rate limit such as 30/minute; empty means none."
@@ -320,7 +337,8 @@ def _read(declared: DeclaredSetting, environ: Mapping[str, str]) -> Any:
     try:
         return declared.convert(text)
     except ValueError:
-        raise ConfigError(f"{declared.env}={text!r} is invalid: expected {declared.accepted_form}") from None
+        shown = f" ({len(text)} characters)" if declared.secret else f"={text!r}"  # a secret stays out of the log
+        raise ConfigError(f"{declared.env}{shown} is invalid: expected {declared.accepted_form}") from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

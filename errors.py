@@ -88,6 +88,13 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
 
+class CrossSiteRequest(AppError):
+    """A browser sent a state-changing request from another site or origin (a forged form or fetch)."""
+
+    status = 403
+    code = "cross_site_request"
+
+
 class RateLimited(AppError):
     """The client has used up its budget (RATE_LIMIT, or wrong tokens); `retry_after` says for how long."""
 

@@ -171,7 +171,10 @@ UNAUTHORIZED = _error(
 TOO_LARGE = _error(
     "The message is over MAX_MESSAGE_CHARS, or the body over MAX_BODY_BYTES", ["message_too_long", "payload_too_large"]
 )
-NOT_JSON = _error("The body was not sent as application/json", ["unsupported_media_type"])
+NOT_JSON = _error("The request was not sent with the header Content-Type: application/json", ["unsupported_media_type"])
+CROSS_SITE = _error(
+    "A browser sent this request from another site or origin (Sec-Fetch-Site or Origin)", ["cross_site_request"]
+)
 RATE_LIMITED = _error(
     "Too many requests: this client is over RATE_LIMIT or its wrong-token budget, or the model "
     "API still refused with 429 after the retries",
@@ -192,4 +195,16 @@ UPSTREAM_TIMEOUT = _error("The model API did not answer within READ_TIMEOUT", ["
 # The answers every guarded route may give, and those of the routes that call the model.
 GUARDED = {401: UNAUTHORIZED}
 CALLS_THE_MODEL = {429: RATE_LIMITED, 502: UPSTREAM_FAILED, 503: UNAVAILABLE, 504: UPSTREAM_TIMEOUT}
-TAKES_JSON = {400: BAD_REQUEST, 413: TOO_LARGE, 415: NOT_JSON}
+# Every state-changing route refuses cross-site browsers; every POST also needs the JSON content type.
+CHANGES_STATE = {403: CROSS_SITE}
+POSTED = {**CHANGES_STATE, 415: NOT_JSON}
+TAKES_JSON = {400: BAD_REQUEST, 413: TOO_LARGE, **POSTED}
+# A POST with nothing to send still says it is JSON, which an HTML form cannot: send `{}`. The body is
+# not read; an empty one with the header passes too, but OpenAPI cannot describe a header without a body.
+NO_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Not read: send `{}` (or nothing) with the header Content-Type: application/json.",
+        "content": {"application/json": {"schema": {}}},
+    }
+}

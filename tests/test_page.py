@@ -257,7 +257,7 @@ def test_scheduled_reminder_appears_live_with_its_badge(serve, upstream, open_pa
     api = serve()
     page = open_page(api.base_url, "?poll=1000")
     upstream.script({"content": "该喝水了 💧"})
-    response = api.post("/api/schedule/run")
+    response = api.post("/api/schedule/run", json={})
     assert response.status_code == 200, response.text
 
     reminder = page.locator("article.message.scheduled")
@@ -614,7 +614,7 @@ def seed_showcase(api, upstream) -> None:
     )
     assert api.chat("给我一个安装步骤和示例").status_code == 200
     assert api.chat("还有参考资料吗？").status_code == 200
-    assert api.post("/api/schedule/run").status_code == 200
+    assert api.post("/api/schedule/run", json={}).status_code == 200
 
 
 def test_phone_width_never_scrolls_sideways(serve, upstream, open_page):

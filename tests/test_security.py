@@ -12,12 +12,13 @@ import requests
 
 from config import ConfigError, load_settings
 from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
-from tests.support.client import app_env
+from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
 from tests.support.servers import Gunicorn
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+WRONG_BEARER = {"Authorization": "Bearer not-the-token"}
 CHAT = {"json": {"message": "你好"}}
 
 # Every route behind the token, as (method, path, request arguments).
@@ -27,7 +28,8 @@ PROTECTED = [
     ("POST", "/api/chat", CHAT),
     ("POST", "/api/chat/stream", CHAT),
     ("GET", "/api/schedule", {}),
-    ("POST", "/api/schedule/run", {}),
+    ("POST", "/api/schedule/run", {"json": {}}),
+    ("GET", "/api/openapi.json", {}),
     ("GET", "/api/no-such-route", {}),
 ]
 WRONG_CREDENTIALS = {
@@ -135,15 +137,18 @@ def test_malformed_login_bodies_are_refused(serve, kwargs, status, code):
     assert "Set-Cookie" not in response.headers
 
 
-def test_logout_clears_the_cookie(serve):
+def test_logout_clears_the_cookie_and_ends_the_session(serve):
     api = serve(ACCESS_TOKEN=TOKEN)
     login(api)
-    response = api.post("/api/logout")
+    cookie = {COOKIE_NAME: api.session.cookies[COOKIE_NAME]}
+    response = api.post("/api/logout", json={})
     assert response.status_code == 200
     assert response.json() == {"success": True}
     assert f"{COOKIE_NAME}=;" in response.headers["Set-Cookie"]
     assert COOKIE_NAME not in api.session.cookies
     assert api.get("/api/history").status_code == 401
+    # A copy of the cookie kept from before (a stolen one) no longer opens anything either.
+    assert requests.get(api.base_url + "/api/history", cookies=cookie, timeout=30).status_code == 401
 
 
 def test_login_cookie_survives_a_restart_but_not_a_new_token(serve):
@@ -176,12 +181,25 @@ def test_guessing_the_token_is_rate_limited(serve):
         headers = {"Authorization": f"Bearer guess-{number}"} if number % 2 else {}
         response = call(api, "GET", "/api/history", headers=headers) if number % 2 else login(api, f"guess-{number}")
         assert response.status_code == 401
-    for response in (login(api), api.get("/api/history", headers=BEARER)):  # even the right token, for now
+    for response in (login(api, "one-guess-too-many"), api.get("/api/history", headers=WRONG_BEARER)):
         assert response.status_code == 429
         assert response.json()["code"] == "rate_limited"
         assert 1 <= int(response.headers["Retry-After"]) <= 60
-    other_client = serve(ACCESS_TOKEN=TOKEN, RATE_LIMIT_STORAGE="memory://")  # its own counts: a fresh budget
-    assert login(other_client).status_code == 200
+
+
+def test_a_valid_token_or_cookie_always_passes_even_from_an_address_that_is_guessing(serve):
+    # Behind nginx with TRUSTED_PROXIES=0, or one NAT, the guesser and the owner share 127.0.0.1.
+    api = serve(ACCESS_TOKEN=TOKEN)
+    owner = Api(api.base_url, api.settings)
+    assert login(owner).status_code == 200
+    for _ in range(int(AUTH_FAILURE_LIMIT.split("/")[0])):
+        assert api.get("/api/history", headers=WRONG_BEARER).status_code == 401
+    assert api.get("/api/history", headers=WRONG_BEARER).status_code == 429
+    assert login(api, "still-guessing").status_code == 429
+    assert owner.get("/api/history").status_code == 200  # the cookie
+    assert api.get("/api/history", headers=BEARER).status_code == 200  # the token
+    assert login(api).status_code == 200  # logging in with the right token
+    owner.session.close()
 
 
 def test_calls_without_any_token_do_not_count_as_guesses(serve):
@@ -209,7 +227,7 @@ def test_rate_limit_is_one_budget_for_every_call_that_spends_the_api_key(serve, 
     assert api.chat("一").status_code == 200
     assert api.post("/api/chat/stream", **CHAT).status_code == 200
     assert api.post("/api/chat/stream", **CHAT).status_code == 429
-    assert api.post("/api/schedule/run").status_code == 429
+    assert api.post("/api/schedule/run", json={}).status_code == 429
     for path in ("/api/history", "/api/health", "/api/schedule", "/"):
         assert api.get(path).status_code == 200
 
@@ -351,11 +369,14 @@ def test_start_up_warns_when_no_token_is_set_and_never_logs_it(serve, caplog):
     assert TOKEN not in caplog.text
 
 
-def test_short_token_gets_a_warning(serve, caplog):
-    with caplog.at_level(logging.WARNING):
-        serve(ACCESS_TOKEN="short")
-    assert "only 5 characters" in caplog.text
-    assert "short" not in caplog.text.replace("only 5 characters", "")
+@pytest.mark.parametrize("value", ["short", "fifteen-chars-x"])
+def test_a_short_token_stops_start_up_with_one_line_that_does_not_show_it(value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ACCESS_TOKEN": value})
+    message = str(caught.value)
+    assert message.startswith(f"ACCESS_TOKEN ({len(value)} characters) is invalid: expected at least 16 characters")
+    assert value not in message and "\n" not in message
+    assert load_settings({"ACCESS_TOKEN": "sixteen-chars-xy"}).access_token == "sixteen-chars-xy"
 
 
 def test_secrets_never_reach_responses_or_gunicorn_log(upstream, tmp_path):
@@ -406,3 +427,38 @@ def test_bad_rate_limit_setting_stops_start_up_with_one_line(value):
         load_settings({"RATE_LIMIT": value})
     assert str(caught.value).startswith(f"RATE_LIMIT={value!r} is invalid")
     assert "\n" not in str(caught.value)
+
+
+# ---- warnings about proxies ------------------------------------------------------------------------
+
+
+def proxy_warnings(caplog) -> list[str]:
+    messages = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    return [message for message in messages if "TRUSTED_PROXIES" in message]
+
+
+def test_forwarded_for_while_no_proxy_is_trusted_is_warned_about_once(serve, caplog):
+    with caplog.at_level(logging.INFO):
+        api = serve()
+        for number in range(3):
+            assert api.get("/api/health", headers={"X-Forwarded-For": f"203.0.113.{number}"}).status_code == 200
+    warnings = proxy_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert "TRUSTED_PROXIES=0" in warnings[0] and "set TRUSTED_PROXIES=1" in warnings[0]
+    assert "203.0.113" not in warnings[0]  # the header's value, which a client chose, is not logged
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        trusting = serve(TRUSTED_PROXIES="1", HOST="127.0.0.1")
+        trusting.get("/api/health", headers={"X-Forwarded-For": "203.0.113.9"})
+        serve().get("/api/health")
+    assert proxy_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("::1", False)])
+def test_trusting_proxies_while_listening_beyond_loopback_is_warned_about_at_start_up(serve, caplog, host, warned):
+    with caplog.at_level(logging.INFO):
+        serve(TRUSTED_PROXIES="1", HOST=host)
+    warnings = proxy_warnings(caplog)
+    assert len(warnings) == warned, warnings
+    if warned:
+        assert f"HOST={host}" in warnings[0] and "forge X-Forwarded-For" in warnings[0]

@@ -31,14 +31,18 @@ export function parseRetryAfter(value, now = Date.now()) {
   return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - now) / 1000));
 }
 
-/** fetch() for a same-origin path with an optional JSON body; a network failure becomes ApiError `network`. */
+/**
+ * fetch() for a same-origin path with an optional JSON body; a network failure becomes ApiError `network`.
+ * Every POST says it is JSON, even without a body: the server refuses any other POST, as it must a form's.
+ */
 export async function request(path, { method = 'GET', body, signal, headers = {} } = {}) {
+  const json = body !== undefined || method === 'POST';
   try {
     return await fetch(path, {
       method,
       signal,
       credentials: 'same-origin',
-      headers: body === undefined ? headers : { ...headers, 'Content-Type': 'application/json' },
+      headers: json ? { ...headers, 'Content-Type': 'application/json' } : headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {

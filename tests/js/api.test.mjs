@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 
 import {
-  ApiError, authEvents, getHistory, logIn, openChatStream, parseRetryAfter, requestJson,
+  ApiError, authEvents, getHistory, logIn, logOut, openChatStream, parseRetryAfter, requestJson,
 } from '../../static/js/api.js';
 
 const realFetch = globalThis.fetch;
@@ -75,6 +75,14 @@ describe('api', () => {
     assert.equal(error.status, 401);
     assert.deepEqual(JSON.parse(calls.at(-1).init.body), { token: 'nope' });
     assert.equal(calls.at(-1).init.headers['Content-Type'], 'application/json');
+  });
+
+  test('every POST says it is JSON, even without a body (the server refuses any other POST, as a form\'s)', async () => {
+    await logOut();
+    assert.equal(calls[0].init.method, 'POST');
+    assert.equal(calls[0].init.headers['Content-Type'], 'application/json');
+    await requestJson('/api/history');
+    assert.equal(calls[1].init.headers['Content-Type'], undefined);
   });
 
   test('other failures do not announce unauthorized', async () => {
