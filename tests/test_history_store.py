@@ -256,5 +256,5 @@ def test_the_reminder_state_file_is_fsynced_before_its_rename_and_its_folder_aft
     api = serve()  # in this process, so the recording sees the server's calls
     upstream.script({"content": "该喝水了"})
     calls = record_fsync_and_replace(monkeypatch)
-    assert api.post("/api/schedule/run").status_code == 200
+    assert api.post("/api/schedule/run", json={}).status_code == 200
     assert_replaced_durably(calls, api.settings.data_dir, "scheduler_state.json")
