@@ -2,16 +2,19 @@
 
 /** The shortest poll interval: ?poll=1 must not make a tab ask the server 200 times a second. */
 export const MIN_POLL_MS = 1000;
+/** The longest: a timer beyond 2^31 - 1 ms fires at once, so ?poll=3e9 would flood like ?poll=1. */
+export const MAX_POLL_MS = 3_600_000;
 
 /**
  * The poll interval in ms: ?poll=<ms> in the address, else data-poll-ms on <html>, else `fallback`;
- * never below MIN_POLL_MS.
+ * within MIN_POLL_MS..MAX_POLL_MS.
  */
 export function pollInterval(search, markupValue, fallback = 5000) {
+  const usable = (value) => Number.isFinite(value) && value > 0;
   const fromQuery = Number(new URLSearchParams(search).get('poll'));
   const fromMarkup = Number(markupValue);
-  const chosen = fromQuery > 0 ? fromQuery : fromMarkup > 0 ? fromMarkup : fallback;
-  return Math.max(MIN_POLL_MS, chosen);
+  const chosen = usable(fromQuery) ? fromQuery : usable(fromMarkup) ? fromMarkup : fallback;
+  return Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, chosen));
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { MIN_POLL_MS, Poller, pollInterval } from '../../static/js/poll.js';
+import { MAX_POLL_MS, MIN_POLL_MS, Poller, pollInterval } from '../../static/js/poll.js';
 
 describe('pollInterval', () => {
   test('?poll= wins, then data-poll-ms, then the fallback', () => {
@@ -21,6 +21,15 @@ describe('pollInterval', () => {
     assert.equal(pollInterval('', '1'), 1000);
     assert.equal(pollInterval('', undefined, 10), 1000);
     assert.equal(pollInterval('?poll=1001', '5000'), 1001);
+  });
+
+  test('never beyond an hour: a timer past 2^31 - 1 ms would fire at once', () => {
+    assert.equal(MAX_POLL_MS, 3_600_000);
+    for (const search of ['?poll=3e9', '?poll=1e300', '?poll=3600001']) {
+      assert.equal(pollInterval(search, '5000'), MAX_POLL_MS, search);
+    }
+    assert.equal(pollInterval('?poll=Infinity', '5000'), 5000); // not a number of ms: the next choice
+    assert.equal(pollInterval('', 'Infinity', 7000), 7000);
   });
 });
 
