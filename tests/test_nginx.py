@@ -181,6 +181,7 @@ def assert_refused_by_nginx(response: requests.Response) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["code"] == "rate_limited"
     assert response.headers["Retry-After"] == "1"
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")  # a refusal is still HTTPS-only
 
 
 def test_a_flood_from_one_address_is_refused_while_others_pass(stack):
