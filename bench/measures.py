@@ -142,6 +142,49 @@ def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
     ]
 
 
+def measure_guarded(chats: int, work: Path) -> list[Row]:
+    """What ACCESS_TOKEN (the page's login cookie) and RATE_LIMIT add to a chat: a guarded app vs an open one,
+    interleaved, each with its own copy of the same history."""
+    token = "bench-access-token-0123456789"
+    guarded_env = {"ACCESS_TOKEN": token, "RATE_LIMIT": f"{10 * (chats + 100)}/minute"}  # never refuses here
+    histories = {name: work / "guarded" / name / "chat_history.json" for name in ("open", "guarded")}
+    for history_file in histories.values():
+        build_history(history_file, 1000)
+    with (
+        fake_upstream(0.0) as upstream,
+        Server(app_env(upstream, histories["open"]), name="open") as open_server,
+        Server(app_env(upstream, histories["guarded"], **guarded_env), name="guarded") as guarded_server,
+    ):
+        open_session, guarded_session = requests.Session(), requests.Session()
+        login = guarded_session.post(guarded_server.base_url + "/api/login", json={"token": token}, timeout=30)
+        assert login.status_code == 200, login.text
+
+        def chat(session: requests.Session, server: Server) -> Callable[[], float]:
+            def call() -> float:
+                started = time.perf_counter()
+                response = session.post(server.base_url + "/api/chat", json={"message": "今天天气怎么样？"}, timeout=30)
+                assert response.status_code == 200, response.text
+                return time.perf_counter() - started
+
+            return call
+
+        warm(open_server.base_url)
+        warm(guarded_server.base_url)
+        guarded_times, open_times = interleave(
+            chat(guarded_session, guarded_server), chat(open_session, open_server), chats, warmup=20
+        )
+    added50 = percentile(guarded_times, 0.5) - percentile(open_times, 0.5)
+    section = "guarded"
+    return [
+        Row(
+            section,
+            f"chat with ACCESS_TOKEN (cookie) + RATE_LIMIT p50 / open p50 ({chats} pairs)",
+            f"{ms(percentile(guarded_times, 0.5))} / {ms(percentile(open_times, 0.5))}",
+        ),
+        Row(section, "chat, added by the guard at p50", ms(added50)),
+    ]
+
+
 def interleave(
     first: Callable[[], float], second: Callable[[], float], pairs: int, warmup: int
 ) -> tuple[list[float], list[float]]:

@@ -25,6 +25,7 @@ from measures import (  # noqa: E402
     Row,
     measure_concurrency,
     measure_growth,
+    measure_guarded,
     measure_overhead,
     measure_throughput,
 )
@@ -126,7 +127,8 @@ def main() -> None:
     parser.add_argument("--stream-burst", type=int, default=100, help="simultaneous streams")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per target")
-    parser.add_argument("--only", choices=["overhead", "concurrency", "growth", "throughput"], action="append")
+    section_names = ["overhead", "guarded", "concurrency", "growth", "throughput"]
+    parser.add_argument("--only", choices=section_names, action="append")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
 
@@ -135,6 +137,7 @@ def main() -> None:
         check_against_store(61, 10, work / "self-check")  # the builder writes what the store would
         sections = {
             "overhead": lambda: measure_overhead(args.chats, args.streams, work),
+            "guarded": lambda: measure_guarded(args.chats, work),
             "concurrency": lambda: measure_concurrency(args.burst, args.stream_burst, work),
             "growth": lambda: measure_growth(30, 100, 50, work),
             "throughput": lambda: measure_throughput(args.seconds, args.rounds, work),
