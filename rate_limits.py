@@ -32,7 +32,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from config import Settings, storage_uri_shown
+from config import Settings, url_shown
 from errors import RateLimited
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RateLimitStore:
 
     def __init__(self, settings: Settings):
         uri = settings.rate_limit_storage
-        self.shown = storage_uri_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
+        self.shown = url_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
         self.storage = open_storage(uri) if uri else LocalStorage(settings.data_dir / LOCAL_STORE_NAME)
         self.windows = MovingWindowRateLimiter(self.storage)
         self.fallback = MovingWindowRateLimiter(MemoryStorage())
