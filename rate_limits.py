@@ -271,7 +271,7 @@ class LocalStorage(Storage, MovingWindowSupport):
 
 
 def _store() -> RateLimitStore:
-    """The current app's RateLimitStore."""
+    """The current app's RateLimitStore: create_app makes one whenever RATE_LIMIT or ACCESS_TOKEN makes a Budget."""
     return current_app.extensions["rate_limits"]
 
 

@@ -13,6 +13,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import requests
 
@@ -179,3 +180,14 @@ def test_counts_are_shared_again_once_redis_is_back(serve, upstream, tmp_path, c
         assert keys, "the calls after the return were counted in Redis"
     finally:
         redis_server.stop()
+
+
+@pytest.mark.parametrize("storage", ["", "redis"])
+def test_without_rate_limit_or_token_nothing_is_counted_anywhere(serve, upstream, caplog, storage):
+    unreachable = {"RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0"} if storage else {}
+    with caplog.at_level(logging.INFO, logger="rate_limits"):
+        api = serve(**unreachable)
+        assert [api.chat(f"第{n}条").status_code for n in range(3)] == [200] * 3
+        assert api.get("/api/history", headers={"Authorization": "Bearer a-wrong-token"}).status_code == 200
+    assert not (api.settings.data_dir / "rate_limits.sqlite3").exists()
+    assert "Rate-limit storage" not in caplog.text  # an unreachable Redis is not even tried
