@@ -94,6 +94,26 @@ def test_rate_limit_is_exact_across_two_gunicorn_workers(upstream, tmp_path):
     assert (tmp_path / "data" / "rate_limits.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize("loss", ["deleted", "damaged"])
+def test_the_local_file_is_made_again_when_lost_and_limits_stay_exact(upstream, tmp_path, loss):
+    path = tmp_path / "data" / "rate_limits.sqlite3"
+    with gunicorn(upstream, tmp_path, RATE_LIMIT="3/minute") as server, one_connection_per_worker(server) as workers:
+
+        def chats(count: int) -> list[int]:
+            return [send(workers[n % 2], "POST", "/api/chat", {"message": f"第{n}条"})[0] for n in range(count)]
+
+        assert chats(4) == [200] * 3 + [429]
+        if loss == "deleted":
+            path.unlink()
+        else:
+            path.write_bytes(b"not a database, whatever it was " * 256)
+        after = chats(8)
+    # Counts start again from nothing, but shared: not three per worker in each one's memory.
+    assert after == [200] * 3 + [429] * 5
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert f"Rate-limit file {path} was {loss if loss == 'damaged' else 'removed'}" in server.log_text()
+
+
 def test_wrong_tokens_are_counted_across_gunicorn_workers(upstream, tmp_path):
     allowed = int(AUTH_FAILURE_LIMIT.split("/")[0])
     with gunicorn(upstream, tmp_path, ACCESS_TOKEN=TOKEN) as server, one_connection_per_worker(server) as workers:
