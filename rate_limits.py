@@ -81,7 +81,7 @@ class RateLimitStore:
 
     def __init__(self, settings: Settings):
         uri = settings.rate_limit_storage
-        self.shown = url_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
+        self.shown = counts_shown(settings)
         self.storage = open_storage(uri) if uri else LocalStorage(settings.data_dir / LOCAL_STORE_NAME)
         self.windows = MovingWindowRateLimiter(self.storage)
         self.fallback = MovingWindowRateLimiter(MemoryStorage())
@@ -131,6 +131,12 @@ class RateLimitStore:
             was_down, self._down_until = bool(self._down_until), 0.0
         if was_down:  # once, even when several threads find it back at the same moment
             log.info("Rate-limit storage %s works again: counts are shared again", self.shown)
+
+
+def counts_shown(settings: Settings) -> str:
+    """Where the counts are kept, fit for a log line: the local file, or RATE_LIMIT_STORAGE without its password."""
+    uri = settings.rate_limit_storage
+    return url_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
 
 
 def open_storage(uri: str) -> Storage:
