@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from security import AUTH_FAILURE_LIMIT
 from tests.support.client import app_env
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer
-from tests.support.servers import ROOT, Gunicorn, free_port
+from tests.support.servers import ROOT, Gunicorn, free_port, one_connection_per_worker
 from tests.support.waiting import wait_until
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
@@ -44,46 +43,6 @@ def send(connection: HTTPConnection, method: str, path: str, body: Any = None, *
     connection.request(method, path, body=payload, headers={"Content-Type": "application/json", **headers})
     response = connection.getresponse()
     return response.status, json.loads(response.read() or b"null")
-
-
-def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
-    """The worker process that accepted `connection`: its socket's inode, found among the workers' descriptors."""
-    client_port = connection.sock.getsockname()[1]
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == server.port and int(fields[2].split(":")[1], 16) == client_port:
-            inode = fields[9]
-    for pid in server.worker_pids():
-        with contextlib.suppress(OSError):  # a descriptor closed while listed
-            descriptors = Path(f"/proc/{pid}/fd")
-            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in descriptors.iterdir()):
-                return pid
-    return None
-
-
-@contextlib.contextmanager
-def one_connection_per_worker(server: Gunicorn, workers: int = 2) -> Iterator[list[HTTPConnection]]:
-    """Kept-alive connections, one held by each of the `workers` workers (the default two): new ones until
-    every worker, the last one booted too, has accepted one."""
-    pinned: dict[int, HTTPConnection] = {}
-    opened: list[HTTPConnection] = []
-
-    def every_worker_holds_one() -> bool:
-        connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
-        opened.append(connection)
-        assert send(connection, "GET", "/api/health")[0] == 200
-        worker = worker_holding(connection, server)
-        if worker is not None:
-            pinned.setdefault(worker, connection)
-        return len(pinned) == workers
-
-    try:
-        wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
-        yield list(pinned.values())
-    finally:
-        for connection in opened:
-            connection.close()
 
 
 def test_rate_limit_is_exact_across_two_gunicorn_workers(upstream, tmp_path):
