@@ -239,7 +239,8 @@ class LocalStorage(Storage, MovingWindowSupport):
     def _start_over(self, error: sqlite3.Error) -> bool:
         """After `error`: whether the file was lost (deleted, emptied or damaged), in which case it is made again."""
         damaged = getattr(error, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
-        missing = getattr(error, "sqlite_errorname", "") == "SQLITE_CANTOPEN" or "no such table" in str(error)
+        cannot_open = getattr(error, "sqlite_errorname", "") == "SQLITE_CANTOPEN"
+        missing = (cannot_open and not self.path.exists()) or "no such table" in str(error)  # not a permission
         if not (damaged or missing):
             return False
         log.warning("Rate-limit file %s was %s: making it again", self.path, "damaged" if damaged else "removed")
