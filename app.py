@@ -56,7 +56,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit, timezone=settings.timezone)
     service = ChatService(settings, store, UpstreamClient(settings))
     app.extensions["settings"] = settings
-    app.extensions["rate_limits"] = RateLimitStore(settings)  # where Security's budgets count
+    # Where Security's budgets count. Only RATE_LIMIT and ACCESS_TOKEN (wrong guesses) make budgets:
+    # without either, no file in the data folder and no wait on an unreachable RATE_LIMIT_STORAGE.
+    counts_calls = bool(settings.rate_limit or settings.access_token)
+    app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
     app.extensions["reminders"] = Reminders(settings, service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -74,6 +75,7 @@ def _access_token(value: str) -> str:
 def _http_url(value: str) -> str:
     """`value` unchanged if it is an http(s) URL with a host; ValueError otherwise."""
     parts = urlsplit(value)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(value)
     return value
@@ -384,7 +386,7 @@ def _validate(settings: Settings) -> None:
         )
     if settings.rate_limit_storage and (problem := _storage_problem(settings.rate_limit_storage)):
         raise ConfigError(
-            f"RATE_LIMIT_STORAGE={storage_uri_shown(settings.rate_limit_storage)!r} is invalid ({problem}): "
+            f"RATE_LIMIT_STORAGE={url_shown(settings.rate_limit_storage)!r} is invalid ({problem}): "
             "expected a limits storage URI with moving windows such as redis://host:6379, rediss://…, "
             "redis+sentinel://…, memory:// (per process), or nothing for a file in the data folder"
         )
@@ -399,18 +401,47 @@ def _valid_rate(value: str) -> bool:
 
 
 def _storage_problem(uri: str) -> str | None:
-    """Why `uri` names no `limits` storage with moving windows, or None when it does (nothing is contacted)."""
+    """Why `uri` names no `limits` storage with moving windows, or None when it does (nothing is contacted).
+
+    The library's own words may quote the URI, password and all: they are given with `url_shown`'s
+    version of it, and not at all if they still hold a part of its credentials or query.
+    """
     try:
         storage = storage_from_string(uri)
-    except (ConfigurationError, ValueError, TypeError) as error:  # unknown scheme, missing client, bad URI
-        return str(error) or error.__class__.__name__
+    except ConfigurationError as error:  # unknown scheme, missing client
+        problem = str(error).replace(uri, url_shown(uri)) or "ConfigurationError"
+        return "refused by the limits library" if _reveals_secrets(problem, uri) else problem
+    except (ValueError, TypeError):  # a port that is not a number, a broken IPv6 address: the words quote them
+        return "not a valid URI"
     if not isinstance(storage, Storage) or not isinstance(storage, MovingWindowSupport):
         return "this storage has no moving windows"
     return None
 
 
-def storage_uri_shown(uri: str) -> str:
-    """A storage URI fit for messages and logs: no user:password@ part, a query (it may hold one) only as `?…`."""
-    parts = urlsplit(uri)
-    hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}" + ("?…" if parts.query else "")
+def _reveals_secrets(text: str, url: str) -> bool:
+    """Whether `text` holds the user:password or the query of `url`, or a piece of either."""
+    after_scheme = url.partition("://")[2]
+    secrets = re.split(r"[:/?&=;#]", after_scheme.rpartition("@")[0]) + re.split(r"[&=;#]", url.partition("?")[2])
+    return any(secret in text for secret in secrets if secret)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def url_shown(url: str) -> str:
+    """`url` fit for messages and logs: no user:password@ part, a query (it may hold a key) only as `?…`.
+
+    A URL that does not parse, or whose credentials did not parse as such (a password with `/`, `?`
+    or `#` in it), is shown as its scheme and `…` alone.
+    """
+    scheme, has_scheme, _ = url.partition("://")
+    if not has_scheme or not _SCHEME.fullmatch(scheme):  # not a URL at all: nothing of it is safe to show
+        return "…"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an IPv6 address without its closing bracket
+        return f"{scheme}://…"
+    if "@" in url and "@" not in parts.netloc:
+        return f"{scheme}://…"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")

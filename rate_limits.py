@@ -16,6 +16,7 @@ never a refused or failed request because of the counter itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -32,7 +33,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from config import Settings, storage_uri_shown
+from config import Settings, url_shown
 from errors import RateLimited
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class RateLimitStore:
 
     def __init__(self, settings: Settings):
         uri = settings.rate_limit_storage
-        self.shown = storage_uri_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
+        self.shown = counts_shown(settings)
         self.storage = open_storage(uri) if uri else LocalStorage(settings.data_dir / LOCAL_STORE_NAME)
         self.windows = MovingWindowRateLimiter(self.storage)
         self.fallback = MovingWindowRateLimiter(MemoryStorage())
@@ -132,6 +133,12 @@ class RateLimitStore:
             log.info("Rate-limit storage %s works again: counts are shared again", self.shown)
 
 
+def counts_shown(settings: Settings) -> str:
+    """Where the counts are kept, fit for a log line: the local file, or RATE_LIMIT_STORAGE without its password."""
+    uri = settings.rate_limit_storage
+    return url_shown(uri) if uri else str(settings.data_dir / LOCAL_STORE_NAME)
+
+
 def open_storage(uri: str) -> Storage:
     """The `limits` storage a RATE_LIMIT_STORAGE URI names; its failures surface as StorageError."""
     options: dict[str, float] = {}
@@ -143,19 +150,38 @@ def open_storage(uri: str) -> Storage:
     return storage
 
 
+def _made_again_once(step: Callable[..., Result]) -> Callable[..., Result]:
+    """A LocalStorage step that, when it fails because the file was lost, runs once more on a new file."""
+
+    @functools.wraps(step)
+    def run(storage: LocalStorage, *args: object, **kwargs: object) -> Result:
+        try:
+            return step(storage, *args, **kwargs)
+        except sqlite3.Error as error:
+            if not storage._start_over(error):
+                raise
+        return step(storage, *args, **kwargs)
+
+    return run
+
+
 class LocalStorage(Storage, MovingWindowSupport):
     """A `limits` storage in one SQLite file, shared by every process of this machine that opens it.
 
     Each step is one transaction that takes the write lock first (BEGIN IMMEDIATE), so a count and
-    its check are atomic across processes. Counts need no durability: no fsync (synchronous=OFF).
+    its check are atomic across processes. The file is in WAL mode, so readers do not wait for the
+    writer; counts need no durability, so no fsync per step (synchronous=NORMAL). A file that is
+    deleted or damaged while the app runs is made again at the next step: counts are disposable.
     """
 
     STORAGE_SCHEME = None  # not reachable by URI: RATE_LIMIT_STORAGE left empty selects it
+    BUSY_TIMEOUT_SECONDS = 5.0  # a lock held longer than this (a stuck process) counts as a failure: memory for now
 
     def __init__(self, path: Path):
         super().__init__(wrap_exceptions=True)
         self.path = path
         self._ready = False
+        self._create_lock = threading.Lock()  # threads creating the file at once made SQLite fail (SQLITE_IOERR)
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -167,9 +193,9 @@ class LocalStorage(Storage, MovingWindowSupport):
         transaction takes the write lock at once, so nothing changes between its reads and its writes."""
         if not self._ready:
             self._create()
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection = self._connect()
         try:
-            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield connection
@@ -180,29 +206,68 @@ class LocalStorage(Storage, MovingWindowSupport):
         finally:
             connection.close()
 
+    def _connect(self) -> sqlite3.Connection:
+        """A connection to the existing file: a deleted one is an error (SQLITE_CANTOPEN), not a new 0644 file."""
+        uri = self.path.resolve().as_uri() + "?mode=rw"
+        return sqlite3.connect(uri, uri=True, timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None)
+
     def _create(self) -> None:
-        """The file (0600: it lists client addresses) and its tables, if missing."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(self.path, timeout=30)
+        """The file (0600: it lists client addresses) in WAL mode and its tables, if missing."""
+        with self._create_lock:
+            if self._ready:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            connection = self._connect()
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")  # kept in the file: once is enough
+                with connection:
+                    connection.executescript(
+                        """
+                        CREATE TABLE IF NOT EXISTS entries (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);
+                        CREATE INDEX IF NOT EXISTS entries_by_key ON entries (key, at);
+                        CREATE INDEX IF NOT EXISTS entries_by_expiry ON entries (expires);
+                        CREATE TABLE IF NOT EXISTS counters (
+                            key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL
+                        );
+                        """
+                    )
+            finally:
+                connection.close()
+            self._ready = True
+
+    def _start_over(self, error: sqlite3.Error) -> bool:
+        """After `error`: whether the file was lost (deleted, emptied or damaged), in which case it is made again."""
+        damaged = getattr(error, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        cannot_open = getattr(error, "sqlite_errorname", "") == "SQLITE_CANTOPEN"
+        missing = (cannot_open and not self.path.exists()) or "no such table" in str(error)  # not a permission
+        if not (damaged or missing):
+            return False
+        log.warning("Rate-limit file %s was %s: making it again", self.path, "damaged" if damaged else "removed")
+        with self._create_lock:
+            self._ready = False
+            # Another thread or worker may have made it again already: remove only a file still damaged.
+            if damaged and self._damaged():
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._create()
+        return True
+
+    def _damaged(self) -> bool:
+        """Whether the file is not (or no longer) a readable database."""
         try:
-            with connection:
-                connection.executescript(
-                    """
-                    CREATE TABLE IF NOT EXISTS entries (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);
-                    CREATE INDEX IF NOT EXISTS entries_by_key ON entries (key, at);
-                    CREATE INDEX IF NOT EXISTS entries_by_expiry ON entries (expires);
-                    CREATE TABLE IF NOT EXISTS counters (
-                        key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL
-                    );
-                    """
-                )
-        finally:
-            connection.close()
-        self._ready = True
+            connection = self._connect()
+            try:
+                connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            return getattr(error, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        return False
 
     # ---- moving windows (what Budget uses) ---------------------------------------------------
 
+    @_made_again_once
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Add `amount` entries now if the last `expiry` seconds hold at most `limit - amount`."""
         if amount > limit:
@@ -218,6 +283,7 @@ class LocalStorage(Storage, MovingWindowSupport):
             db.executemany("INSERT INTO entries VALUES (?, ?, ?)", [(key, now, now + expiry)] * amount)
             return True
 
+    @_made_again_once
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, or now; entries in the window)."""
         with self._transaction(write=False) as db:
@@ -229,6 +295,7 @@ class LocalStorage(Storage, MovingWindowSupport):
 
     # ---- fixed-window counters (the rest of the `limits` storage interface) -------------------
 
+    @_made_again_once
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         with self._transaction() as db:
             now = time.time()
@@ -240,11 +307,13 @@ class LocalStorage(Storage, MovingWindowSupport):
             (value,) = db.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()
             return int(value)
 
+    @_made_again_once
     def get(self, key: str) -> int:
         with self._transaction(write=False) as db:
             row = db.execute("SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time())).fetchone()
             return int(row[0]) if row else 0
 
+    @_made_again_once
     def get_expiry(self, key: str) -> float:
         with self._transaction(write=False) as db:
             now = time.time()
@@ -253,17 +322,23 @@ class LocalStorage(Storage, MovingWindowSupport):
 
     def check(self) -> bool:
         try:
-            with self._transaction(write=False) as db:
-                db.execute("SELECT 1").fetchone()
+            self._read_tables()
             return True
         except (sqlite3.Error, OSError):
             return False
 
+    @_made_again_once
+    def _read_tables(self) -> None:
+        with self._transaction(write=False) as db:
+            db.execute("SELECT 1 FROM entries LIMIT 1").fetchone()
+
+    @_made_again_once
     def reset(self) -> int | None:
         with self._transaction() as db:
             removed = db.execute("DELETE FROM entries").rowcount + db.execute("DELETE FROM counters").rowcount
             return int(removed)
 
+    @_made_again_once
     def clear(self, key: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
@@ -271,7 +346,7 @@ class LocalStorage(Storage, MovingWindowSupport):
 
 
 def _store() -> RateLimitStore:
-    """The current app's RateLimitStore."""
+    """The current app's RateLimitStore: create_app makes one whenever RATE_LIMIT or ACCESS_TOKEN makes a Budget."""
     return current_app.extensions["rate_limits"]
 
 

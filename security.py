@@ -17,7 +17,9 @@
   in `Sec-Fetch-Site`; older ones only in `Origin`, compared with the scheme and host the app sees.
   curl and scripts send neither and are not affected.
 - RATE_LIMIT (optional, e.g. "30/minute") is one budget per client address shared by the routes
-  marked `@spends_api_key`.
+  marked `@spends_api_key`. It and the wrong-token count are kept in the app's RateLimitStore
+  (rate_limits.py), shared by every Gunicorn worker: a file in the data folder, or with
+  RATE_LIMIT_STORAGE a Redis that several servers share.
 - TRUSTED_PROXIES (default 0) is how many reverse proxies to believe in X-Forwarded-For/-Proto.
   Both ways to get it wrong are logged once: X-Forwarded-For arriving while it is 0 (everyone
   behind the proxy shares one address), and a value above 0 while HOST is not a loopback address
@@ -46,7 +48,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
 from errors import CrossSiteRequest, Unauthorized
-from rate_limits import Budget
+from rate_limits import Budget, counts_shown
 from sessions import SessionSecret, SessionStore
 
 log = logging.getLogger(__name__)
@@ -312,4 +314,8 @@ def log_start_up(settings: Settings) -> None:
             settings.host,
         )
     if settings.rate_limit:
-        log.info("Rate limit %s per client address on chat calls (counted per worker process)", settings.rate_limit)
+        log.info(
+            "Rate limit %s per client address on chat calls, counted in %s",
+            settings.rate_limit,
+            counts_shown(settings),
+        )

@@ -17,7 +17,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from config import Settings
+from config import Settings, url_shown
 from errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ class UpstreamClient:
         self._host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
         self.url = chat_completions_url(settings.api_url)
         if self.url != settings.api_url:
-            log.info("API_URL %s is a base URL: chat requests go to %s", _shown(settings.api_url), _shown(self.url))
+            log.info(
+                "API_URL %s is a base URL: chat requests go to %s", url_shown(settings.api_url), url_shown(self.url)
+            )
 
     # ---- public --------------------------------------------------------------------------
 
@@ -365,11 +367,3 @@ def chat_completions_url(api_url: str) -> str:
     if path.endswith(CHAT_COMPLETIONS_PATH):
         return api_url
     return urlunsplit(parts._replace(path=path + CHAT_COMPLETIONS_PATH))
-
-
-def _shown(url: str) -> str:
-    """`url` fit for a log line: no user:password@ part, and a query (it may hold a key) only as `?…`."""
-    parts = urlsplit(url)
-    host = f"[{parts.hostname}]" if ":" in str(parts.hostname) else str(parts.hostname)  # IPv6 keeps its brackets
-    host += f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))

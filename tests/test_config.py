@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, declared_settings, load_settings
+from config import ConfigError, declared_settings, load_settings, url_shown
 from tests.support.servers import ROOT
 
 
@@ -34,6 +34,7 @@ def test_api_key_is_not_in_the_settings_repr():
         ("CONNECT_TIMEOUT", "-1", "number of seconds"),
         ("PORT", "70000", "whole number"),
         ("API_URL", "api.siliconflow.cn/v1", "http:// or https:// URL"),
+        ("API_URL", "http://127.0.0.1:port/v1", "http:// or https:// URL"),  # the upstream client reads the port
         ("CRON_HOUR", "25", "cron field"),
         ("CRON_DAY_OF_WEEK", "someday", "cron field"),
         ("TIMEZONE", "Mars/Olympus", "IANA zone"),
@@ -111,3 +112,37 @@ def test_a_rate_limit_storage_password_stays_out_of_errors_and_repr():
         load_settings({"RATE_LIMIT_STORAGE": "memcached://user:hunter2@127.0.0.1:11211?password=sk-2"})
     assert "hunter2" not in str(raised.value) and "sk-2" not in str(raised.value)
     assert "hunter2" not in repr(load_settings({"RATE_LIMIT_STORAGE": "redis://:hunter2@127.0.0.1:6379"}))
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("reddis://:hunter2@host:6379", "reddis://host:6379"),  # an unknown scheme: the library quotes the URI
+        ("redis://:hunter2@[::1", "redis://…"),  # no closing bracket: urlsplit raises ValueError
+        ("redis://:hunter2@host:port", "redis://host:port"),  # the library quotes the port it cannot read
+        ("redis://:hun/ter2@host:6379", "redis://…"),  # a "/" in the password ends the host for urlsplit
+    ],
+)
+def test_a_bad_rate_limit_storage_stops_start_up_with_one_line_and_no_password(tmp_path, uri, shown):
+    env = {**os.environ, "RATE_LIMIT_STORAGE": uri, "DOTENV_PATH": str(tmp_path / "none.env")}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Configuration error: RATE_LIMIT_STORAGE={shown!r} is invalid (")
+    assert "hunter2" not in line and "ter2" not in line  # not even a piece of it
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.example.com/v1/chat/completions", "https://api.example.com/v1/chat/completions"),
+        ("http://user:hunter2@127.0.0.1:8080/v1?key=sk-secret", "http://127.0.0.1:8080/v1?…"),
+        ("rediss://:hunter2@[::1]:6380/0", "rediss://[::1]:6380/0"),
+        ("redis://:p@ss@cache:6379", "redis://cache:6379"),  # urlsplit too takes the last @
+        ("redis://:hunter2@[::1", "redis://…"),
+        ("redis://:hunt?er2@cache:6379", "redis://…"),  # the password's "?" starts a query for urlsplit
+        ("hunter2", "…"),
+    ],
+)
+def test_url_shown_keeps_credentials_and_query_out_whatever_the_url(url, shown):
+    assert url_shown(url) == shown

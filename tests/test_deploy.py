@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from tests.support.client import app_env
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.servers import ROOT, Gunicorn, accepts_connections, free_port, stop_process_group, wait_until_healthy
+from tests.support.servers import ROOT, Gunicorn, accepts_connections, free_port, server_process
 from tests.support.waiting import wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -247,16 +247,9 @@ def environment_without_host(upstream: FakeUpstream, folder: Path, **extra: str)
 def test_python_app_py_listens_on_loopback_only_by_default(upstream, tmp_path):
     port = free_port()
     env = environment_without_host(upstream, tmp_path, PORT=str(port))
-    with open(tmp_path / "app.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
+    with server_process([sys.executable, "app.py"], cwd=ROOT, env=env, port=port, log_path=tmp_path / "app.log"):
         # Bound to 0.0.0.0 it would answer on every address of the machine, 127.0.0.2 among them.
         assert not accepts_connections("127.0.0.2", port)
-    finally:
-        stop_process_group(process)
 
 
 def test_favicon_answers_without_a_404(serve):
@@ -314,20 +307,10 @@ def test_app_runs_on_each_supported_python(version, upstream, tmp_path):
     assert install.returncode == 0, install.stderr
     port = free_port()
     env = environment_without_host(upstream, tmp_path, PORT=str(port))
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        server = subprocess.Popen(
-            [venv / "bin" / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60, process=server)
-        reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": version}, timeout=30)
-    finally:
-        stop_process_group(server)
+    gunicorn = [venv / "bin" / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    log_path = tmp_path / "gunicorn.log"
+    with server_process(gunicorn, cwd=ROOT, env=env, port=port, log_path=log_path, timeout=60) as url:
+        reply = requests.post(f"{url}/api/chat", json={"message": version}, timeout=30)
     assert reply.status_code == 200 and reply.json()["reply"] == f"收到：{version}"
     running = subprocess.run([venv / "bin" / "python", "--version"], capture_output=True, text=True, check=True)
     assert running.stdout.startswith(f"Python {version}.")

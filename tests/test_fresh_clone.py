@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.servers import ROOT, accepts_connections, free_port, stop_process_group, wait_until_healthy
+from tests.support.servers import ROOT, accepts_connections, free_port, server_process
 
 
 def fresh_copy(target: Path) -> Path:
@@ -27,29 +28,23 @@ def fresh_copy(target: Path) -> Path:
     return target
 
 
-def run_script(clone: Path, log_path: Path, port: int) -> subprocess.Popen:
-    """Start `bash scripts/run.sh` in the clone as a user would, with only PORT set from outside."""
+def run_script(clone: Path, log_path: Path, port: int) -> contextlib.AbstractContextManager[str]:
+    """`bash scripts/run.sh` in the clone as a user would, with only PORT set from outside: its base URL
+    once healthy (it may build the venv first), stopped afterwards."""
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "HOST", "VIRTUAL_ENV")}
     env["PORT"] = str(port)  # the real environment wins over the .env the script creates
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            ["bash", "scripts/run.sh"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    return server_process(["bash", "scripts/run.sh"], cwd=clone, env=env, port=port, log_path=log_path, timeout=240)
 
 
 @pytest.mark.slow
 def test_run_command_serves_the_app_from_a_fresh_clone(tmp_path):
     clone = fresh_copy(tmp_path / "clone")
     port = free_port()
-    process = run_script(clone, tmp_path / "run.log", port)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
-        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
-        health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()
+    with run_script(clone, tmp_path / "run.log", port) as url:
+        page = requests.get(f"{url}/", timeout=10)
+        health = requests.get(f"{url}/api/health", timeout=10).json()
         # Loopback only: bound to 0.0.0.0 it would also answer on 127.0.0.2 (and on the network).
         only_loopback = not accepts_connections("127.0.0.2", port)
-    finally:
-        stop_process_group(process, timeout=20)
     assert page.status_code == 200 and "<html" in page.text
     assert health["status"] == "ok" and health["chat_configured"] is False
     assert only_loopback
@@ -79,11 +74,8 @@ def test_run_command_rebuilds_a_half_made_venv(tmp_path, damage):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(clone / ".venv")], check=True, timeout=120)
     damage(clone / ".venv")
     port = free_port()
-    process = run_script(clone, tmp_path / "run.log", port)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
-    finally:
-        stop_process_group(process, timeout=20)
+    with run_script(clone, tmp_path / "run.log", port):
+        pass  # healthy: the venv was rebuilt
     check = subprocess.run([clone / ".venv" / "bin" / "python", "-m", "pip", "--version"], capture_output=True)
     assert check.returncode == 0
 
@@ -114,23 +106,13 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
         f"PORT={port}\nWEB_CONCURRENCY=2\nSCHEDULER_ENABLED=false\n"  # no HOST: the default decides
     )
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "PORT", "HOST")}
-    with open(tmp_path / "prod.log", "wb") as log:
-        process = subprocess.Popen(
-            ["bash", "start_production.sh"],
-            cwd=clone,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30, process=process)
-        reply = requests.post(f"http://127.0.0.1:{port}/api/chat", json={"message": "生产环境"}, timeout=10).json()
+    # Stopped by SIGTERM to the master alone: sent to the whole group, it races a worker still being
+    # spawned, which then lingers until GUNICORN_GRACEFUL_TIMEOUT.
+    with server_process(
+        ["bash", "start_production.sh"], cwd=clone, env=env, port=port, log_path=tmp_path / "prod.log"
+    ) as url:
+        reply = requests.post(f"{url}/api/chat", json={"message": "生产环境"}, timeout=10).json()
         only_loopback = not accepts_connections("127.0.0.2", port)
-    finally:
-        # SIGTERM to the master alone: sent to the whole group, it races a worker still being spawned,
-        # which then lingers until GUNICORN_GRACEFUL_TIMEOUT.
-        stop_process_group(process)
     assert reply["reply"] == "收到：生产环境"
     assert only_loopback
     log_text = (tmp_path / "prod.log").read_text()
@@ -154,16 +136,6 @@ def test_spec_commands_work_once_the_venv_is_activated(tmp_path, command):
     line = spec_one_liner().replace(":1342", f":{port}") if command == "spec-gunicorn" else command
     env = {key: value for key, value in os.environ.items() if key not in ("API_KEY", "HOST", "VIRTUAL_ENV")}
     env.update(PORT=str(port), SCHEDULER_ENABLED="false", PATH="/usr/local/bin:/usr/bin:/bin")
-    with open(tmp_path / "spec.log", "wb") as log:
-        process = subprocess.Popen(
-            ["bash", "-c", f"source .venv/bin/activate && exec {line}"],
-            cwd=clone,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60, process=process)
-    finally:
-        stop_process_group(process)
+    activated = ["bash", "-c", f"source .venv/bin/activate && exec {line}"]
+    with server_process(activated, cwd=clone, env=env, port=port, log_path=tmp_path / "spec.log", timeout=60):
+        pass  # healthy is all it takes

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import requests
 
@@ -21,7 +21,7 @@ from security import AUTH_FAILURE_LIMIT
 from tests.support.client import app_env
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer
-from tests.support.servers import ROOT, Gunicorn, free_port
+from tests.support.servers import ROOT, Gunicorn, free_port, one_connection_per_worker
 from tests.support.waiting import wait_until
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
@@ -45,52 +45,32 @@ def send(connection: HTTPConnection, method: str, path: str, body: Any = None, *
     return response.status, json.loads(response.read() or b"null")
 
 
-def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
-    """The worker process that accepted `connection`: its socket's inode, found among the workers' descriptors."""
-    client_port = connection.sock.getsockname()[1]
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == server.port and int(fields[2].split(":")[1], 16) == client_port:
-            inode = fields[9]
-    for pid in server.worker_pids():
-        with contextlib.suppress(OSError):  # a descriptor closed while listed
-            descriptors = Path(f"/proc/{pid}/fd")
-            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in descriptors.iterdir()):
-                return pid
-    return None
-
-
-@contextlib.contextmanager
-def one_connection_per_worker(server: Gunicorn, workers: int = 2) -> Iterator[list[HTTPConnection]]:
-    """Kept-alive connections, one held by each of the `workers` workers (the default two): new ones until
-    every worker, the last one booted too, has accepted one."""
-    pinned: dict[int, HTTPConnection] = {}
-    opened: list[HTTPConnection] = []
-
-    def every_worker_holds_one() -> bool:
-        connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
-        opened.append(connection)
-        assert send(connection, "GET", "/api/health")[0] == 200
-        worker = worker_holding(connection, server)
-        if worker is not None:
-            pinned.setdefault(worker, connection)
-        return len(pinned) == workers
-
-    try:
-        wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
-        yield list(pinned.values())
-    finally:
-        for connection in opened:
-            connection.close()
-
-
 def test_rate_limit_is_exact_across_two_gunicorn_workers(upstream, tmp_path):
     with gunicorn(upstream, tmp_path, RATE_LIMIT="5/minute") as server, one_connection_per_worker(server) as workers:
         answers = [send(workers[n % 2], "POST", "/api/chat", {"message": f"第{n}条"}) for n in range(12)]
     assert [status for status, _ in answers] == [200] * 5 + [429] * 7  # not 5 from each worker
     assert {body["code"] for status, body in answers if status == 429} == {"rate_limited"}
     assert (tmp_path / "data" / "rate_limits.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("loss", ["deleted", "damaged"])
+def test_the_local_file_is_made_again_when_lost_and_limits_stay_exact(upstream, tmp_path, loss):
+    path = tmp_path / "data" / "rate_limits.sqlite3"
+    with gunicorn(upstream, tmp_path, RATE_LIMIT="3/minute") as server, one_connection_per_worker(server) as workers:
+
+        def chats(count: int) -> list[int]:
+            return [send(workers[n % 2], "POST", "/api/chat", {"message": f"第{n}条"})[0] for n in range(count)]
+
+        assert chats(4) == [200] * 3 + [429]
+        if loss == "deleted":
+            path.unlink()
+        else:
+            path.write_bytes(b"not a database, whatever it was " * 256)
+        after = chats(8)
+    # Counts start again from nothing, but shared: not three per worker in each one's memory.
+    assert after == [200] * 3 + [429] * 5
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert f"Rate-limit file {path} was {loss if loss == 'damaged' else 'removed'}" in server.log_text()
 
 
 def test_wrong_tokens_are_counted_across_gunicorn_workers(upstream, tmp_path):
@@ -179,3 +159,14 @@ def test_counts_are_shared_again_once_redis_is_back(serve, upstream, tmp_path, c
         assert keys, "the calls after the return were counted in Redis"
     finally:
         redis_server.stop()
+
+
+@pytest.mark.parametrize("storage", ["", "redis"])
+def test_without_rate_limit_or_token_nothing_is_counted_anywhere(serve, upstream, caplog, storage):
+    unreachable = {"RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0"} if storage else {}
+    with caplog.at_level(logging.INFO, logger="rate_limits"):
+        api = serve(**unreachable)
+        assert [api.chat(f"第{n}条").status_code for n in range(3)] == [200] * 3
+        assert api.get("/api/history", headers={"Authorization": "Bearer a-wrong-token"}).status_code == 200
+    assert not (api.settings.data_dir / "rate_limits.sqlite3").exists()
+    assert "Rate-limit storage" not in caplog.text  # an unreachable Redis is not even tried

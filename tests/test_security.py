@@ -14,7 +14,7 @@ from config import ConfigError, load_settings
 from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
 from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
-from tests.support.servers import Gunicorn
+from tests.support.servers import Gunicorn, free_port
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -367,6 +367,16 @@ def test_start_up_warns_when_no_token_is_set_and_never_logs_it(serve, caplog):
         api.get("/api/history", headers={"Authorization": "Bearer wrong"})
     assert not any("is not set" in r.getMessage() for r in caplog.records)
     assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("storage", ["", "redis"])
+def test_start_up_says_where_the_rate_limit_is_counted(serve, caplog, storage):
+    port = free_port()  # nothing listens: the count falls back to memory, the log line still names Redis
+    with caplog.at_level(logging.INFO, logger="security"):
+        api = serve(RATE_LIMIT="30/minute", RATE_LIMIT_STORAGE=f"redis://:s3cret@127.0.0.1:{port}/0" if storage else "")
+    [said] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Rate limit ")]
+    where = f"redis://127.0.0.1:{port}/0" if storage else str(api.settings.data_dir / "rate_limits.sqlite3")
+    assert said == f"Rate limit 30/minute per client address on chat calls, counted in {where}"
 
 
 @pytest.mark.parametrize("value", ["short", "fifteen-chars-x"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import multiprocessing
-import os
 import stat
 import threading
 import time
@@ -23,8 +21,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from security import COOKIE_MAX_AGE, COOKIE_NAME, Guard
 from sessions import SessionSecret
 from tests.support.client import app_env
-from tests.support.servers import Gunicorn
-from tests.support.waiting import wait_until
+from tests.support.servers import Gunicorn, one_connection_per_worker
 
 TOKEN = "correct-horse-battery-staple-7f3a9c"
 
@@ -73,21 +70,6 @@ def test_workers_starting_together_agree_on_one_secret(tmp_path):
         assert [path.name for path in folder.iterdir()] == ["session_secret"]
 
 
-def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
-    """The worker process that accepted `connection`: its socket's inode, found among the workers' descriptors."""
-    client_port = connection.sock.getsockname()[1]
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == server.port and int(fields[2].split(":")[1], 16) == client_port:
-            inode = fields[9]
-    for pid in server.worker_pids():
-        with contextlib.suppress(OSError):  # a descriptor closed while listed
-            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
-                return pid
-    return None
-
-
 def send(connection: HTTPConnection, method: str, path: str, cookie: str = "", body: object = None) -> HTTPResponse:
     """One request on a kept-alive connection (so on the worker holding it), read to the end."""
     headers = {"Content-Type": "application/json", **({"Cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {})}
@@ -100,40 +82,23 @@ def send(connection: HTTPConnection, method: str, path: str, cookie: str = "", b
 def test_logout_ends_the_session_in_every_gunicorn_worker(upstream, tmp_path):
     env = app_env(upstream, tmp_path / "data", ACCESS_TOKEN=TOKEN, DOTENV_PATH=str(tmp_path / "no.env"))
     args = ["-c", "gunicorn.conf.py", "-w", "2", "--keep-alive", "60"]
-    opened: list[HTTPConnection] = []
-    pinned: dict[int, HTTPConnection] = {}  # worker pid → a connection it holds
+    with Gunicorn(env, args, tmp_path / "gunicorn.log") as server, one_connection_per_worker(server) as workers:
+        first, second = workers
 
-    def every_worker_holds_one() -> bool:
-        connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
-        opened.append(connection)
-        assert send(connection, "GET", "/api/health").status == 200
-        worker = worker_holding(connection, server)
-        if worker is not None:
-            pinned.setdefault(worker, connection)
-        return len(pinned) == 2
+        def log_in(connection: HTTPConnection) -> str:
+            response = send(connection, "POST", "/api/login", body={"token": TOKEN})
+            assert response.status == 200
+            return SimpleCookie(response.getheader("Set-Cookie"))[COOKIE_NAME].value
 
-    with Gunicorn(env, args, tmp_path / "gunicorn.log") as server:
-        try:
-            wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
-            first, second = pinned.values()
-
-            def log_in(connection: HTTPConnection) -> str:
-                response = send(connection, "POST", "/api/login", body={"token": TOKEN})
-                assert response.status == 200
-                return SimpleCookie(response.getheader("Set-Cookie"))[COOKIE_NAME].value
-
-            with ThreadPoolExecutor(2) as pool:  # both workers' first logins race to make the secret
-                cookie, other_cookie = pool.map(log_in, (first, second))
-            for connection in (first, second):  # each worker knows the other's sessions
-                assert send(connection, "GET", "/api/history", cookie).status == 200
-                assert send(connection, "GET", "/api/history", other_cookie).status == 200
-            assert send(second, "POST", "/api/logout", cookie, body={}).status == 200  # logged in on the first
-            for connection in (first, second):
-                assert send(connection, "GET", "/api/history", cookie).status == 401
-                assert send(connection, "GET", "/api/history", other_cookie).status == 200  # other sessions go on
-        finally:
-            for connection in opened:
-                connection.close()
+        with ThreadPoolExecutor(2) as pool:  # both workers' first logins race to make the secret
+            cookie, other_cookie = pool.map(log_in, (first, second))
+        for connection in (first, second):  # each worker knows the other's sessions
+            assert send(connection, "GET", "/api/history", cookie).status == 200
+            assert send(connection, "GET", "/api/history", other_cookie).status == 200
+        assert send(second, "POST", "/api/logout", cookie, body={}).status == 200  # logged in on the first
+        for connection in (first, second):
+            assert send(connection, "GET", "/api/history", cookie).status == 401
+            assert send(connection, "GET", "/api/history", other_cookie).status == 200  # other sessions go on
 
 
 @pytest.mark.parametrize(("age", "status"), [(COOKIE_MAX_AGE + 60, 401), (COOKIE_MAX_AGE - 3600, 200)])

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from http.client import HTTPConnection
 from pathlib import Path
 
 import requests
@@ -77,6 +78,24 @@ def wait_until_healthy(base_url: str, timeout: float = 30.0, process: subprocess
     wait_until(healthy, timeout, message=f"{base_url} healthy")
 
 
+@contextlib.contextmanager
+def server_process(
+    command: Sequence[str | Path], *, cwd: Path, env: dict[str, str], port: int, log_path: Path, timeout: float = 30
+) -> Iterator[str]:
+    """Start a server as a user would (its own process group, output to `log_path`); yield its base URL
+    once /api/health answers on 127.0.0.1:`port`, and stop it with whatever it started afterwards."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(base_url, timeout, process)
+        yield base_url
+    finally:
+        stop_process_group(process)
+
+
 class Gunicorn:
     """A real Gunicorn master running `wsgi:app` from the project root, with its own environment."""
 
@@ -121,3 +140,45 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def worker_holding(connection: HTTPConnection, server: Gunicorn) -> int | None:
+    """The worker process that accepted `connection`: its socket's inode, found among the workers' descriptors."""
+    client_port = connection.sock.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == server.port and int(fields[2].split(":")[1], 16) == client_port:
+            inode = fields[9]
+    for pid in server.worker_pids():
+        with contextlib.suppress(OSError):  # a descriptor closed while listed
+            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+@contextlib.contextmanager
+def one_connection_per_worker(server: Gunicorn, workers: int = 2) -> Iterator[list[HTTPConnection]]:
+    """Kept-alive connections (start Gunicorn with a long --keep-alive), one held by each of the `workers`
+    workers: new ones until every worker, the last one booted too, has accepted one. Closed afterwards."""
+    pinned: dict[int, HTTPConnection] = {}
+    opened: list[HTTPConnection] = []
+
+    def every_worker_holds_one() -> bool:
+        connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
+        opened.append(connection)
+        connection.request("GET", "/api/health")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        worker = worker_holding(connection, server)
+        if worker is not None:
+            pinned.setdefault(worker, connection)
+        return len(pinned) == workers
+
+    try:
+        wait_until(every_worker_holds_one, 60, interval=0, message="a connection held by each worker")
+        yield list(pinned.values())
+    finally:
+        for connection in opened:
+            connection.close()
