@@ -339,7 +339,9 @@ def _read(declared: DeclaredSetting, environ: Mapping[str, str]) -> Any:
     try:
         return declared.convert(text)
     except ValueError:
-        shown = f" ({len(text)} characters)" if declared.secret else f"={text!r}"  # a secret stays out of the log
+        # A secret stays out of the log, and so do a URL's credentials and query (API_URL may carry ?key=).
+        printable = url_shown(text) if "://" in text else text
+        shown = f" ({len(text)} characters)" if declared.secret else f"={printable!r}"
         raise ConfigError(f"{declared.env}{shown} is invalid: expected {declared.accepted_form}") from None
 
 

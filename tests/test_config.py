@@ -52,6 +52,14 @@ def test_bad_values_name_the_variable_and_the_accepted_form(variable, value, hin
     assert "\n" not in message
 
 
+def test_a_bad_url_is_named_without_its_credentials_or_query():
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"API_URL": "http://user:hunter2@127.0.0.1:port/v1?key=sk-secret"})
+    message = str(raised.value)
+    assert message.startswith("API_URL=") and "http:// or https:// URL" in message
+    assert "hunter2" not in message and "sk-secret" not in message
+
+
 def test_blank_values_count_as_unset():
     assert load_settings({item.env: "  " for item in declared_settings()}) == load_settings({})
 
