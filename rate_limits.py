@@ -169,9 +169,10 @@ class LocalStorage(Storage, MovingWindowSupport):
     """A `limits` storage in one SQLite file, shared by every process of this machine that opens it.
 
     Each step is one transaction that takes the write lock first (BEGIN IMMEDIATE), so a count and
-    its check are atomic across processes. The file is in WAL mode, so readers do not wait for the
-    writer; counts need no durability, so no fsync per step (synchronous=NORMAL). A file that is
-    deleted or damaged while the app runs is made again at the next step: counts are disposable.
+    its check are atomic across processes; each process keeps one connection for its steps. The file
+    is in WAL mode, so readers do not wait for the writer; counts need no durability, so no fsync per
+    step (synchronous=NORMAL). A file that is deleted or damaged while the app runs is made again at
+    the next step: counts are disposable.
     """
 
     STORAGE_SCHEME = None  # not reachable by URI: RATE_LIMIT_STORAGE left empty selects it
@@ -182,6 +183,8 @@ class LocalStorage(Storage, MovingWindowSupport):
         self.path = path
         self._ready = False
         self._create_lock = threading.Lock()  # threads creating the file at once made SQLite fail (SQLITE_IOERR)
+        self._use_lock = threading.Lock()  # one connection per process, one transaction at a time
+        self._kept: tuple[int, tuple[int, ...] | None, sqlite3.Connection] | None = None  # pid, file identity
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -189,27 +192,53 @@ class LocalStorage(Storage, MovingWindowSupport):
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction on a fresh connection (fork- and thread-safe, closed whatever happens); a write
-        transaction takes the write lock at once, so nothing changes between its reads and its writes."""
+        """One transaction on this process's connection, one thread at a time; a write transaction takes
+        the write lock at once, so nothing changes between its reads and its writes."""
         if not self._ready:
             self._create()
-        connection = self._connect()
-        try:
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        with self._use_lock:
+            connection = self._connection()
             try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            except sqlite3.Error:
+                self._kept = None  # whatever went wrong, the next step starts on a new connection
+                connection.close()
                 raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection, kept between steps: opening one per step cost ~2 ms (the last connection
+        to close checkpoints the WAL). Opened again after a fork, and whenever the file itself changed (WAL
+        steps write only beside it; a checkpoint, or someone deleting, replacing or overwriting it, changes it),
+        so a lost file is noticed and every worker counts in the same one."""
+        try:
+            status = os.stat(self.path)
+            identity: tuple[int, ...] | None = (status.st_ino, status.st_size, status.st_mtime_ns)
+        except FileNotFoundError:
+            identity = None
+        kept = self._kept
+        if kept is not None and kept[0] == os.getpid() and kept[1] == identity:
+            return kept[2]
+        self._kept = None
+        connection = self._connect()  # a deleted file: SQLITE_CANTOPEN, made again by the caller
+        connection.execute("PRAGMA synchronous=NORMAL")
+        if kept is not None and kept[0] == os.getpid():
+            kept[2].close()  # after the new one opened, so it is not the last (no checkpoint); a connection
+            # from before a fork is left alone: it belongs to the parent
+        self._kept = (os.getpid(), identity, connection)
+        return connection
 
     def _connect(self) -> sqlite3.Connection:
         """A connection to the existing file: a deleted one is an error (SQLITE_CANTOPEN), not a new 0644 file."""
         uri = self.path.resolve().as_uri() + "?mode=rw"
-        return sqlite3.connect(uri, uri=True, timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        return sqlite3.connect(
+            uri, uri=True, timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
 
     def _create(self) -> None:
         """The file (0600: it lists client addresses) in WAL mode and its tables, if missing."""
