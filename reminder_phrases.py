@@ -161,7 +161,8 @@ class _Scan:
             for match in pattern.finditer(self.rest):
                 if keep(match) and match.group(0).strip():
                     found.append(match)
-                    self.rest = self.rest[: match.start()] + " " * len(match.group(0)) + self.rest[match.end() :]
+                    # NUL, not a space: no later pattern's \s* may join the pieces on either side of a taken part.
+                    self.rest = self.rest[: match.start()] + "\0" * len(match.group(0)) + self.rest[match.end() :]
         if len(found) > 1:
             raise _NotOne
         return found[0] if found else None
@@ -240,12 +241,20 @@ def _number(text: str) -> float:
         return float(text)
     if text in _EN_NUMBERS:
         return _EN_NUMBERS[text]
-    if "十" in text:
-        tens, _, ones = text.partition("十")
-        return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
-    if len(text) == 1 and text in _CN_DIGITS:
+    tens, ten, ones = text.partition("十")
+    if len(tens) > 1 or len(ones) > 1 or not (ten or len(text) == 1) or not {tens, ones} <= {"", *_CN_DIGITS}:
+        raise ValueError(f"{text!r} is not a number")
+    if not ten:
         return _CN_DIGITS[text]
-    raise ValueError(text)
+    return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
+
+
+def _whole(text: str) -> int:
+    """A whole number (hours, minutes, counts), ValueError for 1.5."""
+    number = _number(text)
+    if number != int(number):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
 
 
 def _delay(span: str) -> timedelta:
@@ -282,7 +291,7 @@ def _day_field(days: set[int]) -> str:
 
 def _interval_cron(match: re.Match[str]) -> str:
     """Every n minutes or hours, when n divides the hour or the day evenly (else crontab could not say it)."""
-    count = int(_number(match["n"] or match["en"] or "1"))
+    count = _whole(match["n"] or match["en"] or "1")
     minutes = (match["unit"] or match["eu"]).lower().startswith(("分", "m"))
     if count < 1 or (60 if minutes else 24) % count:
         raise _NotOne
@@ -295,10 +304,10 @@ def _clock_minutes(clock: re.Match[str], implied: str | None) -> list[int]:
     groups = clock.groupdict()
     if groups.get("word"):
         return [720 if groups["word"].lower() in ("noon", "midday") else 1440]
-    hour = int(_number(clock["h"]))
-    minute = 30 if groups.get("half") else 15 * int(_number(groups["q"])) if groups.get("q") else 0
+    hour = _whole(clock["h"])
+    minute = 30 if groups.get("half") else 15 * _whole(groups["q"]) if groups.get("q") else 0
     if groups.get("m") or groups.get("cm"):
-        minute = int(_number(groups.get("m") or groups["cm"]))
+        minute = _whole(groups.get("m") or groups["cm"])
     marker = groups.get("p") or (groups.get("ap") or "").replace(".", "")
     period = _PERIODS[marker.lower()] if marker else implied
     if minute > 59 or hour > 24 or (hour > 12 and period in ("small", "morning", "am")):
@@ -372,7 +381,7 @@ def _weekday_dates(weekday: re.Match[str], today: datetime) -> list[datetime]:
 
 def _reminder_text(after_trigger: str, message: str) -> str:
     """What follows the request word, without times, filler and end punctuation; a default when nothing is left."""
-    text = " ".join(after_trigger.split())
+    text = " ".join(after_trigger.replace("\0", " ").split())
     text = re.sub(r"(?<=[\u4e00-\u9fff]) (?=[\u4e00-\u9fff])", "", text)
     text = _TRAILING_FILLER.sub("", _LEADING_FILLER.sub("", text)).strip()
     if text:
