@@ -18,8 +18,11 @@ or two of a kind ("明天8点提醒我9点开会"), is not one: the caller leave
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from cron import CRONTAB_WEEKDAYS
 
 
 @dataclass(frozen=True)
@@ -38,42 +41,23 @@ class _NotOne(Exception):
 _WIDE = str.maketrans("０１２３４５６７８９：　", "0123456789: ")
 _CN_NUM = "[零〇一二两三四五六七八九十]+"
 _NUM = rf"(?:\d+(?:\.\d+)?|{_CN_NUM})"
-_CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_EN_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
-_EN_NUMBERS |= {"eight": 8, "nine": 9, "ten": 10, "fifteen": 15, "twenty": 20, "thirty": 30, "forty-five": 45}
+_CN_DIGITS = {digit: value for value, digit in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+_EN_NUMBERS = {w: n for n, w in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight"], start=1)}
+_EN_NUMBERS |= {"nine": 9, "ten": 10, "a": 1, "an": 1, "fifteen": 15, "twenty": 20, "thirty": 30, "forty-five": 45}
+# Seconds per unit, keyed by its first character: 秒 分(钟) 刻钟 小时 钟头 天, s(econds) m(inutes) h(ours) d(ays).
 _SECONDS = {"秒": 1, "分": 60, "刻": 900, "小": 3600, "钟": 3600, "天": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400}
-# Weekdays as crontab numbers: Sunday is 0.
-_CN_DAYS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "日": 0, "天": 0, "7": 0} | {
-    str(d): d for d in range(1, 7)
-}
-_EN_DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 0}
-_PERIODS = {
-    "凌晨": "small",
-    "半夜": "small",
-    "清晨": "morning",
-    "早上": "morning",
-    "早晨": "morning",
-    "上午": "morning",
-}
-_PERIODS |= {"早": "morning", "中午": "noon", "午后": "pm", "下午": "pm", "傍晚": "pm", "晚上": "evening"}
-_PERIODS |= {"夜里": "evening", "夜间": "evening", "晚": "evening", "morning": "morning", "afternoon": "pm"}
-_PERIODS |= {"evening": "evening", "night": "evening", "am": "am", "pm": "pm"}
+# Weekdays as crontab numbers: Sunday is 0 (and 周7 is Sunday too).
+_CN_DAYS = dict(zip("日一二三四五六", range(7), strict=True)) | {"天": 0, "7": 0} | {str(d): d for d in range(1, 7)}
+_EN_DAYS = {name: number for number, name in enumerate(CRONTAB_WEEKDAYS)}
+# Each part-of-day word and how it turns an hour into a 24-hour one (see _clock_minutes).
+_PERIODS = dict.fromkeys(("凌晨", "半夜"), "small") | dict.fromkeys(("清晨", "早上", "早晨", "上午", "早"), "morning")
+_PERIODS |= {"中午": "noon"} | dict.fromkeys(("午后", "下午", "傍晚"), "pm")
+_PERIODS |= dict.fromkeys(("晚上", "夜里", "夜间", "晚"), "evening")
+_PERIODS |= {"morning": "morning", "afternoon": "pm", "evening": "evening", "night": "evening", "am": "am", "pm": "pm"}
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
+    """A pattern matched without regard to case (English words may come capitalised)."""
     return re.compile(pattern, re.IGNORECASE)
 
 
@@ -86,7 +70,7 @@ _CN_AMOUNT = (
     rf"(?:(?P<n>{_NUM})\s*个?\s*(?P<half>半)?|(?P<only_half>半))\s*个?\s*(?P<unit>秒钟?|分钟|分|小时|钟头|刻钟|天)"
 )
 _EN_AMOUNT = (
-    r"(?P<n>\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|fifteen|twenty|thirty|forty-five"
+    rf"(?P<n>\d+(?:\.\d+)?|{'|'.join(sorted(_EN_NUMBERS, key=len, reverse=True))}"
     r"|(?P<only_half>half\s+an?))\s*(?P<unit>seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?)\b"
 )
 _CN_ANY = re.sub(r"\?P<\w+>", "?:", _CN_AMOUNT)
@@ -154,7 +138,9 @@ class _Scan:
     def __init__(self, message: str) -> None:
         self.rest = message
 
-    def take(self, patterns: list[re.Pattern[str]], keep=lambda match: True) -> re.Match[str] | None:
+    def take(
+        self, patterns: list[re.Pattern[str]], keep: Callable[[re.Match[str]], bool] = lambda match: True
+    ) -> re.Match[str] | None:
         """The one match of any of `patterns` (blanked out); None if none; _NotOne if more than one."""
         found = []
         for pattern in patterns:
@@ -204,7 +190,10 @@ def _schedule(scan: _Scan, now: datetime) -> dict:
             raise _NotOne
         if interval is not None:
             return {"at": None, "cron": _interval_cron(interval)}
-        return {"at": _after(now, now + _delay(delay.group(0))), "cron": None}
+        at = now + _delay(delay.group(0))
+        if at <= now:
+            raise _NotOne
+        return {"at": at, "cron": None}
     if clock is None:
         raise _NotOne
     period = _PERIODS[(en_period["p"] or en_period["n"]).lower()] if en_period else _implied_period(day, recurrence)
@@ -212,13 +201,6 @@ def _schedule(scan: _Scan, now: datetime) -> dict:
     if recurrence is not None:
         return {"at": None, "cron": _cron(minutes[0], recurrence[1])}
     return {"at": _one_off(minutes, day, weekday, now), "cron": None}
-
-
-def _after(now: datetime, at: datetime) -> datetime:
-    """`at` when it is after now."""
-    if at <= now:
-        raise _NotOne
-    return at
 
 
 def _implied_period(day: re.Match[str] | None, recurrence: tuple[re.Match[str], str] | None) -> str | None:
@@ -310,22 +292,21 @@ def _clock_minutes(clock: re.Match[str], implied: str | None) -> list[int]:
         minute = _whole(groups.get("m") or groups["cm"])
     marker = groups.get("p") or (groups.get("ap") or "").replace(".", "")
     period = _PERIODS[marker.lower()] if marker else implied
-    if minute > 59 or hour > 24 or (hour > 12 and period in ("small", "morning", "am")):
+    if minute > 59 or hour * 60 + minute > 1440 or (hour > 12 and period in ("small", "morning", "am")):
         raise _NotOne
     if period is None or hour > 12:
         # 8 o'clock unsaid: 08:00 or 20:00, whichever comes first; 12 is noon or midnight.
         return [hour * 60 + minute] + ([(hour + 12) * 60 + minute] if 1 <= hour <= 12 and period is None else [])
     half_day = hour % 12
-    if period == "morning":
-        hour = hour
-    elif period in ("small", "am"):
-        hour = half_day
-    elif period == "noon":
-        hour = hour if 6 <= hour <= 11 else half_day + 12
-    elif period == "pm":
-        hour = half_day + 12
-    else:  # evening: 晚上12点 is the midnight ending it, 晚上1点 the small hours after it
-        hour = half_day + 24 if hour <= 4 or hour == 12 else half_day + 12
+    hour = {
+        "morning": hour,
+        "small": half_day,
+        "am": half_day,
+        "noon": hour if 6 <= hour <= 11 else half_day + 12,
+        "pm": half_day + 12,
+        # 晚上12点 is the midnight that ends the evening, 晚上1点 the small hours after it.
+        "evening": half_day + (24 if hour <= 4 or hour == 12 else 12),
+    }[period]
     return [hour * 60 + minute]
 
 
@@ -345,7 +326,7 @@ def _expand(field: str) -> list[int]:
 
 
 def _one_off(minutes: list[int], day: re.Match | None, weekday: re.Match | None, now: datetime) -> datetime:
-    """The first candidate after now on the day named (none after it: None), else today or the next day."""
+    """The first candidate after now on the day named (none after it: not a reminder), else today or the next day."""
     today = datetime(now.year, now.month, now.day)
     if day is not None:
         bases = [today + timedelta(days=_day_offset(day))]
@@ -353,9 +334,10 @@ def _one_off(minutes: list[int], day: re.Match | None, weekday: re.Match | None,
         bases = _weekday_dates(weekday, today)
     else:
         bases = [today, today + timedelta(days=1)]
-    return _after(
-        now, min((c for c in (b + timedelta(minutes=m) for b in bases for m in minutes) if c > now), default=now)
-    )
+    upcoming = [moment for base in bases for m in minutes if (moment := base + timedelta(minutes=m)) > now]
+    if not upcoming:
+        raise _NotOne
+    return min(upcoming)
 
 
 def _day_offset(day: re.Match[str]) -> int:
@@ -376,6 +358,8 @@ def _weekday_dates(weekday: re.Match[str], today: datetime) -> list[datetime]:
     if prefix.startswith(("这", "本", "this")):
         return [monday + timedelta(days=(wanted - 1) % 7)]
     ahead = (wanted - (today.weekday() + 1)) % 7
+    if prefix == "next" and today.weekday() + ahead <= 6:
+        raise _NotOne  # "next friday" on a Wednesday: this week's or next week's? The model may ask.
     return [today + timedelta(days=ahead), today + timedelta(days=ahead + 7)]
 
 

@@ -243,3 +243,33 @@ def test_no_time_or_no_request_is_not_a_reminder(message: str):
 def test_seconds_of_now_are_kept_for_relative_times():
     assert parse_reminder("in 5 seconds remind me", WED_SECONDS) == at("Reminder", 2026, 11, 25, 10, 0, 35)
     assert parse_reminder("5秒后提醒我", WED_SECONDS).at == WED_SECONDS + timedelta(seconds=5)
+
+
+def test_next_weekday_is_refused_only_when_it_could_mean_this_week():
+    assert parse_reminder("remind me next friday at 5pm to pay", WED) is None  # this Friday or the one after?
+    assert parse_reminder("remind me next monday at 9am to pay", WED) == at("pay", 2026, 11, 30, 9, 0)
+    assert parse_reminder("下周五下午5点提醒我交周报", WED) == at("交周报", 2026, 12, 4, 17, 0)
+    assert parse_reminder("这周一早上9点提醒我开会", WED) is None  # this week's Monday is gone
+
+
+@pytest.mark.parametrize(
+    ("message", "fields"),
+    [("每隔15分钟提醒我站起来", "*/15 * * * *"), ("every 2 hours remind me to drink", "0 */2 * * *")],
+)
+def test_intervals_that_divide_the_hour_or_day_are_crontab_steps(message: str, fields: str):
+    assert parse_reminder(message, WED).cron == fields
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "每隔7分钟提醒我喝水",
+        "二十十点提醒我",
+        "1.5点提醒我",
+        "明天25点提醒我",
+        "in 99999999999 days remind me",
+        "明天9点 后天10点 提醒我",
+    ],
+)
+def test_odd_numbers_and_two_schedules_are_not_reminders(message: str):
+    assert parse_reminder(message, WED) is None
