@@ -63,7 +63,14 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _EN_DAY = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _TRIGGER = _rx(
-    r"(?:记得|请|帮我)?(?:提醒(?:一下|下)?我(?:一下|一声)?|叫我|喊我)|\bremind\s+me\b|\bset\s+an?\s+reminder(?:\s+for\b)?"
+    r"(?:记得|请|帮我)?(?:提醒(?:一下|下)?我(?:一下|一声)?|叫我|喊我|设(?:置|定)?一?个提醒)|\bremind\s+me\b|\bset\s+an?\s+reminder(?:\s+for\b)?"
+)
+# Dates and schedules this grammar does not read (a day of the month, a month, a year, a week without a day):
+# a message naming one is left to the model rather than read as if that part were not there.
+_UNREAD = _rx(
+    r"[\d零〇一二两三四五六七八九十]+\s*[月号]|\d+\s*日|每个?[月年]|下个?月|(?:这|下|本)个?(?:周|星期|礼拜)(?:末|$|[^一二三四五六日天1-7])"
+    r"|\b(?:every|each|next|this)\s+(?:month|year|week)\b|\b(?:this|next)\s+weekend\b|\b(?:monthly|yearly|annually)\b|\b\d+(?:st|nd|rd|th)\b"
+    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d"
 )
 # A delay: its span (one or more amounts, then 后 / after 过 / after "in"), then each amount read on its own.
 _CN_AMOUNT = (
@@ -158,7 +165,7 @@ def parse_reminder(message: str, now: datetime) -> ParsedReminder | None:
     """A reminder request in plain Chinese or English, or None when the message is not one (or is ambiguous)."""
     scan = _Scan(" ".join(message.translate(_WIDE).split()))
     trigger = _TRIGGER.search(scan.rest)
-    if trigger is None:
+    if trigger is None or _UNREAD.search(scan.rest):
         return None
     scan.take([_TRIGGER], keep=lambda match: match.start() == trigger.start())
     try:

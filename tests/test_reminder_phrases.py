@@ -273,3 +273,26 @@ def test_intervals_that_divide_the_hour_or_day_are_crontab_steps(message: str, f
 )
 def test_odd_numbers_and_two_schedules_are_not_reminders(message: str):
     assert parse_reminder(message, WED) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "每个月1号早上9点提醒我交房租",
+        "12月1日早上9点提醒我",
+        "这周末上午10点提醒我浇花",
+        "remind me on the 5th at 9am",
+        "remind me on dec 3 at 9am",
+        "remind me this weekend at 10am to shop",
+        "remind me every month at 9am to pay rent",
+    ],
+)
+def test_a_date_the_grammar_cannot_read_is_left_to_the_model_not_dropped(message: str):
+    assert parse_reminder(message, WED) is None
+
+
+def test_setting_a_reminder_in_so_many_words_is_a_request():
+    assert parse_reminder("帮我设个提醒：明天早上7点开会", WED) == at("开会", 2026, 11, 26, 7, 0)
+    assert parse_reminder("set a reminder for 3pm to call the dentist", WED) == at(
+        "call the dentist", 2026, 11, 25, 15, 0
+    )
