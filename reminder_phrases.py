@@ -5,14 +5,20 @@ It serves when the model is not offered tools (`REMINDER_TOOLS=false`) or its to
 
 Why a grammar of our own rather than a library: `dateparser` 1.5 (tried on this issue's phrases) reads "20分钟后",
 "in 20 minutes" and "tomorrow at 8am", but returns nothing for "明天早上8点", "今晚9点半", "后天下午3点" or
-"周五下午5点", nor for any whole sentence ("明天早上8点提醒我喝水"), and it knows no recurring schedules.
-`recurrent` (English only, RRULE output, last released 2021) and `jionlp` (a large Chinese-only NLP toolkit)
-would each cover half and still need the other half and the text extraction written here. The issue asks for
-exactly this small grammar, so it is written out, table-driven, below.
+"周五下午5点", nor for any whole sentence ("明天早上8点提醒我喝水", "in 20 minutes remind me to call mom"), and it
+knows no recurring schedules. `recurrent` (English only, RRULE output, last release 2021) and `jionlp` (a large
+Chinese-only NLP toolkit) were not tried: each could serve one language at most, and the request words, the text
+and the crontab fields would still be ours. The issue asks for this small grammar, so it is written out below.
 
-A message is a reminder request when it holds a request word (提醒我, 叫我, remind me, set a reminder) and one
-schedule: a delay, a clock time with an optional day or weekday, or a recurrence with a clock time. Anything less,
-or two of a kind ("明天8点提醒我9点开会"), is not one: the caller leaves it to the model.
+A message is a reminder request when it holds a request word (提醒我, 叫我, 设个提醒, remind me, set a reminder) and
+one schedule: a delay, a clock time with an optional day or weekday, a recurrence with a clock time, or an interval
+that divides the hour or the day. Anything less, two of a kind ("明天8点提醒我9点开会"), or a date it cannot read
+(1号, 12月1日, the 5th, this weekend) is not one: the caller leaves it to the model. The readings it chooses:
+- a clock without am/pm and without a day is the first of 8:00 / 20:00 still ahead (today, else tomorrow);
+- with a day named (今天, tomorrow, 这周一) a time already past is not a reminder; with none it is tomorrow's;
+- a weekday alone is the coming one (today's if still ahead); 下周五 is next week's; "next friday" is refused
+  when the coming Friday is still this week, since English speakers split on which one it means;
+- 晚上12点 / midnight is the midnight ending that day; 中午12点 / 12pm is noon; 12am and 凌晨12点 are 00:00.
 """
 
 from __future__ import annotations
