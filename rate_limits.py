@@ -89,6 +89,8 @@ class RateLimitStore:
         self._down_until = 0.0  # monotonic time until which the storage counts as down; 0 while it works
         if not self.storage.check():
             self._went_down("does not answer at start-up")
+        if isinstance(self.storage, LocalStorage):
+            self.storage.release()  # nothing opened here may cross a fork (Gunicorn --preload)
 
     def hit(self, rate: RateLimitItem, *identifiers: str) -> bool:
         """Count one call in `rate`'s moving window, unless it is full: False then."""
@@ -232,6 +234,13 @@ class LocalStorage(Storage, MovingWindowSupport):
             # from before a fork is left alone: it belongs to the parent
         self._kept = (os.getpid(), identity, connection)
         return connection
+
+    def release(self) -> None:
+        """Close this process's connection; the next step opens one again."""
+        with self._use_lock:
+            kept, self._kept = self._kept, None
+            if kept is not None and kept[0] == os.getpid():
+                kept[2].close()
 
     def _connect(self) -> sqlite3.Connection:
         """A connection to the existing file: a deleted one is an error (SQLITE_CANTOPEN), not a new 0644 file."""

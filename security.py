@@ -10,7 +10,9 @@
   COOKIE_MAX_AGE.
 - A valid token or cookie always passes. Only wrong tokens are counted (AUTH_FAILURE_LIMIT per
   client address): over the limit a guess gets 429 instead of 401, so honest users who share an
-  address with a guesser (one NAT, or a proxy with TRUSTED_PROXIES=0) are never locked out.
+  address with a guesser (one NAT, or a proxy with TRUSTED_PROXIES=0) are never locked out. The
+  price: the right token still passes over the limit, so the limit slows no one down; the real
+  defence is the token itself (at least 16 characters, and random; NETWORK_SETUP.md shows how).
 - Cross-site requests: a state-changing request (POST, PUT, PATCH, DELETE) that a browser marks as
   sent from another site or origin is refused with 403 before anything else, and every POST must
   be sent as JSON (api.py), which an HTML form cannot do. Browsers say where a request comes from

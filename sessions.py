@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from errors import StorageError
 from history_store import file_lock, write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 SECRET_FILE = "session_secret"
 SESSIONS_FILE = "sessions.json"
@@ -44,8 +47,7 @@ class SessionSecret:
                 try:
                     self._value = _read_or_create_secret(self.path)
                 except OSError as error:
-                    message = f"The login secret in the data folder cannot be read or made ({error})."
-                    raise StorageError(message) from None
+                    raise _storage_error("The login secret cannot be read or made", error) from None
             return self._value
 
 
@@ -105,7 +107,7 @@ class SessionStore:
                 yield sessions
                 write_bytes_atomic(self.path, json.dumps(sessions).encode("utf-8"))  # mkstemp's 0600 is kept
         except OSError as error:
-            raise StorageError(f"The login sessions in the data folder cannot be saved ({error}).") from None
+            raise _storage_error("The login sessions cannot be saved", error) from None
 
     def _read(self) -> dict[str, float]:
         """The live sessions: none when the file is missing or garbled (everyone logs in again)."""
@@ -114,7 +116,13 @@ class SessionStore:
         except (FileNotFoundError, ValueError):
             return {}
         except OSError as error:
-            raise StorageError(f"The login sessions in the data folder cannot be read ({error}).") from None
+            raise _storage_error("The login sessions cannot be read", error) from None
         if not isinstance(data, dict):
             return {}
         return {key: value for key, value in data.items() if isinstance(value, int | float)}
+
+
+def _storage_error(what: str, error: OSError) -> StorageError:
+    """A 503 for anyone (login and logout are public): the reason, but the folder's path only in the log."""
+    log.warning("%s: %s", what, error)
+    return StorageError(f"{what}: {error.strerror or 'storage error'} (is the data folder writable and not full?).")

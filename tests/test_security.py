@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from config import ConfigError, load_settings
-from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_NAME
+from security import AUTH_FAILURE_LIMIT, CONTENT_SECURITY_POLICY, COOKIE_MAX_AGE, COOKIE_NAME
 from tests.support.client import Api, app_env
 from tests.support.fake_upstream import API_KEY
 from tests.support.servers import Gunicorn, free_port
@@ -100,6 +100,7 @@ def test_login_sets_a_strict_httponly_cookie_that_opens_the_api(serve, upstream)
     assert set_cookie.startswith(f"{COOKIE_NAME}=")
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Path=/" in set_cookie
     assert "Secure" not in set_cookie  # plain http here; see the https test below
+    assert f"Max-Age={COOKIE_MAX_AGE}" in set_cookie  # kept by the browser for its lifetime, not just this session
     value = api.session.cookies[COOKIE_NAME]
     assert TOKEN not in value
     assert api.chat("用 cookie 登录").status_code == 200
@@ -159,6 +160,27 @@ def test_login_cookie_survives_a_restart_but_not_a_new_token(serve):
     assert same_token.get("/api/history", cookies=cookie).status_code == 200
     new_token = serve(ACCESS_TOKEN=TOKEN + "-rotated")
     assert new_token.get("/api/history", cookies=cookie).status_code == 401
+
+
+@pytest.mark.parametrize("unusable", ["session_secret", "sessions.json"])
+def test_an_unusable_login_file_is_a_clear_503_that_does_not_show_the_folder(serve, unusable):
+    api = serve(ACCESS_TOKEN=TOKEN)
+    (api.settings.data_dir / unusable).mkdir(parents=True)  # a folder where the file should be: reading fails
+    response = login(api)
+    assert response.status_code == 503
+    assert response.json()["code"] == "storage_unavailable"
+    assert str(api.settings.data_dir) not in response.text  # login is public: no paths for strangers
+    assert api.get("/api/history", headers=BEARER).status_code == 200  # scripts with the token still work
+
+
+def test_login_cookie_needs_the_data_folders_secret_not_just_the_token(serve):
+    first = serve(ACCESS_TOKEN=TOKEN)
+    login(first)
+    cookie = {COOKIE_NAME: first.session.cookies[COOKIE_NAME]}
+    # Whoever knows (or guesses) the token but not the secret cannot make or check a cookie offline.
+    (first.settings.data_dir / "session_secret").write_bytes(b"another secret, 32 bytes or more!!")
+    same_token_other_secret = serve(ACCESS_TOKEN=TOKEN)
+    assert same_token_other_secret.get("/api/history", cookies=cookie).status_code == 401
 
 
 def test_cookie_is_secure_behind_a_trusted_https_proxy_only(serve):
