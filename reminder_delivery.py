@@ -115,7 +115,8 @@ class ReminderDelivery:
                 self.store.finish(occurrence, {})
                 continue
             log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
-            self._send(occurrence, reminder)
+            # Sent by a later leader than its own: late, however soon (unless it was stored before the crash).
+            self._send(Occurrence(occurrence.reminder_id, occurrence.scheduled_for, late=True), reminder)
 
     def _deliver_due(self) -> float:
         """Send every due occurrence; the seconds until the next one."""
@@ -150,7 +151,8 @@ class ReminderDelivery:
 
     def _send(self, occurrence: Occurrence, reminder: dict[str, Any]) -> tuple[Message, AppError | None]:
         """Store the occurrence's message (once) and finish its claim with the outcome."""
-        message, failure = self.service.reminder_reply(reminder, occurrence.scheduled_for, occurrence.late)
+        late = occurrence.late or _is_late(occurrence.scheduled_for)  # e.g. finished by the next leader
+        message, failure = self.service.reminder_reply(reminder, occurrence.scheduled_for, late)
         from scheduler import failure_summary  # scheduler imports this module
 
         error = failure_summary(failure, self.settings) if failure else None
@@ -179,3 +181,12 @@ class ReminderDelivery:
             reminder = self.store.get(reminder_id)
         message, _ = self._send(occurrence, claimed or reminder)
         return message
+
+
+def _is_late(scheduled_for: str) -> bool:
+    """Whether an occurrence is being sent more than LATE_AFTER_SECONDS after its time (a manual run never is)."""
+    try:
+        due = datetime.fromisoformat(scheduled_for)
+    except ValueError:
+        return False
+    return (datetime.now(due.tzinfo) - due).total_seconds() > LATE_AFTER_SECONDS

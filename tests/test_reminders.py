@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,13 @@ def reminder_messages(data_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [m for m in json.loads(path.read_bytes())["messages"] if m.get("reminder_id")]
+
+
+def claimed(data_dir: Path) -> list[str]:
+    """The ids of the reminders whose occurrences are claimed right now."""
+    with contextlib.suppress(FileNotFoundError):
+        return [c["reminder_id"] for c in json.loads((data_dir / "reminders.json").read_bytes())["claims"].values()]
+    return []
 
 
 def reminder_calls(upstream, text: str = "") -> list[dict]:
@@ -224,6 +232,39 @@ def test_twenty_reminders_due_together_survive_a_kill_9_of_the_leader(upstream, 
     # Only an occurrence cut off mid-call by the kill may be asked for twice.
     assert 20 <= calls <= 21, f"{calls} model calls for 20 reminders"
     print(f"\n20 due at once, leader killed after {sent_before_kill}: 20 messages, {calls} model calls")
+
+
+def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restart(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    short_grace = {"MISFIRE_GRACE_SECONDS": "2"}  # the restart comes after it: only a claim can bring one back
+    server = gunicorn(upstream, tmp_path, workers=2, **short_grace).start()
+    try:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        for text in ("第一件", "第二件", "第三件"):
+            create(server, text=text, at=local(due))
+        upstream.script({}, {"delay": 1.0})  # the second is still with the model when everything dies
+        wait_until(lambda: claimed(data_dir) == ["2"], 20, interval=0.005, message="the second reminder claimed")
+        os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        server.stop()
+    assert [m["content"] for m in reminder_messages(data_dir)] == [
+        "收到：" + reminder_calls(upstream)[0]["messages"][-1]["content"]
+    ]
+    wait_until(lambda: time.time() > due.timestamp() + 3, 10, message="the grace time to pass")
+
+    with gunicorn(upstream, tmp_path, workers=2, **short_grace) as server:
+        shown = wait_until(
+            lambda: (found := listed(server)) and all(r["last_run"] for k, r in found.items() if k != "env") and found,
+            20,
+            message="every reminder handled",
+        )
+        time.sleep(1)
+    messages = reminder_messages(data_dir)
+    assert [m["reminder_id"] for m in messages] == ["1", "2"], "the reminder cut off mid-delivery was lost"
+    assert messages[1]["late"] is True
+    assert shown["3"]["last_run"]["status"] == "missed"  # never started, and now older than the grace time
+    assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
 
 
 def test_an_occurrence_missed_while_no_server_ran_is_sent_once_late(upstream, tmp_path):
