@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from history_store import HistoryStore
 from scheduler import leader_pid
 from tests.support.client import app_env
 from tests.support.servers import Gunicorn
@@ -159,6 +160,18 @@ def test_run_now_sends_once_and_logs_it(api, upstream):
     assert last_run["status"] == "failed" and "HTTP 500" in last_run["error"]
     runs = api.get(f"/api/reminders/{reminder['id']}/runs").json()["runs"]
     assert [run["status"] for run in runs] == ["failed", "ok"]
+
+
+def test_the_history_keeps_one_message_per_occurrence(tmp_path):
+    store = HistoryStore(tmp_path / "chat_history.json", timezone="Asia/Shanghai")
+    tick = "2026-11-26T08:00:00+08:00"
+    first = store.append("assistant", "吃药", is_scheduled=True, reminder_id="1", scheduled_for=tick)
+    again = store.append("assistant", "吃药!", is_scheduled=True, reminder_id="1", scheduled_for=tick)
+    other = store.append("assistant", "喝水", is_scheduled=True, reminder_id="2", scheduled_for=tick)
+    env = store.append("assistant", "早安", is_scheduled=True, scheduled_for=tick)  # the .env reminder's tick
+    assert again == first
+    assert [m["content"] for m in store.recent(10)] == ["吃药", "喝水", "早安"]
+    assert store.find_scheduled(tick, "2") == other and store.find_scheduled(tick) == env
 
 
 # ---- delivery under Gunicorn -------------------------------------------------------------------
