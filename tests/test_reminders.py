@@ -130,9 +130,11 @@ def test_a_bad_reminder_is_refused_with_one_sentence(api, body, code):
 
 
 def test_the_env_reminder_is_listed_read_only(serve):
-    api = serve(CRON_HOUR="7", CRON_DAY_OF_WEEK="1-5")
+    api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="7", CRON_DAY_OF_WEEK="1-5")  # the election is not started
     env = api.get("/api/reminders").json()["reminders"][0]
     assert env["id"] == "env" and env["source"] == "env" and env["cron"] == "0 0 7 * * 1-5"
+    assert env["text"] == api.settings.scheduled_message_prompt and env["enabled"] is True
+    assert len(env["next_runs"]) == 3
     assert {datetime.fromisoformat(t).weekday() for t in env["next_runs"]} <= {0, 1, 2, 3, 4}
     for response in (
         api.session.patch(api.base_url + "/api/reminders/env", json={"enabled": False}),
