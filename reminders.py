@@ -14,6 +14,7 @@ and storing the message, and removes it after; a claim left by a leader that die
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import socket
@@ -77,6 +78,7 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
     return moment.replace(tzinfo=zone)
 
 
+@functools.lru_cache(maxsize=4096)  # building a trigger costs more than asking it; reminders share few schedules
 def cron_trigger(value: Any, zone: ZoneInfo) -> CronTrigger:
     """Five crontab fields (minute hour day month weekday, 0/7 Sunday, names allowed); 400 `invalid_cron` otherwise."""
     fields = value.split() if isinstance(value, str) else []
