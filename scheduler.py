@@ -10,6 +10,8 @@ and wakes one waiter, so another process takes over within milliseconds.
 reports the same one. A new leader that finds a tick missed in the gap (within
 MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a second message for
 the same tick, so no tick is ever stored twice.
+
+The same leader also sends the users' reminders (reminders.py, reminder_delivery.py).
 """
 
 from __future__ import annotations
