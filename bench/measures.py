@@ -80,6 +80,18 @@ def first_token_time(session: requests.Session, url: str, marker: bytes, **kwarg
         return first, time.perf_counter() - started
 
 
+def timed_chat(session: requests.Session, base_url: str) -> Callable[[], float]:
+    """One chat through the app at `base_url`, timed in seconds (it must succeed)."""
+
+    def call() -> float:
+        started = time.perf_counter()
+        response = session.post(base_url + "/api/chat", json={"message": "今天天气怎么样？"}, timeout=30)
+        assert response.status_code == 200, response.text
+        return time.perf_counter() - started
+
+    return call
+
+
 def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
     """Sequential chats and streams through the app vs straight to the upstream, interleaved pair by pair."""
     history_file = work / "overhead" / "chat_history.json"
@@ -88,11 +100,7 @@ def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
     with fake_upstream(0.0) as upstream, Server(app_env(upstream, history_file), name="overhead") as server:
         app_session, direct_session = requests.Session(), requests.Session()
 
-        def via_app() -> float:
-            started = time.perf_counter()
-            response = app_session.post(server.base_url + "/api/chat", json={"message": "今天天气怎么样？"}, timeout=30)
-            assert response.status_code == 200, response.text
-            return time.perf_counter() - started
+        via_app = timed_chat(app_session, server.base_url)
 
         def direct() -> float:
             payload = direct_payload(history_file, "今天天气怎么样？", stream=False)
@@ -159,20 +167,11 @@ def measure_guarded(chats: int, work: Path) -> list[Row]:
         login = guarded_session.post(guarded_server.base_url + "/api/login", json={"token": token}, timeout=30)
         assert login.status_code == 200, login.text
 
-        def chat(session: requests.Session, server: Server) -> Callable[[], float]:
-            def call() -> float:
-                started = time.perf_counter()
-                response = session.post(server.base_url + "/api/chat", json={"message": "今天天气怎么样？"}, timeout=30)
-                assert response.status_code == 200, response.text
-                return time.perf_counter() - started
-
-            return call
-
         warm(open_server.base_url)
         warm(guarded_server.base_url)
-        guarded_times, open_times = interleave(
-            chat(guarded_session, guarded_server), chat(open_session, open_server), chats, warmup=20
-        )
+        guarded = timed_chat(guarded_session, guarded_server.base_url)
+        unguarded = timed_chat(open_session, open_server.base_url)
+        guarded_times, open_times = interleave(guarded, unguarded, chats, warmup=20)
     added50 = percentile(guarded_times, 0.5) - percentile(open_times, 0.5)
     section = "guarded"
     return [
