@@ -8,15 +8,18 @@ A route is guarded by ACCESS_TOKEN unless marked `@public`, and counts against R
 
 import json
 from collections.abc import Generator, Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint
 
 from chat_service import ChatService
 from config import Settings
-from errors import BadRequest, Unauthorized, UnsupportedMediaType
+from errors import BadRequest, Conflict, Unauthorized, UnsupportedMediaType
 from openapi import document, operation_id
+from reminders import describe
 from responses import (
     BAD_REQUEST,
     CALLS_THE_MODEL,
@@ -25,6 +28,9 @@ from responses import (
     NO_BODY,
     POSTED,
     RATE_LIMITED,
+    READ_ONLY,
+    REMINDER_NOT_FOUND,
+    REMINDER_REFUSED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
     UNAUTHORIZED,
@@ -32,11 +38,15 @@ from responses import (
     Cleared,
     Health,
     History,
+    ReminderList,
+    ReminderResult,
+    ReminderRuns,
+    ReminderSent,
     Schedule,
     Success,
 )
 from scheduler import Reminders
-from schemas import ChatRequest, HistoryQuery, LoginRequest, body_example
+from schemas import ChatRequest, HistoryQuery, LoginRequest, ReminderChange, ReminderCreate, ReminderPath, body_example
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
 
 api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
@@ -188,6 +198,102 @@ def run_schedule() -> Any:
     """Send a reminder now, once, and return the stored message."""
     message = _reminders().run_now()
     return {"success": True, "reply": message["content"], "message": message}
+
+
+# ---- reminders -------------------------------------------------------------------------------
+
+NAMES_A_REMINDER = {404: REMINDER_NOT_FOUND, 503: STORAGE_UNAVAILABLE}
+
+
+def _now() -> datetime:
+    return datetime.now(ZoneInfo(current_app.extensions["settings"].timezone))
+
+
+def _shown(reminder_id: str) -> dict[str, Any]:
+    """One reminder as the API shows it; the .env one included."""
+    if reminder_id == "env":
+        return _reminders().as_reminder()
+    return describe(_reminders().store.get(reminder_id), _now())
+
+
+def _writable(reminder_id: str) -> str:
+    """`reminder_id`, unless it names the .env reminder (409)."""
+    if reminder_id == "env":
+        raise Conflict(
+            "The .env reminder is read-only: change CRON_* or SCHEDULED_MESSAGE_PROMPT in .env and restart.",
+            code="reminder_read_only",
+        )
+    return reminder_id
+
+
+@api.get("/reminders", security=TOKEN_OR_COOKIE, responses={200: ReminderList, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def list_reminders() -> Any:
+    """Every reminder with its next three fire times and last outcome; the read-only .env one first."""
+    now = _now()
+    listed = [describe(reminder, now) for reminder in _reminders().store.all()]
+    return {"success": True, "reminders": [_reminders().as_reminder(), *listed]}
+
+
+@api.post(
+    "/reminders",
+    security=TOKEN_OR_COOKIE,
+    responses={201: ReminderResult, **TAKES_JSON, 400: REMINDER_REFUSED, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def create_reminder(body: ReminderCreate) -> Any:
+    """Create a reminder: `{"text": "吃药", "at": "2026-11-26T08:00:00"}` or `{"text": "…", "cron": "0 8 * * 1-5"}`."""
+    reminder = _reminders().store.create(body.model_dump(include=set(ReminderCreate.model_fields)), _now())
+    return {"success": True, "reminder": describe(reminder, _now())}, 201
+
+
+@api.patch(
+    "/reminders/<reminder_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReminderResult, **TAKES_JSON, 400: REMINDER_REFUSED, 409: READ_ONLY, **GUARDED, **NAMES_A_REMINDER},
+)
+def change_reminder(path: ReminderPath, body: ReminderChange) -> Any:
+    """Change some of a reminder's fields (e.g. `{"enabled": false}` pauses it)."""
+    changes = body.model_dump(include=set(ReminderChange.model_fields), exclude_unset=True)
+    changes = {key: value for key, value in changes.items() if value is not None}
+    reminder = _reminders().store.update(_writable(path.reminder_id), changes, _now())
+    return {"success": True, "reminder": describe(reminder, _now())}
+
+
+@api.delete(
+    "/reminders/<reminder_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Success, **CHANGES_STATE, 409: READ_ONLY, **GUARDED, **NAMES_A_REMINDER},
+)
+def delete_reminder(path: ReminderPath) -> Any:
+    """Delete a reminder; it fires no more."""
+    _reminders().store.delete(_writable(path.reminder_id))
+    return {"success": True}
+
+
+@api.post(
+    "/reminders/<reminder_id>/run",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReminderSent, **POSTED, **GUARDED, **NAMES_A_REMINDER, **CALLS_THE_MODEL},
+    openapi_extensions=NO_BODY,
+)
+@spends_api_key
+def run_reminder(path: ReminderPath) -> Any:
+    """Send a reminder now, once, outside its schedule; a model failure still sends its text (`generated: false`)."""
+    reminders = _reminders()
+    message = reminders.run_now() if path.reminder_id == "env" else reminders.delivery.run_now(path.reminder_id)
+    return {"success": True, "reminder": _shown(path.reminder_id), "message": message}
+
+
+@api.get(
+    "/reminders/<reminder_id>/runs",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReminderRuns, **GUARDED, **NAMES_A_REMINDER},
+)
+def reminder_runs(path: ReminderPath) -> Any:
+    """A reminder's delivery log, newest first (at most 50; the .env reminder keeps only its last run)."""
+    if path.reminder_id == "env":
+        last = _reminders().as_reminder()["last_run"]
+        return {"success": True, "runs": [last] if last else []}
+    return {"success": True, "runs": _reminders().store.runs(path.reminder_id)}
 
 
 @api.post(

@@ -15,6 +15,12 @@ from upstream_client import Completion, UpstreamClient, UpstreamStream
 log = logging.getLogger(__name__)
 
 
+REMINDER_PROMPT = (
+    "It is time for a reminder I set: \u201c{text}\u201d. Remind me of it now, briefly and warmly, "
+    "in the language of the reminder."
+)
+
+
 class ChatService:
     """Ties the history store and the upstream client together; routes and the scheduler call it."""
 
@@ -139,6 +145,32 @@ class ChatService:
         prompt = {"role": "user", "content": self.settings.scheduled_message_prompt}
         completion = self.upstream.complete([*self._context(None), prompt])
         return self._store_reply(completion, is_scheduled=True, scheduled_for=tick)
+
+    def reminder_reply(
+        self, reminder: dict[str, Any], scheduled_for: str, late: bool = False
+    ) -> tuple[Message, AppError | None]:
+        """Store the message of one occurrence of a user's reminder (once) and return it with the model's failure.
+
+        `generate` asks the model to word it, with the conversation as context; when that fails, or in
+        `plain` mode, the reminder's own text is sent (`generated: false`), so a reminder is never lost.
+        """
+        existing = self.store.find_scheduled(scheduled_for, reminder["id"])
+        if existing is not None:
+            return existing, None
+        fields: dict[str, Any] = {"is_scheduled": True, "reminder_id": reminder["id"], "scheduled_for": scheduled_for}
+        if late:
+            fields["late"] = True
+        failure: AppError | None = None
+        if reminder["mode"] == "generate":
+            try:
+                self._require_configured()
+                prompt = {"role": "user", "content": REMINDER_PROMPT.format(text=reminder["text"])}
+                completion = self.upstream.complete([*self._context(None), prompt])
+                return self._store_reply(completion, generated=True, **fields), None
+            except AppError as error:
+                log.warning("Reminder %s could not be worded by the model: %s", reminder["id"], error.message)
+                failure = error
+        return self.store.append("assistant", reminder["text"], generated=False, **fields), failure
 
     def _store_reply(self, completion: Completion, **fields: Any) -> Message:
         if completion.reasoning:

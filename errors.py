@@ -122,3 +122,17 @@ class UpstreamRateLimited(UpstreamError):
 
     status = 429
     code = "upstream_rate_limited"
+
+
+class NotFound(AppError):
+    """The request names something that does not exist (e.g. an unknown reminder id)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    """The request cannot apply to the thing in its current state (e.g. changing the read-only .env reminder)."""
+
+    status = 409
+    code = "conflict"

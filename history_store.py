@@ -107,8 +107,16 @@ def _parse_state(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _scheduled_in(state: dict[str, Any], scheduled_for: str) -> Message | None:
-    return next((m for m in reversed(state["messages"]) if m.get("scheduled_for") == scheduled_for), None)
+def _scheduled_in(state: dict[str, Any], scheduled_for: str, reminder_id: str | None) -> Message | None:
+    """The stored message of occurrence `reminder_id@scheduled_for` (reminder_id None: the .env reminder's tick)."""
+    return next(
+        (
+            m
+            for m in reversed(state["messages"])
+            if m.get("scheduled_for") == scheduled_for and m.get("reminder_id") == reminder_id
+        ),
+        None,
+    )
 
 
 class HistoryStore:
@@ -221,9 +229,9 @@ class HistoryStore:
             found += [m for m in live if m["id"] > after]
         return found[:limit], len(found) > limit
 
-    def find_scheduled(self, scheduled_for: str) -> Message | None:
-        """The live message stored for the reminder tick `scheduled_for`, if any."""
-        return _scheduled_in(self._state(), scheduled_for)
+    def find_scheduled(self, scheduled_for: str, reminder_id: str | None = None) -> Message | None:
+        """The live message stored for occurrence `reminder_id@scheduled_for` (None: the .env reminder's tick)."""
+        return _scheduled_in(self._state(), scheduled_for, reminder_id)
 
     def _archives(self, live_first: int) -> list[tuple[int, int, str]]:
         """(first id, last id, file name) of every archive file, sorted by last id.
@@ -307,14 +315,15 @@ class HistoryStore:
     def append(self, role: str, content: str, **fields: Any) -> Message:
         """Store one message with a fresh id and timestamp and return it.
 
-        A scheduled message carries `scheduled_for` (its tick); a second append for the same tick
-        returns the stored message instead of adding another, so a reminder is never stored twice.
+        A scheduled message carries `scheduled_for` (its tick) and, for a user's reminder, `reminder_id`;
+        a second append for the same occurrence returns the stored message instead of adding another,
+        so a reminder is never stored twice.
         """
         with self._locked():
             state = self._locked_state()
             tick = fields.get("scheduled_for")
             if tick is not None:
-                existing = _scheduled_in(state, tick)
+                existing = _scheduled_in(state, tick, fields.get("reminder_id"))
                 if existing is not None:
                     return existing
             message: Message = {

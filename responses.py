@@ -27,7 +27,12 @@ class Message(BaseModel):
     model: str | None = None
     reasoning: str | None = Field(None, description="The model's reasoning, kept apart from the reply.")
     usage: dict[str, Any] | None = None
-    scheduled_for: str | None = Field(None, description="The reminder's cron tick.")
+    scheduled_for: str | None = Field(None, description="The reminder's occurrence (its cron tick or `at`).")
+    reminder_id: str | None = Field(None, description="Which reminder sent it (absent for the .env reminder).")
+    generated: bool | None = Field(
+        None, description="A reminder worded by the model; false: its own text (plain mode, or the model failed)."
+    )
+    late: bool | None = Field(None, description="A reminder sent late, after the server was down at its time.")
     incomplete: bool | None = Field(
         None,
         description="The turn failed: `content` is what arrived before the error, empty (with `reply_to`) when "
@@ -118,6 +123,71 @@ class Schedule(BaseModel):
     last_run: LastRun | None
 
 
+class ReminderRun(BaseModel):
+    """One delivery of a reminder."""
+
+    time: str | None = Field(None, description="When it finished, ISO 8601 with offset.")
+    scheduled_for: str | None = Field(None, description="The occurrence; `manual-<time>` for a run on request.")
+    status: Literal["ok", "failed", "missed"] = Field(
+        description="`failed`: the model failed and the reminder's own text was sent; `missed`: it fell longer "
+        "ago than MISFIRE_GRACE_SECONDS while no server ran."
+    )
+    error: str | None = None
+    late: bool | None = None
+    generated: bool | None = None
+    message_id: int | None = None
+
+
+class Reminder(BaseModel):
+    """A reminder, with its next three fire times and the outcome of its last run."""
+
+    id: str = Field(description="`env` for the read-only reminder from .env.")
+    text: str
+    at: str | None = Field(None, description="Local date-time of a one-off reminder.")
+    cron: str | None = Field(None, description="Crontab fields (five; the .env reminder's six, seconds first).")
+    timezone: str
+    enabled: bool
+    mode: Literal["generate", "plain"]
+    created_at: str | None
+    source: Literal["user", "env"]
+    next_runs: list[str] = Field(description="The next three fire times, ISO 8601 with offset; empty when none.")
+    done: bool = Field(description="A one-off reminder already sent.")
+    last_run: ReminderRun | None
+
+
+class ReminderList(BaseModel):
+    """Every reminder, the .env one first."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Every reminder, the .env one first."))
+    success: Literal[True]
+    reminders: list[Reminder]
+
+
+class ReminderResult(BaseModel):
+    """The reminder as stored."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The reminder as stored."))
+    success: Literal[True]
+    reminder: Reminder
+
+
+class ReminderSent(BaseModel):
+    """The reminder was sent now; `message` is the stored message."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Sent now; `message` is the stored message."))
+    success: Literal[True]
+    reminder: Reminder
+    message: Message
+
+
+class ReminderRuns(BaseModel):
+    """The delivery log, newest first (at most 50)."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The delivery log, newest first (at most 50)."))
+    success: Literal[True]
+    runs: list[ReminderRun]
+
+
 class Success(BaseModel):
     """Done."""
 
@@ -164,6 +234,25 @@ BAD_REQUEST = _error(
         "bad_request",
     ],
 )
+REMINDER_REFUSED = _error(
+    "The reminder is malformed: empty text, not exactly one of `at` and `cron`, a past or malformed `at`, "
+    "a bad cron, an unknown zone",
+    [
+        "invalid_json",
+        "missing_text",
+        "invalid_text",
+        "empty_text",
+        "invalid_schedule",
+        "invalid_at",
+        "at_in_past",
+        "invalid_cron",
+        "invalid_timezone",
+        "invalid_mode",
+        "invalid_enabled",
+    ],
+)
+REMINDER_NOT_FOUND = _error("There is no reminder with this id", ["reminder_not_found"])
+READ_ONLY = _error("The .env reminder is changed in .env, not through the API", ["reminder_read_only"])
 UNAUTHORIZED = _error(
     "ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",
     ["unauthorized", "invalid_token"],

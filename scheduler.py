@@ -10,6 +10,8 @@ and wakes one waiter, so another process takes over within milliseconds.
 reports the same one. A new leader that finds a tick missed in the gap (within
 MISFIRE_GRACE_SECONDS) runs it late, once; and the history store refuses a second message for
 the same tick, so no tick is ever stored twice.
+
+The same leader also sends the users' reminders (reminders.py, reminder_delivery.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from chat_service import ChatService
 from config import Settings
 from errors import AppError, UpstreamError
 from history_store import Message, file_lock, write_json_atomic
+from reminder_delivery import ReminderDelivery
+from reminders import ReminderStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ class Reminders:
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.store = ReminderStore(settings.data_dir, settings.timezone)
+        self.delivery = ReminderDelivery(settings, service, self.store)
 
     # ---- election ------------------------------------------------------------------------
 
@@ -65,6 +71,7 @@ class Reminders:
     def stop(self) -> None:
         """Stop the scheduler if this process runs it and give up the lock."""
         self._stopping.set()
+        self.delivery.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -120,6 +127,7 @@ class Reminders:
             scheduler.add_job(self._run_tick, args=[missed], id="catch-up", max_instances=1)
         scheduler.start()
         self._scheduler = scheduler
+        self.delivery.start()  # the users' reminders, from the same leader
         log.info(
             "Process %d runs the reminder scheduler (%s, %s)%s",
             os.getpid(),
@@ -264,6 +272,24 @@ class Reminders:
             "next_run_time": upcoming[0] if upcoming else None,
             "next_run_times": upcoming,
             "last_run": _last_run(self._read_state().get("last_run")),
+        }
+
+    def as_reminder(self) -> dict[str, Any]:
+        """The .env reminder as GET /api/reminders lists it: read-only, `source: "env"`."""
+        status = self.status()
+        return {
+            "id": "env",
+            "text": self.settings.scheduled_message_prompt,
+            "at": None,
+            "cron": status["cron"],
+            "timezone": status["timezone"],
+            "enabled": status["enabled"],
+            "mode": "generate",
+            "created_at": None,
+            "source": "env",
+            "last_run": status["last_run"],
+            "next_runs": status["next_run_times"],
+            "done": False,
         }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from flask import current_app
 from pydantic import (
@@ -157,6 +157,46 @@ class LoginRequest(Schema):
             return handler(token)
         except ValidationError:
             raise PydanticCustomError("missing_token", 'The request body must be {"token": "..."}.') from None
+
+
+AT_FORM = "A local date-time without offset, YYYY-MM-DDTHH:MM[:SS], in the reminder's `timezone`; in the future."
+CRON_FORM = (
+    "Five crontab fields, minute hour day month weekday (0 and 7 are Sunday, names allowed), e.g. `0 8 * * 1-5`."
+)
+
+
+class ReminderCreate(Schema):
+    """A new reminder: what to say and exactly one schedule, `at` (once) or `cron` (recurring)."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"text": "吃药", "at": "2026-11-26T08:00:00"}})
+
+    text: Annotated[str, Strict(), Field(json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})]
+    at: Annotated[str | None, Strict(), Field(description=AT_FORM)] = None
+    cron: Annotated[str | None, Strict(), Field(description=CRON_FORM)] = None
+    timezone: Annotated[str | None, Strict(), Field(description="IANA zone; default TIMEZONE.")] = None
+    mode: Literal["generate", "plain"] = Field(
+        "generate", description="`generate`: the model words it; `plain`: the text as is."
+    )
+    enabled: Annotated[bool, Strict()] = True
+
+
+class ReminderChange(Schema):
+    """Any of a reminder's fields; a new `at` replaces a `cron` and the other way round."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"enabled": False}})
+
+    text: Annotated[str | None, Strict(), Field(json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})] = None
+    at: Annotated[str | None, Strict(), Field(description=AT_FORM)] = None
+    cron: Annotated[str | None, Strict(), Field(description=CRON_FORM)] = None
+    timezone: Annotated[str | None, Strict()] = None
+    mode: Literal["generate", "plain"] | None = None
+    enabled: Annotated[bool | None, Strict()] = None
+
+
+class ReminderPath(BaseModel):
+    """Which reminder: its `id` (`env` is the read-only reminder from .env)."""
+
+    reminder_id: str
 
 
 # Codes a validator names itself; every other failure is `missing_<field>` or `invalid_<field>`.

@@ -1,0 +1,192 @@
+"""Delivering the users' reminders, exactly once, from the elected leader (see scheduler.py's election).
+
+The leader's thread sleeps until the next due time or until a writer pokes its datagram socket
+(`reminders.wake`, or an abstract name when the data folder's path is too long). Then, for each due
+occurrence: claim it in reminders.json (moving the reminder's cursor past it), word it with the model,
+store it in the history, finish the claim. A leader killed anywhere in between leaves the claim, and the
+next leader finishes it: if the history has the message it only records the outcome, else it sends it,
+once — the history store refuses a second message for the same `reminder_id@scheduled_for`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from chat_service import ChatService
+from config import Settings
+from errors import AppError
+from history_store import Message
+from reminders import Occurrence, ReminderStore, due_occurrence, next_due
+
+log = logging.getLogger(__name__)
+
+LATE_AFTER_SECONDS = 30  # an occurrence sent later than this after its time is marked `late`
+MAX_SLEEP_SECONDS = 300.0  # look again at least this often (a clock change, a missed poke)
+UNBOUND_SLEEP_SECONDS = 2.0  # without a wake-up socket, changes from other workers are seen this late
+
+
+class ReminderDelivery:
+    """Sends due reminders while this process leads; also sends one on request (POST .../run)."""
+
+    def __init__(self, settings: Settings, service: ChatService, store: ReminderStore):
+        self.settings = settings
+        self.service = service
+        self.store = store
+        self.zone = ZoneInfo(settings.timezone)
+        self._stopping = threading.Event()
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Listen for pokes and start delivering (called once this process holds the scheduler lock)."""
+        self._socket = self._bind()
+        self._thread = threading.Thread(target=self._run, name="reminder-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.setblocking(False)
+                self._socket.sendto(b"stop", self.store.wake_address)
+            self._socket.close()
+            self._socket = None
+
+    def _bind(self) -> socket.socket | None:
+        address = self.store.wake_address
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            if not address.startswith("\0"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(address)  # left by a leader that died; only the leader binds it
+            listener.bind(address)
+            return listener
+        except OSError as error:
+            listener.close()
+            log.warning(
+                "Cannot listen on %r (%s); reminder changes are picked up every %g s",
+                address,
+                error.strerror,
+                UNBOUND_SLEEP_SECONDS,
+            )
+            return None
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._finish_claims()
+                wait = self._deliver_due()
+            except Exception:
+                log.exception("Reminder delivery failed; trying again shortly")
+                wait = 5.0
+            self._sleep(wait)
+
+    def _sleep(self, seconds: float) -> None:
+        """Until `seconds` pass or a writer pokes the socket."""
+        listener = self._socket
+        if listener is None:
+            self._stopping.wait(min(seconds, UNBOUND_SLEEP_SECONDS))
+            return
+        if seconds <= 0:
+            return
+        listener.settimeout(seconds)
+        with contextlib.suppress(OSError):  # a timeout, or the socket closed by stop()
+            listener.recv(64)
+            listener.setblocking(False)
+            while listener.recv(64):  # the pokes that queued up meanwhile all mean the same: look again
+                pass
+
+    def _finish_claims(self) -> None:
+        """Deliver (or just record) occurrences claimed by a leader that died before finishing them."""
+        for occurrence in self.store.claims():
+            if occurrence.scheduled_for.startswith("manual-"):
+                continue  # a run on request belongs to its request
+            reminder = next((r for r in self.store.all() if r["id"] == occurrence.reminder_id), None)
+            if reminder is None:
+                self.store.finish(occurrence, {})
+                continue
+            log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
+            # Sent by a later leader than its own: late, however soon (unless it was stored before the crash).
+            self._send(Occurrence(occurrence.reminder_id, occurrence.scheduled_for, late=True), reminder)
+
+    def _deliver_due(self) -> float:
+        """Send every due occurrence; the seconds until the next one."""
+        now = datetime.now(self.zone)
+        grace = self.settings.misfire_grace_seconds
+        soonest: datetime | None = None
+        for reminder in self.store.all():
+            due = next_due(reminder)
+            if due is None:
+                continue
+            if due <= now:
+                occurrence = due_occurrence(reminder, now, grace, LATE_AFTER_SECONDS)
+                if occurrence is None:
+                    self._record_missed(reminder, due, now)
+                    continue
+                claimed = self.store.claim(occurrence)
+                if claimed is not None:
+                    self._send(occurrence, claimed)
+                return 0  # look again at once: time has passed and the file has changed
+            if soonest is None or due < soonest:
+                soonest = due
+        if soonest is None:
+            return MAX_SLEEP_SECONDS
+        return min(max((soonest - datetime.now(self.zone)).total_seconds(), 0.0), MAX_SLEEP_SECONDS)
+
+    def _record_missed(self, reminder: dict[str, Any], due: datetime, now: datetime) -> None:
+        log.warning("Reminder %s was due at %s, longer ago than MISFIRE_GRACE_SECONDS; skipped", reminder["id"], due)
+        error = f"Missed: the server was not running at {due.isoformat()} nor within MISFIRE_GRACE_SECONDS after it."
+        self.store.skip_missed(reminder["id"], now, self._last_run(due.isoformat(), "missed", error, None))
+
+    # ---- one occurrence ------------------------------------------------------------------
+
+    def _send(self, occurrence: Occurrence, reminder: dict[str, Any]) -> tuple[Message, AppError | None]:
+        """Store the occurrence's message (once) and finish its claim with the outcome."""
+        late = occurrence.late or _is_late(occurrence.scheduled_for)  # e.g. finished by the next leader
+        message, failure = self.service.reminder_reply(reminder, occurrence.scheduled_for, late)
+        from scheduler import failure_summary  # scheduler imports this module
+
+        error = failure_summary(failure, self.settings) if failure else None
+        status = "failed" if failure else "ok"
+        self.store.finish(occurrence, self._last_run(occurrence.scheduled_for, status, error, message))
+        return message, failure
+
+    def _last_run(self, scheduled_for: str, status: str, error: str | None, message: Message | None) -> dict[str, Any]:
+        return {
+            "time": datetime.now(self.zone).isoformat(timespec="seconds"),
+            "scheduled_for": scheduled_for,
+            "status": status,
+            "error": error,
+            "late": bool(message and message.get("late")),
+            "generated": bool(message and message.get("generated")),
+            "message_id": message["id"] if message else None,
+        }
+
+    def run_now(self, reminder_id: str) -> Message:
+        """Send reminder `reminder_id` now, once, outside its schedule; returns the stored message."""
+        reminder = self.store.get(reminder_id)
+        now = datetime.now(ZoneInfo(reminder["timezone"])).isoformat(timespec="milliseconds")
+        occurrence = Occurrence(reminder_id, "manual-" + now)
+        claimed = self.store.claim(occurrence, advance=False)
+        if claimed is None:  # deleted meanwhile
+            reminder = self.store.get(reminder_id)
+        message, _ = self._send(occurrence, claimed or reminder)
+        return message
+
+
+def _is_late(scheduled_for: str) -> bool:
+    """Whether an occurrence is being sent more than LATE_AFTER_SECONDS after its time (a manual run never is)."""
+    try:
+        due = datetime.fromisoformat(scheduled_for)
+    except ValueError:
+        return False
+    return (datetime.now(due.tzinfo) - due).total_seconds() > LATE_AFTER_SECONDS

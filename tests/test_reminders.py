@@ -1,0 +1,375 @@
+"""Users' reminders: created, changed and deleted through the API, and delivered exactly once under real Gunicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+from history_store import HistoryStore
+from scheduler import leader_pid
+from tests.support.client import app_env
+from tests.support.servers import Gunicorn
+from tests.support.waiting import wait_until
+
+ZONE = ZoneInfo("Asia/Shanghai")  # app_env's TIMEZONE
+
+
+def local(moment: datetime) -> str:
+    """A naive local `at` in the app's zone."""
+    return moment.astimezone(ZONE).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def in_a_while(**delta: float) -> str:
+    return local(datetime.now(ZONE) + timedelta(**delta))
+
+
+def reminder_messages(data_dir: Path) -> list[dict]:
+    """Messages sent for users' reminders, straight from the live history file."""
+    path = data_dir / "chat_history.json"
+    if not path.exists():
+        return []
+    return [m for m in json.loads(path.read_bytes())["messages"] if m.get("reminder_id")]
+
+
+def claimed(data_dir: Path) -> list[str]:
+    """The ids of the reminders whose occurrences are claimed right now."""
+    with contextlib.suppress(FileNotFoundError):
+        return [c["reminder_id"] for c in json.loads((data_dir / "reminders.json").read_bytes())["claims"].values()]
+    return []
+
+
+def reminder_calls(upstream, text: str = "") -> list[dict]:
+    """The model calls that asked for a reminder (whose text contains `text`)."""
+    return [
+        r
+        for r in upstream.requests
+        if "It is time for a reminder I set" in r["messages"][-1]["content"] and text in r["messages"][-1]["content"]
+    ]
+
+
+# ---- the API -----------------------------------------------------------------------------------
+
+
+def test_a_reminder_is_created_listed_changed_and_deleted(api):
+    at = in_a_while(days=1)
+    created = api.post("/api/reminders", json={"text": "吃药", "at": at})
+    assert created.status_code == 201, created.text
+    reminder = created.json()["reminder"]
+    assert reminder["text"] == "吃药" and reminder["at"] == at and reminder["cron"] is None
+    assert reminder["timezone"] == "Asia/Shanghai" and reminder["mode"] == "generate" and reminder["enabled"] is True
+    assert reminder["source"] == "user" and reminder["last_run"] is None and reminder["done"] is False
+    assert reminder["next_runs"] == [datetime.fromisoformat(at).replace(tzinfo=ZONE).isoformat()]
+
+    weekly = api.post("/api/reminders", json={"text": "写周报", "cron": "0 17 * * fri", "timezone": "Europe/Berlin"})
+    assert weekly.status_code == 201, weekly.text
+    runs = [datetime.fromisoformat(t) for t in weekly.json()["reminder"]["next_runs"]]
+    assert len(runs) == 3 and all(t.weekday() == 4 and t.hour == 17 for t in runs)
+
+    listed = api.get("/api/reminders").json()
+    assert listed["success"] is True
+    assert [r["id"] for r in listed["reminders"]] == ["env", reminder["id"], weekly.json()["reminder"]["id"]]
+    assert listed["reminders"][0]["source"] == "env"
+
+    paused = api.session.patch(api.base_url + f"/api/reminders/{reminder['id']}", json={"enabled": False})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["reminder"]["enabled"] is False and paused.json()["reminder"]["next_runs"] == []
+    moved = api.session.patch(api.base_url + f"/api/reminders/{reminder['id']}", json={"cron": "30 7 * * *"})
+    assert moved.json()["reminder"]["at"] is None and moved.json()["reminder"]["cron"] == "30 7 * * *"
+
+    assert api.delete(f"/api/reminders/{reminder['id']}").json() == {"success": True}
+    assert api.delete(f"/api/reminders/{reminder['id']}").status_code == 404
+    assert [r["id"] for r in api.get("/api/reminders").json()["reminders"]] == ["env", weekly.json()["reminder"]["id"]]
+    assert api.get(f"/api/reminders/{reminder['id']}/runs").json()["code"] == "reminder_not_found"
+
+
+def test_weekdays_1_to_5_are_monday_to_friday(api):
+    reminder = api.post("/api/reminders", json={"text": "站会", "cron": "0 9 * * 1-5"}).json()["reminder"]
+    after = api.session.patch(
+        api.base_url + f"/api/reminders/{reminder['id']}", json={"text": "站会", "timezone": "UTC"}
+    ).json()["reminder"]
+    for shown in (reminder, after):
+        days = {datetime.fromisoformat(t).weekday() for t in shown["next_runs"]}
+        assert days <= {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"text": "吃药", "at": "2020-01-01T08:00:00"}, "at_in_past"),
+        ({"text": "吃药", "at": "tomorrow"}, "invalid_at"),
+        ({"text": "吃药", "at": "2099-01-01T08:00:00+08:00"}, "invalid_at"),
+        ({"text": "吃药", "cron": "0 8 * *"}, "invalid_cron"),
+        ({"text": "吃药", "cron": "0 25 * * *"}, "invalid_cron"),
+        ({"text": "吃药", "cron": "0 8 * * 8"}, "invalid_cron"),
+        ({"text": "吃药", "cron": "0 8 * * *", "timezone": "Mars/Olympus"}, "invalid_timezone"),
+        ({"text": "吃药", "cron": "0 8 * * *", "at": "2099-01-01T08:00:00"}, "invalid_schedule"),
+        ({"text": "吃药"}, "invalid_schedule"),
+        ({"text": "  ", "cron": "0 8 * * *"}, "empty_text"),
+        ({"cron": "0 8 * * *"}, "missing_text"),
+        ({"text": "吃药", "cron": "0 8 * * *", "mode": "loud"}, "invalid_mode"),
+        ({"text": "吃药", "cron": "0 8 * * *", "enabled": "yes"}, "invalid_enabled"),
+    ],
+)
+def test_a_bad_reminder_is_refused_with_one_sentence(api, body, code):
+    response = api.post("/api/reminders", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["success"] is False and error["code"] == code
+    assert error["error"].endswith(".") and "\n" not in error["error"] and "Traceback" not in error["error"]
+    assert [r["id"] for r in api.get("/api/reminders").json()["reminders"]] == ["env"]
+
+
+def test_the_env_reminder_is_listed_read_only(serve):
+    api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="7", CRON_DAY_OF_WEEK="1-5")  # the election is not started
+    env = api.get("/api/reminders").json()["reminders"][0]
+    assert env["id"] == "env" and env["source"] == "env" and env["cron"] == "0 0 7 * * 1-5"
+    assert env["text"] == api.settings.scheduled_message_prompt and env["enabled"] is True
+    assert len(env["next_runs"]) == 3
+    assert {datetime.fromisoformat(t).weekday() for t in env["next_runs"]} <= {0, 1, 2, 3, 4}
+    for response in (
+        api.session.patch(api.base_url + "/api/reminders/env", json={"enabled": False}),
+        api.delete("/api/reminders/env"),
+    ):
+        assert response.status_code == 409
+        assert response.json()["code"] == "reminder_read_only" and ".env" in response.json()["error"]
+    assert api.session.patch(api.base_url + "/api/reminders/42", json={"enabled": False}).status_code == 404
+
+
+def test_run_now_sends_once_and_logs_it(api, upstream):
+    reminder = api.post("/api/reminders", json={"text": "喝水", "cron": "0 8 * * *"}).json()["reminder"]
+    sent = api.post(f"/api/reminders/{reminder['id']}/run", json={})
+    assert sent.status_code == 200, sent.text
+    message = sent.json()["message"]
+    assert message["is_scheduled"] is True and message["reminder_id"] == reminder["id"]
+    assert message["generated"] is True and "喝水" in message["content"]
+    assert sent.json()["reminder"]["last_run"]["status"] == "ok"
+    assert len(reminder_calls(upstream, "喝水")) == 1
+
+    upstream.script(*[{"kind": "status", "status": 500, "body": {"error": {"message": "down"}}}] * 4)
+    failed = api.post(f"/api/reminders/{reminder['id']}/run", json={}).json()
+    assert failed["message"]["content"] == "喝水" and failed["message"]["generated"] is False
+    last_run = failed["reminder"]["last_run"]
+    assert last_run["status"] == "failed" and "HTTP 500" in last_run["error"]
+    runs = api.get(f"/api/reminders/{reminder['id']}/runs").json()["runs"]
+    assert [run["status"] for run in runs] == ["failed", "ok"]
+
+
+def test_the_history_keeps_one_message_per_occurrence(tmp_path):
+    store = HistoryStore(tmp_path / "chat_history.json", timezone="Asia/Shanghai")
+    tick = "2026-11-26T08:00:00+08:00"
+    first = store.append("assistant", "吃药", is_scheduled=True, reminder_id="1", scheduled_for=tick)
+    again = store.append("assistant", "吃药!", is_scheduled=True, reminder_id="1", scheduled_for=tick)
+    other = store.append("assistant", "喝水", is_scheduled=True, reminder_id="2", scheduled_for=tick)
+    env = store.append("assistant", "早安", is_scheduled=True, scheduled_for=tick)  # the .env reminder's tick
+    assert again == first
+    assert [m["content"] for m in store.recent(10)] == ["吃药", "喝水", "早安"]
+    assert store.find_scheduled(tick, "2") == other and store.find_scheduled(tick) == env
+
+
+# ---- delivery under Gunicorn -------------------------------------------------------------------
+
+
+def gunicorn(upstream, tmp_path: Path, workers: int, **env: str) -> Gunicorn:
+    """Gunicorn with reminders on (the .env reminder set to a time that never comes during a test)."""
+    data_dir = tmp_path / "data"
+    environment = app_env(
+        upstream,
+        data_dir,
+        **{"SCHEDULER_ENABLED": "true", "CRON_MONTH": "2", "CRON_DAY": "29", "DOTENV_PATH": str(tmp_path / "no.env")},
+        **env,
+    )
+    args = ["-w", str(workers), "-k", "gthread", "--threads", "4", "-b", "127.0.0.1:{port}", "--graceful-timeout", "5"]
+    server = Gunicorn(environment, args, tmp_path / "gunicorn.log")
+    server.args = [arg.replace("{port}", str(server.port)) for arg in args]
+    return server
+
+
+def create(server: Gunicorn, **body: object) -> dict:
+    response = requests.post(server.base_url + "/api/reminders", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["reminder"]
+
+
+def listed(server: Gunicorn) -> dict[str, dict]:
+    reminders = requests.get(server.base_url + "/api/reminders", timeout=10).json()["reminders"]
+    return {r["id"]: r for r in reminders}
+
+
+def test_a_reminder_set_on_one_worker_arrives_once_on_time(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=3) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        reminder = create(server, text="关火", at=local(due))
+        sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the reminder")
+        arrived = time.time()
+        time.sleep(1.5)  # nothing more may come
+        shown = listed(server)[reminder["id"]]
+    assert len(reminder_messages(data_dir)) == 1 and len(reminder_calls(upstream, "关火")) == 1
+    assert sent[0]["scheduled_for"] == due.isoformat() and sent[0]["generated"] is True and "late" not in sent[0]
+    assert 0 <= arrived - due.timestamp() < 3, f"arrived {arrived - due.timestamp():.2f} s after its time"
+    assert shown["done"] is True and shown["next_runs"] == [] and shown["last_run"]["status"] == "ok"
+
+
+def test_twenty_reminders_due_together_survive_a_kill_9_of_the_leader(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=4) as server:
+        leader = wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=6)
+        for number in range(20):
+            create(server, text=f"第{number}件事", at=local(due))
+        # Each model call takes a moment, so the kill lands while the twenty are being sent.
+        upstream.script(*[{"delay": 0.1}] * 40)
+        wait_until(lambda: reminder_messages(data_dir), 30, interval=0.005, message="the first reminder")
+        os.kill(leader, signal.SIGKILL)
+        sent_before_kill = len(reminder_messages(data_dir))
+        wait_until(lambda: len(reminder_messages(data_dir)) >= 20, 30, message="twenty reminders")
+        new_leader = leader_pid(data_dir)
+        time.sleep(2)  # a double would come now
+        messages = reminder_messages(data_dir)
+        claims = json.loads((data_dir / "reminders.json").read_bytes())["claims"]
+    assert new_leader != leader
+    keys = Counter(f"{m['reminder_id']}@{m['scheduled_for']}" for m in messages)
+    assert len(keys) == 20 and set(keys.values()) == {1}, f"doubled: {[k for k, n in keys.items() if n > 1]}"
+    assert {m["scheduled_for"] for m in messages} == {due.isoformat()}
+    assert claims == {}
+    calls = len(reminder_calls(upstream))
+    # Only an occurrence cut off mid-call by the kill may be asked for twice.
+    assert 20 <= calls <= 21, f"{calls} model calls for 20 reminders"
+    print(f"\n20 due at once, leader killed after {sent_before_kill}: 20 messages, {calls} model calls")
+
+
+def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restart(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    short_grace = {"MISFIRE_GRACE_SECONDS": "2"}  # the restart comes after it: only a claim can bring one back
+    server = gunicorn(upstream, tmp_path, workers=2, **short_grace).start()
+    try:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        for text in ("第一件", "第二件", "第三件"):
+            create(server, text=text, at=local(due))
+        upstream.script({}, {"delay": 1.0})  # the second is still with the model when everything dies
+        wait_until(lambda: len(reminder_calls(upstream)) == 2, 20, interval=0.005, message="the second call")
+        os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        server.stop()
+    assert [m["content"] for m in reminder_messages(data_dir)] == [
+        "收到：" + reminder_calls(upstream)[0]["messages"][-1]["content"]
+    ]
+    wait_until(lambda: time.time() > due.timestamp() + 3, 10, message="the grace time to pass")
+
+    with gunicorn(upstream, tmp_path, workers=2, **short_grace) as server:
+        shown = wait_until(
+            lambda: (found := listed(server)) and all(r["last_run"] for k, r in found.items() if k != "env") and found,
+            20,
+            message="every reminder handled",
+        )
+        time.sleep(1)
+    messages = reminder_messages(data_dir)
+    assert [m["reminder_id"] for m in messages] == ["1", "2"], "the reminder cut off mid-delivery was lost"
+    assert messages[1]["late"] is True
+    assert shown["3"]["last_run"]["status"] == "missed"  # never started, and now older than the grace time
+    assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
+
+
+def test_an_occurrence_missed_while_no_server_ran_is_sent_once_late(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(ZONE).replace(microsecond=0)
+    missed = now - timedelta(seconds=90)  # within MISFIRE_GRACE_SECONDS (300 s), past LATE_AFTER_SECONDS
+    every_minute = {
+        "id": "7",
+        "text": "伸个懒腰",
+        "at": None,
+        "cron": f"{missed.minute} * * * *",  # hourly at missed's minute: one occurrence fell in the gap
+        "timezone": "Asia/Shanghai",
+        "enabled": True,
+        "mode": "generate",
+        "created_at": (now - timedelta(hours=3)).isoformat(),
+        "source": "user",
+        # Handled up to three hours ago: two earlier occurrences fell too, longer ago than the grace time.
+        "handled_until": (now - timedelta(hours=3)).isoformat(),
+        "last_run": None,
+    }
+    (data_dir / "reminders.json").write_text(
+        json.dumps({"version": 1, "next_id": 8, "reminders": [every_minute], "claims": {}, "runs": {}})
+    )
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the late reminder")
+        time.sleep(1.5)
+        shown = listed(server)["7"]
+    scheduled_for = missed.replace(second=0)
+    assert [m["scheduled_for"] for m in reminder_messages(data_dir)] == [scheduled_for.isoformat()]
+    assert sent[0]["late"] is True
+    assert shown["last_run"]["status"] == "ok" and shown["last_run"]["late"] is True
+    assert len(reminder_calls(upstream)) == 1
+
+
+def test_a_claim_left_by_a_dead_leader_is_delivered_once(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(ZONE).replace(microsecond=0)
+    scheduled_for = (now - timedelta(seconds=5)).isoformat()
+    reminder = {
+        "id": "1",
+        "text": "取快递",
+        "at": (now - timedelta(seconds=5)).replace(tzinfo=None).isoformat(),
+        "cron": None,
+        "timezone": "Asia/Shanghai",
+        "enabled": True,
+        "mode": "plain",
+        "created_at": (now - timedelta(minutes=1)).isoformat(),
+        "source": "user",
+        "handled_until": scheduled_for,  # claimed: the dead leader moved the cursor, then died before sending
+        "last_run": None,
+    }
+    claim = {"reminder_id": "1", "scheduled_for": scheduled_for, "late": False}
+    (data_dir / "reminders.json").write_text(
+        json.dumps({"next_id": 2, "reminders": [reminder], "claims": {f"1@{scheduled_for}": claim}, "runs": {}})
+    )
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: listed(server)["1"]["last_run"], 20, message="the claimed reminder")
+        time.sleep(1)
+    messages = reminder_messages(data_dir)
+    assert [(m["content"], m["scheduled_for"], m["generated"]) for m in messages] == [("取快递", scheduled_for, False)]
+    assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
+
+
+def test_when_the_model_fails_the_reminder_still_arrives_with_its_text(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    failing = {"kind": "status", "status": 503, "body": {"error": {"message": "overloaded"}}}
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        upstream.script(*[failing] * 10)
+        reminder = create(server, text="给妈妈打电话", at=in_a_while(seconds=3))
+        sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the reminder")
+        shown = wait_until(lambda: listed(server)[reminder["id"]]["last_run"], 10, message="its last run")
+    assert sent[0]["content"] == "给妈妈打电话" and sent[0]["generated"] is False
+    assert shown["status"] == "failed" and shown["error"].startswith("HTTP 503")
+    assert shown["message_id"] == sent[0]["id"]
+
+
+def test_a_deleted_or_paused_reminder_does_not_fire(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = in_a_while(seconds=3)
+        deleted = create(server, text="不该出现一", at=due)
+        paused = create(server, text="不该出现二", at=due)
+        kept = create(server, text="应该出现", at=due)
+        assert requests.delete(f"{server.base_url}/api/reminders/{deleted['id']}", timeout=10).status_code == 200
+        changed = requests.patch(f"{server.base_url}/api/reminders/{paused['id']}", json={"enabled": False}, timeout=10)
+        assert changed.status_code == 200
+        wait_until(lambda: reminder_messages(data_dir), 20, message="the kept reminder")
+        time.sleep(1.5)
+    assert [m["reminder_id"] for m in reminder_messages(data_dir)] == [kept["id"]]
