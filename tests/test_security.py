@@ -310,6 +310,7 @@ def test_which_routes_are_open_and_which_spend_the_api_key_is_declared_on_each_r
     assert {name for name, view in views.items() if getattr(view, "spends_api_key", False)} == {
         "api.chat",
         "api.chat_stream",
+        "api.run_reminder",
         "api.run_schedule",
     }
 
