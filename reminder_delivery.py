@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,11 +23,10 @@ from chat_service import ChatService
 from config import Settings
 from errors import AppError
 from history_store import Message
-from reminders import Occurrence, ReminderStore, due_occurrence, next_due
+from reminders import LATE_AFTER_SECONDS, Occurrence, ReminderStore, next_due
 
 log = logging.getLogger(__name__)
 
-LATE_AFTER_SECONDS = 30  # an occurrence sent later than this after its time is marked `late`
 MAX_SLEEP_SECONDS = 300.0  # look again at least this often (a clock change, a missed poke)
 UNBOUND_SLEEP_SECONDS = 2.0  # without a wake-up socket, changes from other workers are seen this late
 
@@ -50,12 +49,16 @@ class ReminderDelivery:
         self._thread = threading.Thread(target=self._run, name="reminder-delivery", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the occurrence being sent, if any (its claim stays for the next leader after `timeout`)."""
         self._stopping.set()
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.setblocking(False)
                 self._socket.sendto(b"stop", self.store.wake_address)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._socket is not None:
             self._socket.close()
             self._socket = None
 
@@ -108,10 +111,8 @@ class ReminderDelivery:
     def _finish_claims(self) -> None:
         """Deliver (or just record) occurrences claimed by a leader that died before finishing them."""
         for occurrence in self.store.claims():
-            if occurrence.scheduled_for.startswith("manual-"):
-                continue  # a run on request belongs to its request
             reminder = next((r for r in self.store.all() if r["id"] == occurrence.reminder_id), None)
-            if reminder is None:
+            if reminder is None or occurrence.scheduled_for.startswith("manual-"):  # gone; or an old run on request
                 self.store.finish(occurrence, {})
                 continue
             log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
@@ -119,33 +120,34 @@ class ReminderDelivery:
             self._send(Occurrence(occurrence.reminder_id, occurrence.scheduled_for, late=True), reminder)
 
     def _deliver_due(self) -> float:
-        """Send every due occurrence; the seconds until the next one."""
-        now = datetime.now(self.zone)
-        grace = self.settings.misfire_grace_seconds
+        """Send every due occurrence; the seconds until the next one.
+
+        A first pass reads without the lock (the file is cached while unchanged), so waking up costs little
+        when nothing is due. Everything due is claimed at once before the first is sent, so a slow model
+        cannot make a reminder due at the same time count as missed.
+        """
+        now = datetime.now(UTC)
         soonest: datetime | None = None
         for reminder in self.store.all():
-            due = next_due(reminder)
-            if due is None:
+            try:
+                due = next_due(reminder)
+            except Exception:  # a hand-edited entry must not stop the others
+                log.exception("Reminder %s cannot be scheduled; skipped", reminder.get("id"))
                 continue
-            if due <= now:
-                occurrence = due_occurrence(reminder, now, grace, LATE_AFTER_SECONDS)
-                if occurrence is None:
-                    self._record_missed(reminder, due, now)
-                    continue
-                claimed = self.store.claim(occurrence)
-                if claimed is not None:
-                    self._send(occurrence, claimed)
-                return 0  # look again at once: time has passed and the file has changed
-            if soonest is None or due < soonest:
+            if due is not None and (soonest is None or due < soonest):
                 soonest = due
         if soonest is None:
             return MAX_SLEEP_SECONDS
-        return min(max((soonest - datetime.now(self.zone)).total_seconds(), 0.0), MAX_SLEEP_SECONDS)
-
-    def _record_missed(self, reminder: dict[str, Any], due: datetime, now: datetime) -> None:
-        log.warning("Reminder %s was due at %s, longer ago than MISFIRE_GRACE_SECONDS; skipped", reminder["id"], due)
-        error = f"Missed: the server was not running at {due.isoformat()} nor within MISFIRE_GRACE_SECONDS after it."
-        self.store.skip_missed(reminder["id"], now, self._last_run(due.isoformat(), "missed", error, None))
+        if soonest > now:
+            return min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS)
+        claimed, missed = self.store.claim_due(now, self.settings.misfire_grace_seconds)
+        for reminder_id in missed:
+            log.warning("Reminder %s was due longer ago than MISFIRE_GRACE_SECONDS; skipped", reminder_id)
+        for occurrence, reminder in claimed:
+            if self._stopping.is_set():
+                break  # the claims stay; the next leader finishes them
+            self._send(occurrence, reminder)
+        return 0  # look again at once: time has passed while sending
 
     # ---- one occurrence ------------------------------------------------------------------
 
@@ -172,14 +174,13 @@ class ReminderDelivery:
         }
 
     def run_now(self, reminder_id: str) -> Message:
-        """Send reminder `reminder_id` now, once, outside its schedule; returns the stored message."""
+        """Send reminder `reminder_id` now, once, outside its schedule; returns the stored message.
+
+        Not claimed: it belongs to its request, and a request cut off is simply asked again.
+        """
         reminder = self.store.get(reminder_id)
         now = datetime.now(ZoneInfo(reminder["timezone"])).isoformat(timespec="milliseconds")
-        occurrence = Occurrence(reminder_id, "manual-" + now)
-        claimed = self.store.claim(occurrence, advance=False)
-        if claimed is None:  # deleted meanwhile
-            reminder = self.store.get(reminder_id)
-        message, _ = self._send(occurrence, claimed or reminder)
+        message, _ = self._send(Occurrence(reminder_id, "manual-" + now), reminder)
         return message
 
 

@@ -1,14 +1,21 @@
 """The reminders users set: `data/reminders.json`, replaced atomically under `reminders.json.lock`.
 
-One file holds the reminders, the claims of occurrences being delivered and each reminder's delivery log.
-A reminder has `text`, one schedule — `at` (a local date-time in its `timezone`) or `cron` (five crontab
-fields) — `enabled`, `mode` (`generate`: the model words it; `plain`: the text as is), `created_at` and
-`source: "user"`. Its `handled_until` cursor is the newest occurrence claimed (or the moment it was
-created, edited or resumed): only occurrences after it are due, so nothing fires twice or in a burst.
+One file holds the reminders and the claims of occurrences being delivered; `reminder_runs.json` holds each
+reminder's delivery log (kept apart so the leader's frequent reads stay small). A reminder has `text`, one
+schedule — `at` (a local date-time in its `timezone`) or `cron` (five crontab fields) — `enabled`, `mode`
+(`generate`: the model words it; `plain`: the text as is), `created_at` and `source: "user"`. Its
+`handled_until` cursor is the newest occurrence claimed (or the moment it was created, edited or resumed):
+only occurrences after it are due, so nothing fires twice or in a burst. The cursor never moves back.
 
 An occurrence is keyed `<id>@<scheduled_for>`. The leader records its claim here *before* asking the model
 and storing the message, and removes it after; a claim left by a leader that died is finished by the next
 (see reminder_delivery.py). Every change pokes the leader's wake-up socket, so it never polls.
+
+Time arithmetic is done on UTC instants. A schedule is matched on the zone's wall clock and each matching
+wall time is then placed once on the time line: a time that falls in a daylight-saving gap fires just after
+the jump (02:30 becomes 03:30), and a time that occurs twice when clocks go back fires at its first
+occurrence only. (APScheduler 3.11's own zone arithmetic repeats or loops on those days, so its trigger is
+only asked about wall times, in UTC, where there are no such days.)
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,13 +37,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from cron import crontab_trigger
-from errors import BadRequest, NotFound, StorageError
+from errors import BadRequest, Conflict, NotFound, StorageError
 from history_store import file_lock, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 NEXT_RUNS_SHOWN = 3
 RUNS_KEPT = 50  # per reminder, newest first
+LATE_AFTER_SECONDS = 30  # an occurrence sent later than this after its time is marked `late`
+MAX_REMINDERS = 1000
 MODES = ("generate", "plain")
 EDITABLE = ("text", "at", "cron", "timezone", "enabled", "mode")
+_CRON_NAMES = ("minute", "hour", "day", "month", "day_of_week")
 
 
 @dataclass(frozen=True)
@@ -53,12 +67,17 @@ class Occurrence:
 # ---- schedules ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 def zone_of(name: Any) -> ZoneInfo:
     """The IANA zone `name`; 400 `invalid_timezone` otherwise."""
     if not isinstance(name, str) or not name:
         raise BadRequest('"timezone" must be an IANA zone name such as Asia/Shanghai or UTC.', code="invalid_timezone")
     try:
-        return ZoneInfo(name)
+        return _zone(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise BadRequest(
             f'"timezone" {name!r} is not a known IANA zone (such as Asia/Shanghai or UTC).', code="invalid_timezone"
@@ -66,7 +85,7 @@ def zone_of(name: Any) -> ZoneInfo:
 
 
 def parse_at(value: Any, zone: ZoneInfo) -> datetime:
-    """A local `YYYY-MM-DDTHH:MM[:SS]` in `zone`; 400 `invalid_at` otherwise."""
+    """A local `YYYY-MM-DDTHH:MM[:SS]` in `zone`, as the UTC instant it names; 400 `invalid_at` otherwise."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and "T" in value else None
     except ValueError:
@@ -75,119 +94,201 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
         raise BadRequest(
             '"at" must be a local date and time without offset, such as 2026-11-26T08:00:00.', code="invalid_at"
         )
-    return moment.replace(tzinfo=zone)
+    return placed(moment, zone)
+
+
+def placed(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of wall-clock time `wall` in `zone`: in a gap, just after the jump; when it occurs twice,
+    the first time (fold 0 does both)."""
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 @functools.lru_cache(maxsize=4096)  # building a trigger costs more than asking it; reminders share few schedules
-def cron_trigger(value: Any, zone: ZoneInfo) -> CronTrigger:
-    """Five crontab fields (minute hour day month weekday, 0/7 Sunday, names allowed); 400 `invalid_cron` otherwise."""
+def cron_triggers(value: Any) -> tuple[CronTrigger, ...]:
+    """Wall-clock triggers (in UTC, which has no daylight saving) for five crontab fields; 400 `invalid_cron`.
+
+    As in crontab, a schedule restricting both day of month and day of week fires on either (APScheduler would
+    want both), so that case is two triggers, one per day field.
+    """
     fields = value.split() if isinstance(value, str) else []
     if len(fields) != 5:
         raise BadRequest(
             '"cron" must be five crontab fields "minute hour day month weekday", such as "0 8 * * 1-5".',
             code="invalid_cron",
         )
-    names = ("minute", "hour", "day", "month", "day_of_week")
+    named = {"second": "0", **dict(zip(_CRON_NAMES, fields, strict=True))}
     try:
-        return crontab_trigger({"second": "0", **dict(zip(names, fields, strict=True))}, zone)
+        if named["day"] != "*" and named["day_of_week"] != "*":
+            return (
+                crontab_trigger({**named, "day_of_week": "*"}, UTC),
+                crontab_trigger({**named, "day": "*"}, UTC),
+            )
+        return (crontab_trigger(named, UTC),)
     except ValueError as error:
         raise BadRequest(f'"cron" {value!r} is not a valid crontab schedule: {error}.', code="invalid_cron") from None
 
 
-def _trigger(reminder: dict[str, Any]) -> tuple[datetime | None, CronTrigger | None]:
-    """The reminder's one-off time or its cron trigger."""
-    zone = ZoneInfo(reminder["timezone"])
-    if reminder.get("at"):
-        return datetime.fromisoformat(reminder["at"]).replace(tzinfo=zone), None
-    return None, cron_trigger(reminder["cron"], zone)
+def _next_wall(triggers: tuple[CronTrigger, ...], after_wall: datetime) -> datetime | None:
+    """The first wall time (naive) strictly after `after_wall` that the schedule matches."""
+    start = after_wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
+    fires = [f for t in triggers if (f := t.get_next_fire_time(None, start)) is not None]
+    return min(fires).replace(tzinfo=None) if fires else None
 
 
-def _cursor(reminder: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(reminder["handled_until"])
-
-
-def occurrences_after(reminder: dict[str, Any], after: datetime, count: int) -> list[datetime]:
-    """Up to `count` fire times strictly after `after`."""
-    at, trigger = _trigger(reminder)
-    if at is not None:
-        return [at] if at > after else []
+def _cron_after(cron: str, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:
+    """Up to `count` UTC instants of `cron` in `zone` strictly after the instant `after`."""
+    triggers = cron_triggers(cron)
     found: list[datetime] = []
-    moment = after + timedelta(microseconds=1)
-    while len(found) < count and (fire := trigger.get_next_fire_time(None, moment)) is not None:  # type: ignore[union-attr]
-        found.append(fire)
-        moment = fire + timedelta(microseconds=1)
+    wall = after.astimezone(zone).replace(tzinfo=None)
+    floor = after
+    for _ in range(count + 24 * 60):  # bounded: only the hour repeated when clocks go back is passed over
+        wall = _next_wall(triggers, wall)
+        if wall is None:
+            break
+        instant = placed(wall, zone)
+        if instant > floor:
+            found.append(instant)
+            floor = instant
+            if len(found) == count:
+                break
     return found
 
 
-def due_occurrence(reminder: dict[str, Any], now: datetime, grace: float, late_after: float) -> Occurrence | None:
-    """The newest occurrence after the cursor and at or before `now`, if within `grace` seconds; None otherwise.
+@functools.lru_cache(maxsize=8192)
+def _occurrences_cached(at: str | None, cron: str | None, zone_name: str, after: datetime, count: int) -> tuple:
+    zone = _zone(zone_name)
+    if at:
+        instant = placed(datetime.fromisoformat(at), zone)
+        return (instant,) if instant > after else ()
+    return tuple(_cron_after(cron or "", zone, after, count))
 
-    Only the newest: a reminder missed several times during downtime is sent once, never in a burst.
-    """
-    if reminder.get("source") != "user" or not reminder.get("enabled"):
-        return None
-    start = max(_cursor(reminder), now - timedelta(seconds=grace))
-    latest = None
-    moment = start
-    for _ in range(100_000):  # bounded: the window is at most `grace` seconds of a per-minute schedule
-        following = occurrences_after(reminder, moment, 1)
-        if not following or following[0] > now:
-            break
-        latest = moment = following[0]
-    if latest is None:
-        return None
-    late = (now - latest).total_seconds() > late_after
-    return Occurrence(reminder["id"], latest.isoformat(), late)
+
+def occurrences_after(reminder: dict[str, Any], after: datetime, count: int) -> list[datetime]:
+    """Up to `count` fire times (UTC) strictly after the instant `after`."""
+    return list(
+        _occurrences_cached(
+            reminder.get("at"), reminder.get("cron"), reminder["timezone"], after.astimezone(UTC), count
+        )
+    )
+
+
+def _cursor(reminder: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(reminder["handled_until"]).astimezone(UTC)
+
+
+def _stamp(instant: datetime, reminder: dict[str, Any]) -> str:
+    """An instant as the reminder's zone shows it, e.g. 2026-11-26T08:00:00+08:00 (also the occurrence key)."""
+    return instant.astimezone(_zone(reminder["timezone"])).isoformat()
+
+
+def _live(reminder: dict[str, Any]) -> bool:
+    return reminder.get("source") == "user" and bool(reminder.get("enabled"))
 
 
 def next_due(reminder: dict[str, Any]) -> datetime | None:
     """When the reminder is next due (possibly already past: due now); None when it never will be."""
-    if reminder.get("source") != "user" or not reminder.get("enabled"):
+    if not _live(reminder):
         return None
     upcoming = occurrences_after(reminder, _cursor(reminder), 1)
     return upcoming[0] if upcoming else None
+
+
+def latest_due(reminder: dict[str, Any], now: datetime, grace: float) -> datetime | None:
+    """The newest occurrence after the cursor, at or before `now` and at most `grace` seconds old.
+
+    Only the newest: a reminder missed several times during downtime is sent once, never in a burst.
+    """
+    latest = None
+    moment = max(_cursor(reminder), now - timedelta(seconds=grace))
+    while (following := occurrences_after(reminder, moment, 1)) and following[0] <= now:
+        latest = moment = following[0]
+    return latest
 
 
 # ---- the store ---------------------------------------------------------------------------------
 
 
 def _empty() -> dict[str, Any]:
-    return {"version": 1, "next_id": 1, "reminders": [], "claims": {}, "runs": {}}
+    return {"version": 1, "next_id": 1, "reminders": [], "claims": {}}
 
 
 class ReminderStore:
     """Creates, changes, lists and deletes reminders, and keeps their claims and delivery logs."""
 
-    def __init__(self, data_dir: Path, default_timezone: str):
+    def __init__(self, data_dir: Path, default_timezone: str, max_text_chars: int = 32_000):
         self.path = data_dir / "reminders.json"
+        self.runs_path = data_dir / "reminder_runs.json"
         self.lock_path = data_dir / "reminders.json.lock"
         self.wake_address = wake_address(data_dir)
         self.default_timezone = default_timezone
+        self.max_text_chars = max_text_chars
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def read(self) -> dict[str, Any]:
-        """The whole file; an absent file is an empty store."""
+        """The whole file (an absent file is an empty store); parsed again only when the file changed.
+
+        Callers must not change what it returns outside `changing()`.
+        """
         try:
+            key = self._stat_key()
+            if key is None:
+                return _empty()
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
             data = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return _empty()
         except (OSError, ValueError) as error:
             raise StorageError(f"The reminders file {self.path.name} cannot be read: {error}.") from None
-        return {**_empty(), **data} if isinstance(data, dict) else _empty()
+        data = {**_empty(), **data} if isinstance(data, dict) else _empty()
+        data.pop("runs", None)  # kept in reminder_runs.json since the file format settled
+        self._cache = (key, data)
+        return data
+
+    def _read_runs(self) -> dict[str, list[dict[str, Any]]]:
+        try:
+            runs = json.loads(self.runs_path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            raise StorageError(f"The reminders' log {self.runs_path.name} cannot be read: {error}.") from None
+        return runs if isinstance(runs, dict) else {}
 
     @contextlib.contextmanager
-    def changing(self) -> Iterator[dict[str, Any]]:
-        """Read, change and replace the file under its lock, then wake the leader."""
+    def changing(self, *, runs: bool = False) -> Iterator[dict[str, Any]]:
+        """Read, change and replace the file under its lock, then wake the leader.
+
+        Nothing is written when the change left the data as it was. With `runs`, the delivery log is
+        read and written too, as `data["runs"]`.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with file_lock(self.lock_path):
-                data = self.read()
+                self._cache = None
+                data = json.loads(json.dumps(self.read()))  # a private copy: `read()` shares its cache
+                before = json.dumps(data, sort_keys=True)
+                if runs:
+                    data["runs"] = self._read_runs()
                 yield data
-                write_json_atomic(self.path, data)
+                log_after = data.pop("runs", None)
+                changed = json.dumps(data, sort_keys=True) != before
+                if changed:
+                    write_json_atomic(self.path, data)
+                if runs and log_after is not None:
+                    write_json_atomic(self.runs_path, log_after)
         except OSError as error:
             raise StorageError(
                 f"The reminders cannot be saved: {error.strerror or error} (is the data folder writable?)."
             ) from None
-        self.poke()
+        if changed:
+            self.poke()
 
     def poke(self) -> None:
         """Wake the leader so it looks at the reminders again; nobody listening, or a full queue, is fine.
@@ -202,10 +303,7 @@ class ReminderStore:
         return self.read()["reminders"]
 
     def get(self, reminder_id: str) -> dict[str, Any]:
-        found = next((r for r in self.all() if r["id"] == reminder_id), None)
-        if found is None:
-            raise NotFound(f"There is no reminder {reminder_id!r}.", code="reminder_not_found")
-        return found
+        return _find(self.read(), reminder_id)
 
     def create(self, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
         """Validate and store a new reminder; returns it."""
@@ -219,12 +317,19 @@ class ReminderStore:
             "mode": "generate",
             "created_at": now.isoformat(timespec="seconds"),
             "source": "user",
-            "handled_until": now.isoformat(),
+            "handled_until": None,
             "last_run": None,
         }
         reminder.update({k: v for k, v in fields.items() if k in EDITABLE and v is not None})
-        validate(reminder, now)
+        self.validate(reminder, now)
         with self.changing() as data:
+            if len(data["reminders"]) >= MAX_REMINDERS:
+                raise Conflict(
+                    f"There are {MAX_REMINDERS} reminders already, the most this server keeps; delete some first.",
+                    code="too_many_reminders",
+                )
+            now = _later(now, datetime.now(UTC))  # taken under the lock, so a waiting writer cannot move it back
+            reminder["handled_until"] = now.astimezone(UTC).isoformat()
             reminder["id"] = str(data["next_id"])
             data["next_id"] += 1
             data["reminders"].append(reminder)
@@ -233,50 +338,75 @@ class ReminderStore:
     def update(self, reminder_id: str, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
         """Apply a partial change; a new schedule (or resuming) counts from now, so nothing past fires."""
         with self.changing() as data:
+            now = _later(now, datetime.now(UTC))
             reminder = _find(data, reminder_id)
             changed = {**reminder, **{k: v for k, v in changes.items() if k in EDITABLE}}
-            if "at" in changes and changes["at"] is not None:
+            if changes.get("at") is not None:
                 changed["cron"] = None
-            if "cron" in changes and changes["cron"] is not None:
+            if changes.get("cron") is not None:
                 changed["at"] = None
-            validate(changed, now, check_past="at" in changes or "timezone" in changes)
+            # A sent one-off stays sent when only its zone (or anything but `at`) changes.
+            was_sent = bool(reminder.get("at")) and not occurrences_after(reminder, _cursor(reminder), 1)
+            keeps_sent = was_sent and "at" not in changes and changed.get("at")
+            self.validate(changed, now, check_past=("at" in changes or "timezone" in changes) and not keeps_sent)
             rescheduled = any(changed[k] != reminder[k] for k in ("at", "cron", "timezone"))
             if rescheduled or (changed["enabled"] and not reminder["enabled"]):
-                changed["handled_until"] = now.isoformat()
+                cursor = max(_cursor(reminder), now)
+                if keeps_sent:
+                    cursor = max(cursor, parse_at(changed["at"], zone_of(changed["timezone"])))
+                changed["handled_until"] = cursor.isoformat()
             reminder.update(changed)
         return reminder
 
     def delete(self, reminder_id: str) -> None:
-        with self.changing() as data:
+        with self.changing(runs=True) as data:
             reminder = _find(data, reminder_id)
             data["reminders"].remove(reminder)
             data["runs"].pop(reminder_id, None)
 
     def runs(self, reminder_id: str) -> list[dict[str, Any]]:
         """The delivery log, newest first."""
-        data = self.read()
-        _find(data, reminder_id)
-        return data["runs"].get(reminder_id, [])
+        _find(self.read(), reminder_id)
+        return self._read_runs().get(reminder_id, [])
 
-    # ---- delivery bookkeeping (the leader, and POST .../run) ----
+    def validate(self, reminder: dict[str, Any], now: datetime, check_past: bool = True) -> None:
+        validate(reminder, now, check_past, max_text_chars=self.max_text_chars)
 
-    def claim(self, occurrence: Occurrence, *, advance: bool = True) -> dict[str, Any] | None:
-        """Record that `occurrence` is being delivered, before anything is sent; its reminder, or None when it
-        is gone, paused, or the occurrence is claimed or handled already."""
+    # ---- delivery bookkeeping (the leader) ----
+
+    def claim_due(self, now: datetime, grace: float) -> tuple[list[tuple[Occurrence, dict[str, Any]]], list[str]]:
+        """Claim every occurrence due at `now`, all in one write, before anything is sent.
+
+        Returns the claims with their reminders, and the ids of reminders whose occurrence fell more than
+        `grace` seconds ago (recorded as missed, counted from now). One broken reminder is logged and skipped.
+        """
+        claimed: list[tuple[Occurrence, dict[str, Any]]] = []
+        missed: list[str] = []
         with self.changing() as data:
-            reminder = next((r for r in data["reminders"] if r["id"] == occurrence.reminder_id), None)
-            if reminder is None or occurrence.key in data["claims"]:
-                return None
-            if advance:
-                if not reminder["enabled"] or _cursor(reminder) >= datetime.fromisoformat(occurrence.scheduled_for):
-                    return None
-                reminder["handled_until"] = occurrence.scheduled_for
-            data["claims"][occurrence.key] = {
-                "reminder_id": occurrence.reminder_id,
-                "scheduled_for": occurrence.scheduled_for,
-                "late": occurrence.late,
-            }
-            return dict(reminder)
+            now = _later(now, datetime.now(UTC))
+            for reminder in data["reminders"]:
+                try:
+                    due = next_due(reminder)
+                    if due is None or due > now:
+                        continue
+                    latest = latest_due(reminder, now, grace)
+                except Exception:  # a hand-edited or outdated entry must not stop the others
+                    log.exception("Reminder %s cannot be scheduled; skipped", reminder.get("id"))
+                    continue
+                if latest is None:
+                    missed.append(reminder["id"])
+                    reminder["handled_until"] = now.isoformat()
+                    reminder["last_run"] = missed_run(_stamp(due, reminder), now)
+                    continue
+                occurrence = Occurrence(reminder["id"], _stamp(latest, reminder), _is_late(latest, now))
+                reminder["handled_until"] = latest.isoformat()
+                data["claims"][occurrence.key] = {
+                    "reminder_id": occurrence.reminder_id,
+                    "scheduled_for": occurrence.scheduled_for,
+                    "late": occurrence.late,
+                }
+                claimed.append((occurrence, dict(reminder)))
+        return claimed, missed
 
     def claims(self) -> list[Occurrence]:
         """Claims left unfinished (by a leader that died mid-delivery, or one in progress)."""
@@ -285,25 +415,37 @@ class ReminderStore:
             for c in self.read()["claims"].values()
         ]
 
-    def skip_missed(self, reminder_id: str, now: datetime, last_run: dict[str, Any]) -> None:
-        """An occurrence fell longer ago than MISFIRE_GRACE_SECONDS: record it as missed and count from now."""
-        with self.changing() as data:
-            reminder = next((r for r in data["reminders"] if r["id"] == reminder_id), None)
-            if reminder is not None:
-                reminder["handled_until"] = now.isoformat()
-                reminder["last_run"] = last_run
-
     def finish(self, occurrence: Occurrence, last_run: dict[str, Any]) -> None:
         """Drop the claim and record the outcome as the reminder's `last_run` and in its log."""
-        with self.changing() as data:
+        with self.changing(runs=True) as data:
             data["claims"].pop(occurrence.key, None)
             reminder = next((r for r in data["reminders"] if r["id"] == occurrence.reminder_id), None)
-            if reminder is None:
+            if reminder is None or not last_run:
                 return
             reminder["last_run"] = last_run
             log = data["runs"].setdefault(reminder["id"], [])
             log.insert(0, last_run)
             del log[RUNS_KEPT:]
+
+
+def _is_late(due: datetime, now: datetime) -> bool:
+    return (now - due).total_seconds() > LATE_AFTER_SECONDS
+
+
+def _later(a: datetime, b: datetime) -> datetime:
+    return max(a.astimezone(UTC), b.astimezone(UTC))
+
+
+def missed_run(scheduled_for: str, now: datetime) -> dict[str, Any]:
+    return {
+        "time": now.astimezone(datetime.fromisoformat(scheduled_for).tzinfo).isoformat(timespec="seconds"),
+        "scheduled_for": scheduled_for,
+        "status": "missed",
+        "error": f"Missed: the server was not running at {scheduled_for} nor within MISFIRE_GRACE_SECONDS after it.",
+        "late": False,
+        "generated": False,
+        "message_id": None,
+    }
 
 
 def _find(data: dict[str, Any], reminder_id: str) -> dict[str, Any]:
@@ -313,11 +455,20 @@ def _find(data: dict[str, Any], reminder_id: str) -> dict[str, Any]:
     return found
 
 
-def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True) -> None:
-    """One clear 400 for the first thing wrong with a reminder's fields."""
+def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True, *, max_text_chars: int = 32_000) -> None:
+    """One clear 400 for the first thing wrong with a reminder's fields; normalises `at` and `cron`."""
     text = reminder.get("text")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest('"text" must say what to remind about; it is empty.', code="empty_text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest('"text" must be valid Unicode text.', code="invalid_text") from None
+    if len(text) > max_text_chars:
+        raise BadRequest(
+            f'"text" is {len(text)} characters long; the limit is {max_text_chars} (MAX_MESSAGE_CHARS).',
+            code="text_too_long",
+        )
     if bool(reminder.get("at")) == bool(reminder.get("cron")):
         raise BadRequest(
             'Give exactly one schedule: "at" (a local date-time) or "cron" (five crontab fields).',
@@ -330,7 +481,7 @@ def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True) -
         raise BadRequest('"enabled" must be true or false.', code="invalid_enabled")
     if reminder.get("at"):
         at = parse_at(reminder["at"], zone)
-        reminder["at"] = at.replace(tzinfo=None).isoformat()
+        reminder["at"] = datetime.fromisoformat(reminder["at"]).isoformat()
         if check_past and at <= now:
             raise BadRequest(
                 f'"at" {reminder["at"]} is in the past in {reminder["timezone"]} (it is now '
@@ -338,19 +489,31 @@ def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True) -
                 code="at_in_past",
             )
     else:
+        if not isinstance(reminder["cron"], str):
+            raise BadRequest('"cron" must be five crontab fields such as "0 8 * * 1-5".', code="invalid_cron")
         reminder["cron"] = " ".join(reminder["cron"].split())
-        trigger = cron_trigger(reminder["cron"], zone)
-        if trigger.get_next_fire_time(None, now) is None:
+        if not _cron_after(reminder["cron"], zone, now, 1):
             raise BadRequest(f'"cron" {reminder["cron"]!r} never fires.', code="invalid_cron")
 
 
 def describe(reminder: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A user reminder as the API shows it: its fields plus `next_runs` (and `done` for a sent one-off)."""
     shown = {k: v for k, v in reminder.items() if k != "handled_until"}
-    upcoming = occurrences_after(reminder, max(_cursor(reminder), now), NEXT_RUNS_SHOWN)
-    shown["next_runs"] = [t.isoformat() for t in upcoming] if reminder["enabled"] else []
+    shown["next_runs"] = [_stamp(t, reminder) for t in upcoming(reminder, now)] if reminder["enabled"] else []
     shown["done"] = bool(reminder.get("at")) and not occurrences_after(reminder, _cursor(reminder), 1)
     return shown
+
+
+def upcoming(reminder: dict[str, Any], now: datetime) -> list[datetime]:
+    """The next NEXT_RUNS_SHOWN fire times after both the cursor and `now`.
+
+    Asked from the cursor first, which stays put between fires, so a listing hits the cache.
+    """
+    cursor = _cursor(reminder)
+    times = [t for t in occurrences_after(reminder, cursor, NEXT_RUNS_SHOWN) if t > now]
+    if len(times) < NEXT_RUNS_SHOWN and reminder.get("cron") and now > cursor:
+        times = occurrences_after(reminder, now, NEXT_RUNS_SHOWN)
+    return times
 
 
 def wake_address(data_dir: Path) -> str:

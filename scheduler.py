@@ -56,7 +56,7 @@ class Reminders:
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.store = ReminderStore(settings.data_dir, settings.timezone)
+        self.store = ReminderStore(settings.data_dir, settings.timezone, settings.max_message_chars)
         self.delivery = ReminderDelivery(settings, service, self.store)
 
     # ---- election ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from history_store import HistoryStore
+from reminders import MAX_REMINDERS, ReminderStore, describe, occurrences_after
 from scheduler import leader_pid
 from tests.support.client import app_env
 from tests.support.servers import Gunicorn
@@ -209,15 +210,16 @@ def test_a_reminder_set_on_one_worker_arrives_once_on_time(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=3) as server:
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
-        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=6)
         reminder = create(server, text="关火", at=local(due))
-        sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the reminder")
+        sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the reminder")
         arrived = time.time()
-        time.sleep(1.5)  # nothing more may come
-        shown = listed(server)[reminder["id"]]
+        shown = wait_until(lambda: listed(server)[reminder["id"]]["last_run"] and listed(server)[reminder["id"]], 10)
+        time.sleep(1.5)  # nothing more may come (not a timing check: a double would be stored meanwhile)
     assert len(reminder_messages(data_dir)) == 1 and len(reminder_calls(upstream, "关火")) == 1
     assert sent[0]["scheduled_for"] == due.isoformat() and sent[0]["generated"] is True and "late" not in sent[0]
-    assert 0 <= arrived - due.timestamp() < 3, f"arrived {arrived - due.timestamp():.2f} s after its time"
+    # Loose on purpose (a loaded machine is slow); polling at MAX_SLEEP_SECONDS would take minutes.
+    assert 0 <= arrived - due.timestamp() < 15, f"arrived {arrived - due.timestamp():.2f} s after its time"
     assert shown["done"] is True and shown["next_runs"] == [] and shown["last_run"]["status"] == "ok"
 
 
@@ -252,13 +254,14 @@ def test_twenty_reminders_due_together_survive_a_kill_9_of_the_leader(upstream, 
 def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restart(upstream, tmp_path):
     data_dir = tmp_path / "data"
     short_grace = {"MISFIRE_GRACE_SECONDS": "2"}  # the restart comes after it: only a claim can bring one back
+    # All three are claimed together before the first is sent, so none of them can be lost.
     server = gunicorn(upstream, tmp_path, workers=2, **short_grace).start()
     try:
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
-        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=6)
         for text in ("第一件", "第二件", "第三件"):
             create(server, text=text, at=local(due))
-        upstream.script({}, {"delay": 1.0})  # the second is still with the model when everything dies
+        upstream.script({}, {"delay": 10.0})  # the second is still with the model when everything dies
         wait_until(lambda: len(reminder_calls(upstream)) == 2, 20, interval=0.005, message="the second call")
         os.killpg(server.pid, signal.SIGKILL)
     finally:
@@ -276,9 +279,9 @@ def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restar
         )
         time.sleep(1)
     messages = reminder_messages(data_dir)
-    assert [m["reminder_id"] for m in messages] == ["1", "2"], "the reminder cut off mid-delivery was lost"
-    assert messages[1]["late"] is True
-    assert shown["3"]["last_run"]["status"] == "missed"  # never started, and now older than the grace time
+    assert [m["reminder_id"] for m in messages] == ["1", "2", "3"], "a reminder claimed before the kill was lost"
+    assert messages[1]["late"] is True and messages[2]["late"] is True
+    assert shown["3"]["last_run"]["status"] == "ok"  # claimed before the kill, so not missed however long ago
     assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
 
 
@@ -306,8 +309,8 @@ def test_an_occurrence_missed_while_no_server_ran_is_sent_once_late(upstream, tm
     )
     with gunicorn(upstream, tmp_path, workers=2) as server:
         sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the late reminder")
-        time.sleep(1.5)
-        shown = listed(server)["7"]
+        shown = wait_until(lambda: listed(server)["7"]["last_run"] and listed(server)["7"], 10, message="last run")
+        time.sleep(1.5)  # a second message (a burst) would be stored meanwhile
     scheduled_for = missed.replace(second=0)
     assert [m["scheduled_for"] for m in reminder_messages(data_dir)] == [scheduled_for.isoformat()]
     assert sent[0]["late"] is True
@@ -351,7 +354,7 @@ def test_when_the_model_fails_the_reminder_still_arrives_with_its_text(upstream,
     with gunicorn(upstream, tmp_path, workers=2) as server:
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
         upstream.script(*[failing] * 10)
-        reminder = create(server, text="给妈妈打电话", at=in_a_while(seconds=3))
+        reminder = create(server, text="给妈妈打电话", at=in_a_while(seconds=6))
         sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the reminder")
         shown = wait_until(lambda: listed(server)[reminder["id"]]["last_run"], 10, message="its last run")
     assert sent[0]["content"] == "给妈妈打电话" and sent[0]["generated"] is False
@@ -363,7 +366,7 @@ def test_a_deleted_or_paused_reminder_does_not_fire(upstream, tmp_path):
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=2) as server:
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
-        due = in_a_while(seconds=3)
+        due = in_a_while(seconds=6)
         deleted = create(server, text="不该出现一", at=due)
         paused = create(server, text="不该出现二", at=due)
         kept = create(server, text="应该出现", at=due)
@@ -373,3 +376,174 @@ def test_a_deleted_or_paused_reminder_does_not_fire(upstream, tmp_path):
         wait_until(lambda: reminder_messages(data_dir), 20, message="the kept reminder")
         time.sleep(1.5)
     assert [m["reminder_id"] for m in reminder_messages(data_dir)] == [kept["id"]]
+
+
+# ---- schedules around daylight saving, and the store's own rules ------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")  # clocks go back 2027-11-07 02:00 → 01:00, forward 2027-03-14 02:00 → 03:00
+
+
+def step_through(store: ReminderStore, start: datetime, hours: float, every_minutes: float = 5) -> list[str]:
+    """Claim due occurrences at every step from `start` for `hours`, as the leader would; the keys claimed."""
+    keys: list[str] = []
+    moment = start = start.astimezone(UTC)  # stepping in UTC: arithmetic on a zone's datetimes is wall-clock
+    while moment < start + timedelta(hours=hours):
+        claimed, _ = store.claim_due(moment, grace=3600)
+        keys += [occurrence.key for occurrence, _ in claimed]
+        moment += timedelta(minutes=every_minutes)
+    return keys
+
+
+def new_york_store(tmp_path: Path, cron: str) -> ReminderStore:
+    store = ReminderStore(tmp_path, "America/New_York")
+    store.create({"text": "药", "cron": cron}, datetime.now(NEW_YORK))
+    store.claim_due(datetime(2027, 11, 6, 12, tzinfo=NEW_YORK), grace=3600)  # the months before: missed, once
+    return store
+
+
+def test_a_daily_time_repeated_when_clocks_go_back_fires_once(tmp_path):
+    keys = step_through(new_york_store(tmp_path, "30 1 * * *"), datetime(2027, 11, 6, 12, tzinfo=NEW_YORK), 48)
+    assert keys == ["1@2027-11-07T01:30:00-04:00", "1@2027-11-08T01:30:00-05:00"]
+
+
+def test_a_frequent_schedule_moves_forward_through_the_repeated_hour(tmp_path):
+    keys = step_through(new_york_store(tmp_path, "*/20 * * * *"), datetime(2027, 11, 7, 0, tzinfo=NEW_YORK), 4, 1)
+    instants = [datetime.fromisoformat(key.split("@")[1]) for key in keys]
+    assert instants == sorted(set(instants)), "an occurrence repeated or went back"
+    # 00:00 … 01:40 EDT, then the repeated hour's wall times are not fired again, then 02:00 … 02:40 EST.
+    assert [key.split("T")[1] for key in keys] == [
+        *(f"0{h}:{m:02d}:00-04:00" for h in (0, 1) for m in (0, 20, 40)),
+        *(f"02:{m:02d}:00-05:00" for m in (0, 20, 40)),
+    ]
+
+
+def test_a_time_skipped_when_clocks_go_forward_fires_just_after_the_jump(tmp_path):
+    store = ReminderStore(tmp_path, "America/New_York")
+    store.create({"text": "药", "cron": "30 2 * * *"}, datetime.now(NEW_YORK))
+    store.claim_due(datetime(2027, 3, 13, 12, tzinfo=NEW_YORK), grace=3600)
+    keys = step_through(store, datetime(2027, 3, 13, 12, tzinfo=NEW_YORK), 48)
+    assert keys == ["1@2027-03-14T03:30:00-04:00", "1@2027-03-15T02:30:00-04:00"]
+
+
+def test_day_of_month_and_weekday_both_set_fire_on_either_as_in_crontab(api):
+    reminder = api.post("/api/reminders", json={"text": "对账", "cron": "0 9 13 * 5"}).json()["reminder"]
+    stored = ReminderStore(api.settings.data_dir, "Asia/Shanghai").get(reminder["id"])
+    runs = [t.astimezone(ZONE) for t in occurrences_after(stored, datetime.now(ZONE), 12)]
+    assert all(t.day == 13 or t.weekday() == 4 for t in runs)
+    assert any(t.day == 13 and t.weekday() != 4 for t in runs) and any(t.weekday() == 4 and t.day != 13 for t in runs)
+
+
+def test_a_resume_with_a_stale_clock_never_fires_a_claimed_occurrence_again(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    store.create({"text": "站起来", "cron": "* * * * *"}, datetime.now(ZONE))
+    soon = datetime.now(ZONE).replace(second=0, microsecond=0) + timedelta(minutes=2)
+    stale = datetime.now(ZONE)  # a request's clock, read before the leader's claim below
+    first, _ = store.claim_due(soon, grace=60)
+    store.update("1", {"enabled": False}, stale)
+    store.update("1", {"enabled": True}, stale)
+    again, _ = store.claim_due(soon, grace=60)
+    assert [o.key for o, _ in first] and not again, "the claimed occurrence was claimed twice"
+
+
+def test_changing_the_zone_of_a_sent_one_off_does_not_send_it_again(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    at = datetime.now(ZONE).replace(microsecond=0) + timedelta(hours=1)
+    store.create({"text": "开会", "at": local(at)}, datetime.now(ZONE))
+    sent, _ = store.claim_due(at + timedelta(seconds=1), grace=60)
+    assert len(sent) == 1
+    moved = store.update("1", {"timezone": "America/New_York"}, datetime.now(ZONE))  # `at` is now 13 h later
+    assert describe(moved, datetime.now(ZONE))["done"] is True
+    assert store.claim_due(at + timedelta(hours=14), grace=86400)[0] == []
+
+
+def test_a_claim_refused_writes_nothing(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    store.create({"text": "喝水", "cron": "0 8 * * *"}, datetime.now(ZONE))
+    before = os.stat(store.path).st_mtime_ns, os.stat(store.path).st_ino
+    assert store.claim_due(datetime.now(ZONE), grace=60) == ([], [])
+    assert (os.stat(store.path).st_mtime_ns, os.stat(store.path).st_ino) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("\\ud800 吃药", "invalid_text"), ("药" * 101, "text_too_long")],
+)
+def test_reminder_text_is_checked_like_a_chat_message(serve, text, code):
+    api = serve(MAX_MESSAGE_CHARS="100")
+    body = '{"text": "' + text + '", "cron": "0 8 * * *"}'  # as sent, so "\\ud800" stays a lone surrogate
+    response = api.session.post(
+        api.base_url + "/api/reminders", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code
+    assert api.get("/api/reminders").status_code == 200
+
+
+def test_the_number_of_reminders_is_capped(api):
+    store = ReminderStore(api.settings.data_dir, "Asia/Shanghai")
+    now = datetime.now(ZONE)
+    template = {"text": "x", "at": None, "cron": "0 8 * * *", "timezone": "Asia/Shanghai", "enabled": True}
+    many = [
+        {**template, "id": str(n), "mode": "plain", "created_at": now.isoformat(), "source": "user",
+         "handled_until": now.isoformat(), "last_run": None}
+        for n in range(1, MAX_REMINDERS + 1)
+    ]  # fmt: skip
+    store.path.write_text(json.dumps({"version": 1, "next_id": MAX_REMINDERS + 1, "reminders": many, "claims": {}}))
+    refused = api.post("/api/reminders", json={"text": "再一个", "cron": "0 9 * * *"})
+    assert refused.status_code == 409 and refused.json()["code"] == "too_many_reminders"
+    api.delete("/api/reminders/1")
+    assert api.post("/api/reminders", json={"text": "再一个", "cron": "0 9 * * *"}).status_code == 201
+
+
+def test_reminders_due_together_are_all_sent_when_the_model_is_slow(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    slow = {"MISFIRE_GRACE_SECONDS": "2", "READ_TIMEOUT": "10"}
+    with gunicorn(upstream, tmp_path, workers=2, **slow) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        upstream.script(*[{"delay": 3.0}] * 3)  # each wording takes longer than the grace time
+        due = in_a_while(seconds=6)
+        for text in ("一", "二", "三"):
+            create(server, text=text, at=due)
+        wait_until(lambda: len(reminder_messages(data_dir)) == 3, 40, message="three reminders")
+        shown = wait_until(
+            lambda: all(r["last_run"] for k, r in listed(server).items() if k != "env") and listed(server), 10
+        )
+    assert [r["last_run"]["status"] for k, r in sorted(shown.items()) if k != "env"] == ["ok", "ok", "ok"]
+
+
+def test_one_broken_reminder_does_not_stop_the_others(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(ZONE)
+    broken = {
+        "id": "1", "text": "坏的", "at": None, "cron": "* * * * *", "timezone": "Mars/Olympus", "enabled": True,
+        "mode": "plain", "created_at": now.isoformat(), "source": "user",
+        "handled_until": (now - timedelta(minutes=1)).isoformat(), "last_run": None,
+    }  # fmt: skip
+    good = {**broken, "id": "2", "text": "好的", "timezone": "Asia/Shanghai"}
+    (data_dir / "reminders.json").write_text(
+        json.dumps({"version": 1, "next_id": 3, "reminders": [broken, good], "claims": {}})
+    )
+    with gunicorn(upstream, tmp_path, workers=2):
+        sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the good reminder")
+    assert [m["content"] for m in sent] == ["好的"]
+    assert "Reminder 1 cannot be scheduled" in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(ZONE)
+    reminder = {
+        "id": "1", "text": "x", "at": None, "cron": "0 8 * * *", "timezone": "Asia/Shanghai", "enabled": True,
+        "mode": "plain", "created_at": now.isoformat(), "source": "user", "handled_until": now.isoformat(),
+        "last_run": None,
+    }  # fmt: skip
+    key = f"1@manual-{now.isoformat()}"
+    claim = {"reminder_id": "1", "scheduled_for": key.split("@")[1], "late": False}
+    (data_dir / "reminders.json").write_text(
+        json.dumps({"version": 1, "next_id": 2, "reminders": [reminder], "claims": {key: claim}})
+    )
+    with gunicorn(upstream, tmp_path, workers=1):
+        wait_until(lambda: claimed(data_dir) == [], 20, message="the orphaned claim removed")
+    assert reminder_messages(data_dir) == []
