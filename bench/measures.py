@@ -21,9 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from history_files import build_history, configured_live_limit  # noqa: E402
 from load import requests_per_second  # noqa: E402
 from processes import API_KEY, Server, app_env, cpu_seconds, fake_upstream, rss_mb, warm  # noqa: E402
+from reminder_files import build_reminders  # noqa: E402
 
 from config import DEFAULT_SYSTEM_PROMPT  # noqa: E402
 from history_store import HistoryStore  # noqa: E402
+from reminder_delivery import ReminderDelivery  # noqa: E402
+from reminders import ReminderStore  # noqa: E402
+from scheduler import leader_pid  # noqa: E402
 
 
 @dataclass
@@ -464,3 +468,56 @@ def measure_throughput(seconds: float, rounds: int, work: Path) -> list[Row]:
         row("app /api/history", "bare /bare/page", False),
         Row("throughput", "load generator", generator),
     ]
+
+
+# ---- reminders ---------------------------------------------------------------------------
+
+
+def measure_reminders(count: int, work: Path) -> list[Row]:
+    """With `count` reminders in the file: listing them over HTTP, the leader's wake-up pass (file unchanged,
+    and just edited), and the leader's CPU over an idle stretch beside a server with no reminders."""
+    files = {name: work / "reminders" / name / "chat_history.json" for name in ("many", "none")}
+    for history_file in files.values():
+        build_history(history_file, 100)
+    build_reminders(files["many"].parent / "reminders.json", count)
+    env = {"SCHEDULER_ENABLED": "true", "CRON_MONTH": "2", "CRON_DAY": "29"}  # the .env one never fires here
+    with (
+        fake_upstream(0.0) as upstream,
+        Server(app_env(upstream, files["many"], **env), name="reminders") as many,
+        Server(app_env(upstream, files["none"], **env), name="no-reminders"),
+    ):
+        session = requests.Session()
+        url = many.base_url + "/api/reminders"
+        assert len(ok(session.get(url, timeout=30)).json()["reminders"]) == count + 1
+        listing = timed_rounds({0: lambda: ok(session.get(url, timeout=30))}, 100, warmup=10)[0]
+
+        leaders = [leader_pid(files[name].parent) for name in ("many", "none")]
+        before = [cpu_seconds([pid]) for pid in leaders]
+        time.sleep(10)
+        idle_cpu = [cpu_seconds([pid]) - start for pid, start in zip(leaders, before, strict=True)]
+
+    store = ReminderStore(files["many"].parent, "UTC")
+    settings = type("Settings", (), {"timezone": "UTC", "misfire_grace_seconds": 300})()
+    delivery = ReminderDelivery(settings, None, store)  # type: ignore[arg-type]  # nothing is due: no sends
+    unchanged = timed_rounds({0: delivery._deliver_due}, 200, warmup=5)[0]
+    payload = store.path.read_bytes()
+    edited = []
+    for _ in range(52):
+        store.path.write_bytes(payload)  # changed on disk, as after any edit: parsed again
+        started = time.perf_counter()
+        delivery._deliver_due()
+        edited.append(time.perf_counter() - started)
+    edited = edited[2:]
+    section = "reminders"
+    listed_p50, listed_p95 = percentile(listing, 0.5), percentile(listing, 0.95)
+    wake_p50, edited_p50 = percentile(unchanged, 0.5), percentile(edited, 0.5)
+    return [
+        Row(section, f"GET /api/reminders with {count} reminders, p50 / p95", f"{ms(listed_p50)} / {ms(listed_p95)}",
+            "≤ 50 ms", listed_p95 <= 0.050),
+        Row(section, f"leader's wake-up pass, {count} reminders, file unchanged, p50", ms(wake_p50), "≤ 5 ms",
+            wake_p50 <= 0.005),
+        Row(section, f"leader's wake-up pass, {count} reminders, file just rewritten, p50", ms(edited_p50), "≤ 5 ms",
+            edited_p50 <= 0.005),
+        Row(section, f"leader CPU over 10 s with nothing due: {count} reminders / none",
+            f"{idle_cpu[0] * 1000:.0f} ms / {idle_cpu[1] * 1000:.0f} ms"),
+    ]  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from history_store import HistoryStore
+from reminder_delivery import MAX_SLEEP_SECONDS, ReminderDelivery
 from reminders import MAX_REMINDERS, ReminderStore, describe, occurrences_after
 from scheduler import leader_pid
 from tests.support.client import app_env
@@ -547,3 +548,32 @@ def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tm
     with gunicorn(upstream, tmp_path, workers=1):
         wait_until(lambda: claimed(data_dir) == [], 20, message="the orphaned claim removed")
     assert reminder_messages(data_dir) == []
+
+
+def test_reminders_due_during_a_hup_reload_arrive_once_each(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        leader = wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=6)
+        for number in range(10):
+            create(server, text=f"第{number}件", at=local(due))
+        upstream.script(*[{"delay": 0.3}] * 20)  # the reload lands while the ten are being sent
+        wait_until(lambda: reminder_messages(data_dir), 30, interval=0.005, message="the first reminder")
+        os.kill(server.pid, signal.SIGHUP)  # Gunicorn replaces every worker, the leader among them
+        wait_until(lambda: len(reminder_messages(data_dir)) >= 10, 40, message="ten reminders")
+        wait_until(lambda: claimed(data_dir) == [], 20, message="every claim finished")
+        new_leader = wait_until(lambda: leader_pid(data_dir), 15, message="a leader after the reload")
+        time.sleep(1.5)  # a double would be stored meanwhile
+        messages = reminder_messages(data_dir)
+    assert new_leader != leader
+    keys = Counter(f"{m['reminder_id']}@{m['scheduled_for']}" for m in messages)
+    assert len(keys) == 10 and set(keys.values()) == {1}, f"doubled: {[k for k, n in keys.items() if n > 1]}"
+
+
+def test_the_leader_sleeps_until_the_next_reminder_instead_of_polling(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    settings = type("Settings", (), {"timezone": "Asia/Shanghai", "misfire_grace_seconds": 300})()
+    delivery = ReminderDelivery(settings, None, store)  # type: ignore[arg-type]  # nothing is due: nothing sent
+    assert delivery._deliver_due() == MAX_SLEEP_SECONDS  # nothing scheduled: only the safety net
+    store.create({"text": "喝水", "at": in_a_while(seconds=100)}, datetime.now(ZONE))
+    assert 90 < delivery._deliver_due() <= 100
