@@ -577,3 +577,23 @@ def test_the_leader_sleeps_until_the_next_reminder_instead_of_polling(tmp_path):
     assert delivery._deliver_due() == MAX_SLEEP_SECONDS  # nothing scheduled: only the safety net
     store.create({"text": "喝水", "at": in_a_while(seconds=100)}, datetime.now(ZONE))
     assert 90 < delivery._deliver_due() <= 100
+
+
+def test_a_three_minute_stop_gives_one_late_message_per_reminder_not_a_burst(upstream, tmp_path):
+    """The issue's own drill, in real time: the server is down for three minutes while two reminders fall due."""
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        stopped_at = datetime.now(ZONE)
+        one_off = create(server, text="关窗", at=local(stopped_at + timedelta(seconds=60)))
+        # Hourly at two minutes that both pass during the stop (each at least a minute before the restart).
+        minutes = sorted({(stopped_at + timedelta(seconds=s)).minute for s in (60, 120)})
+        twice = create(server, text="活动一下", cron=f"{','.join(map(str, minutes))} * * * *")
+    wait_until(lambda: datetime.now(ZONE) > stopped_at + timedelta(minutes=3), 200, interval=1, message="3 minutes")
+    assert reminder_messages(data_dir) == []
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: len(reminder_messages(data_dir)) >= 2, 30, message="the two missed reminders")
+        time.sleep(2)  # a burst of the other missed occurrence would be stored meanwhile
+        messages = reminder_messages(data_dir)
+    assert Counter(m["reminder_id"] for m in messages) == {one_off["id"]: 1, twice["id"]: 1}
+    assert all(m["late"] is True for m in messages)
