@@ -586,8 +586,8 @@ def test_a_three_minute_stop_gives_one_late_message_per_reminder_not_a_burst(ups
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
         stopped_at = datetime.now(ZONE)
         one_off = create(server, text="关窗", at=local(stopped_at + timedelta(seconds=60)))
-        # Hourly at two minutes that both pass during the stop (each at least a minute before the restart).
-        minutes = sorted({(stopped_at + timedelta(seconds=s)).minute for s in (60, 120)})
+        # Hourly at two minutes that pass during the stop: 10 s after it at the earliest, 50 s before the restart.
+        minutes = sorted({(stopped_at + timedelta(seconds=s)).minute for s in (70, 130)})
         twice = create(server, text="活动一下", cron=f"{','.join(map(str, minutes))} * * * *")
     wait_until(lambda: datetime.now(ZONE) > stopped_at + timedelta(minutes=3), 200, interval=1, message="3 minutes")
     assert reminder_messages(data_dir) == []
