@@ -17,7 +17,7 @@ from limits import parse_many
 from limits.errors import ConfigurationError
 from limits.storage import MovingWindowSupport, Storage, storage_from_string
 
-from cron import WEEKDAY_FORM, crontab_trigger, crontab_weekdays
+from cron import WEEKDAY_FORM, WallClockTrigger, crontab_weekdays
 
 DEFAULT_API_URL = "https://api.siliconflow.cn/v1/chat/completions"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -243,9 +243,10 @@ class Settings:
             "day_of_week": self.cron_day_of_week,
         }
 
-    def cron_trigger(self) -> CronTrigger:
-        """The reminder schedule as an APScheduler trigger in the configured zone, weekdays numbered as in crontab."""
-        return crontab_trigger(self.cron, ZoneInfo(self.timezone))
+    def cron_trigger(self) -> WallClockTrigger:
+        """The reminder schedule as an APScheduler trigger on the configured zone's wall clock, weekdays numbered
+        as in crontab."""
+        return WallClockTrigger(self.cron, ZoneInfo(self.timezone))
 
 
 @dataclass(frozen=True)

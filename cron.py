@@ -5,14 +5,22 @@ APScheduler 3.x numbers weekdays from Monday = 0, and its `CronTrigger.from_cron
 Saturday. So each item of a day-of-week field is spelled out here as the day names it covers, which both
 read alike: `1-5` becomes `mon,tue,wed,thu,fri`. This also refuses what APScheduler would quietly cut short
 (it reads `mon-5` as `mon` and `mon-fri/2` as `mon-fri`). The other fields pass through unchanged.
+
+`WallClockTrigger` matches the fields on a zone's wall clock and places each matching wall time once on the
+time line. APScheduler 3.11's own arithmetic in a zone with daylight saving returns the same time again on the
+night clocks go back (so a scheduler asking for the next run spins) and skips or shifts times on the night
+they go forward. Here a time in the spring gap fires just after the jump (02:30 becomes 03:30) and a time that
+occurs twice fires at its first occurrence only. The wall-clock matching itself is APScheduler's, done in UTC,
+which has no such nights.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # index = crontab number; 7 is Sunday again
@@ -60,3 +68,62 @@ def _day_number(text: str, *, end: bool) -> int:
     if text not in CRONTAB_WEEKDAYS:
         raise ValueError(f"{text!r} is not a day name (sun, mon, tue, wed, thu, fri, sat)")
     return 7 if end and text == "sun" else CRONTAB_WEEKDAYS.index(text)
+
+
+class WallClockTrigger(BaseTrigger):
+    """Six cron fields (APScheduler's names, weekdays as in crontab) on `timezone`'s wall clock.
+
+    With `either_day`, a schedule restricting both day of month and day of week fires on either, as crontab
+    does (APScheduler wants both).
+    """
+
+    def __init__(self, fields: Mapping[str, str], timezone: tzinfo, *, either_day: bool = False):
+        self.timezone = timezone
+        self.fields = dict(fields)
+        if either_day and fields["day"] != "*" and fields["day_of_week"] != "*":
+            self._walls = (
+                crontab_trigger({**fields, "day_of_week": "*"}, UTC),
+                crontab_trigger({**fields, "day": "*"}, UTC),
+            )
+        else:
+            self._walls = (crontab_trigger(fields, UTC),)
+
+    def after(self, instant: datetime, count: int) -> list[datetime]:
+        """Up to `count` fire times (UTC) strictly after `instant`."""
+        found: list[datetime] = []
+        floor = instant.astimezone(UTC)
+        wall: datetime | None = floor.astimezone(self.timezone).replace(tzinfo=None)
+        for _ in range(count + 24 * 3600):  # bounded: only the hour repeated when clocks go back is passed over
+            wall = self._next_wall(wall)  # type: ignore[arg-type]
+            if wall is None:
+                break
+            placed = wall_to_instant(wall, self.timezone)
+            if placed > floor:
+                found.append(placed)
+                floor = placed
+                if len(found) == count:
+                    break
+        return found
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        start = wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
+        fires = [fire for trigger in self._walls if (fire := trigger.get_next_fire_time(None, start)) is not None]
+        return min(fires).replace(tzinfo=None) if fires else None
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        """APScheduler's contract: the first fire time after the previous one, or at or after `now` when there
+        was none, in the trigger's zone."""
+        start = now.astimezone(UTC)
+        if previous_fire_time is not None:  # the runs since the previous one, never the previous one again
+            start = previous_fire_time.astimezone(UTC) + timedelta(microseconds=1)
+        found = self.after(start - timedelta(microseconds=1), 1)
+        return found[0].astimezone(self.timezone) if found else None
+
+    def __str__(self) -> str:
+        return f"wall-clock cron {' '.join(self.fields.values())} in {self.timezone}"
+
+
+def wall_to_instant(wall: datetime, timezone: tzinfo) -> datetime:
+    """The UTC instant of naive wall time `wall` in `timezone`: in a gap, just after the jump; when it occurs
+    twice, the first time (fold 0 does both)."""
+    return wall.replace(tzinfo=timezone, fold=0).astimezone(UTC)

@@ -11,11 +11,8 @@ An occurrence is keyed `<id>@<scheduled_for>`. The leader records its claim here
 and storing the message, and removes it after; a claim left by a leader that died is finished by the next
 (see reminder_delivery.py). Every change pokes the leader's wake-up socket, so it never polls.
 
-Time arithmetic is done on UTC instants. A schedule is matched on the zone's wall clock and each matching
-wall time is then placed once on the time line: a time that falls in a daylight-saving gap fires just after
-the jump (02:30 becomes 03:30), and a time that occurs twice when clocks go back fires at its first
-occurrence only. (APScheduler 3.11's own zone arithmetic repeats or loops on those days, so its trigger is
-only asked about wall times, in UTC, where there are no such days.)
+Time arithmetic is done on UTC instants; schedules are matched on the zone's wall clock, each matching wall
+time placed once on the time line (see cron.WallClockTrigger for daylight-saving nights).
 """
 
 from __future__ import annotations
@@ -34,9 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
-from cron import crontab_trigger
+from cron import WallClockTrigger, wall_to_instant
 from errors import BadRequest, Conflict, NotFound, StorageError
 from history_store import file_lock, write_json_atomic
 
@@ -98,60 +93,30 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
 
 
 def placed(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The UTC instant of wall-clock time `wall` in `zone`: in a gap, just after the jump; when it occurs twice,
-    the first time (fold 0 does both)."""
-    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    """The UTC instant of wall-clock time `wall` in `zone` (see cron.wall_to_instant)."""
+    return wall_to_instant(wall, zone)
 
 
 @functools.lru_cache(maxsize=4096)  # building a trigger costs more than asking it; reminders share few schedules
-def cron_triggers(value: Any) -> tuple[CronTrigger, ...]:
-    """Wall-clock triggers (in UTC, which has no daylight saving) for five crontab fields; 400 `invalid_cron`.
-
-    As in crontab, a schedule restricting both day of month and day of week fires on either (APScheduler would
-    want both), so that case is two triggers, one per day field.
-    """
+def cron_schedule(value: Any, zone_name: str) -> WallClockTrigger:
+    """Five crontab fields on `zone_name`'s wall clock (day of month and weekday both set: either); 400 otherwise."""
     fields = value.split() if isinstance(value, str) else []
     if len(fields) != 5:
         raise BadRequest(
             '"cron" must be five crontab fields "minute hour day month weekday", such as "0 8 * * 1-5".',
             code="invalid_cron",
         )
-    named = {"second": "0", **dict(zip(_CRON_NAMES, fields, strict=True))}
     try:
-        if named["day"] != "*" and named["day_of_week"] != "*":
-            return (
-                crontab_trigger({**named, "day_of_week": "*"}, UTC),
-                crontab_trigger({**named, "day": "*"}, UTC),
-            )
-        return (crontab_trigger(named, UTC),)
+        return WallClockTrigger(
+            {"second": "0", **dict(zip(_CRON_NAMES, fields, strict=True))}, _zone(zone_name), either_day=True
+        )
     except ValueError as error:
         raise BadRequest(f'"cron" {value!r} is not a valid crontab schedule: {error}.', code="invalid_cron") from None
 
 
-def _next_wall(triggers: tuple[CronTrigger, ...], after_wall: datetime) -> datetime | None:
-    """The first wall time (naive) strictly after `after_wall` that the schedule matches."""
-    start = after_wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
-    fires = [f for t in triggers if (f := t.get_next_fire_time(None, start)) is not None]
-    return min(fires).replace(tzinfo=None) if fires else None
-
-
 def _cron_after(cron: str, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:
     """Up to `count` UTC instants of `cron` in `zone` strictly after the instant `after`."""
-    triggers = cron_triggers(cron)
-    found: list[datetime] = []
-    wall = after.astimezone(zone).replace(tzinfo=None)
-    floor = after
-    for _ in range(count + 24 * 60):  # bounded: only the hour repeated when clocks go back is passed over
-        wall = _next_wall(triggers, wall)
-        if wall is None:
-            break
-        instant = placed(wall, zone)
-        if instant > floor:
-            found.append(instant)
-            floor = instant
-            if len(found) == count:
-                break
-    return found
+    return cron_schedule(cron, zone.key).after(after, count)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -426,6 +426,21 @@ def test_a_time_skipped_when_clocks_go_forward_fires_just_after_the_jump(tmp_pat
     assert keys == ["1@2027-03-14T03:30:00-04:00", "1@2027-03-15T02:30:00-04:00"]
 
 
+def test_the_env_reminder_moves_forward_through_both_daylight_saving_nights(make_settings):
+    trigger = make_settings(TIMEZONE="America/New_York", CRON_HOUR="1,2", CRON_MINUTE="30").cron_trigger()
+    fires = []
+    for start in (datetime(2027, 3, 13, 12, tzinfo=NEW_YORK), datetime(2027, 11, 6, 12, tzinfo=NEW_YORK)):
+        fires.append(trigger.get_next_fire_time(None, start))
+        for _ in range(3):  # as APScheduler asks after each run; its own trigger answers 01:30 again and again
+            fires.append(trigger.get_next_fire_time(fires[-1], fires[-1]))
+    assert [f.isoformat() for f in fires] == [
+        "2027-03-14T01:30:00-05:00", "2027-03-14T03:30:00-04:00", "2027-03-15T01:30:00-04:00",
+        "2027-03-15T02:30:00-04:00",
+        "2027-11-07T01:30:00-04:00", "2027-11-07T02:30:00-05:00", "2027-11-08T01:30:00-05:00",
+        "2027-11-08T02:30:00-05:00",
+    ]  # fmt: skip
+
+
 def test_day_of_month_and_weekday_both_set_fire_on_either_as_in_crontab(api):
     reminder = api.post("/api/reminders", json={"text": "对账", "cron": "0 9 13 * 5"}).json()["reminder"]
     stored = ReminderStore(api.settings.data_dir, "Asia/Shanghai").get(reminder["id"])
