@@ -33,6 +33,7 @@ from responses import (
     REMINDER_REFUSED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
+    TOO_MANY_REMINDERS,
     UNAUTHORIZED,
     ChatResult,
     Cleared,
@@ -237,7 +238,14 @@ def list_reminders() -> Any:
 @api.post(
     "/reminders",
     security=TOKEN_OR_COOKIE,
-    responses={201: ReminderResult, **TAKES_JSON, 400: REMINDER_REFUSED, **GUARDED, 503: STORAGE_UNAVAILABLE},
+    responses={
+        201: ReminderResult,
+        **TAKES_JSON,
+        400: REMINDER_REFUSED,
+        409: TOO_MANY_REMINDERS,
+        **GUARDED,
+        503: STORAGE_UNAVAILABLE,
+    },
 )
 def create_reminder(body: ReminderCreate) -> Any:
     """Create a reminder: `{"text": "吃药", "at": "2026-11-26T08:00:00"}` or `{"text": "…", "cron": "0 8 * * 1-5"}`."""

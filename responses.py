@@ -235,13 +235,14 @@ BAD_REQUEST = _error(
     ],
 )
 REMINDER_REFUSED = _error(
-    "The reminder is malformed: empty text, not exactly one of `at` and `cron`, a past or malformed `at`, "
-    "a bad cron, an unknown zone",
+    "The reminder is malformed: empty, invalid or too long text, not exactly one of `at` and `cron`, a past or "
+    "malformed `at`, a bad cron, an unknown zone",
     [
         "invalid_json",
         "missing_text",
         "invalid_text",
         "empty_text",
+        "text_too_long",
         "invalid_schedule",
         "invalid_at",
         "at_in_past",
@@ -253,6 +254,7 @@ REMINDER_REFUSED = _error(
 )
 REMINDER_NOT_FOUND = _error("There is no reminder with this id", ["reminder_not_found"])
 READ_ONLY = _error("The .env reminder is changed in .env, not through the API", ["reminder_read_only"])
+TOO_MANY_REMINDERS = _error("There are 1000 reminders already; delete some first", ["too_many_reminders"])
 UNAUTHORIZED = _error(
     "ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",
     ["unauthorized", "invalid_token"],
