@@ -116,8 +116,7 @@ class ReminderDelivery:
                 self.store.finish(occurrence, {})
                 continue
             log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
-            # Sent by a later leader than its own: late, however soon (unless it was stored before the crash).
-            self._send(Occurrence(occurrence.reminder_id, occurrence.scheduled_for, late=True), reminder)
+            self._send(occurrence, reminder)  # late if it is by now more than LATE_AFTER_SECONDS past its time
 
     def _deliver_due(self) -> float:
         """Send every due occurrence; the seconds until the next one.

@@ -281,7 +281,8 @@ def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restar
         time.sleep(1)
     messages = reminder_messages(data_dir)
     assert [m["reminder_id"] for m in messages] == ["1", "2", "3"], "a reminder claimed before the kill was lost"
-    assert messages[1]["late"] is True and messages[2]["late"] is True
+    # Sent seconds after their time by the next server: on time, not `late` (that means over 30 s).
+    assert [m.get("late", False) for m in messages] == [False, False, False]
     assert shown["3"]["last_run"]["status"] == "ok"  # claimed before the kill, so not missed however long ago
     assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
 
