@@ -1,4 +1,9 @@
-"""A turn of conversation: store the user's words, ask the model with recent context, store the reply."""
+"""A turn of conversation: store the user's words, ask the model with recent context, store the reply.
+
+The model may set, change or cancel reminders during a turn through tools (reminder_tools.py); the calls
+and their results go back and forth within the turn, and only the final reply is stored, with the
+`reminder_actions` it took. Reminder messages wait for a turn in progress to end (turn_gate.py).
+"""
 
 from __future__ import annotations
 
@@ -181,7 +186,7 @@ class ChatService:
                 raise
             log.warning("The model API refused the reminder tools (%s); asking again without them", error.message)
         turn.offer_tools = False
-        if turn.rounds == 0 and not turn.actions:
+        if turn.rounds == 0:  # refused before any call ran: the phrase grammar reads the user's words instead
             self._apply_phrases(turn)
         return send(turn.messages, None)
 

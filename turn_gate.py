@@ -32,6 +32,8 @@ class Turn:
             self._handle.close()  # closing releases the lock
             self._handle = None
 
+    __del__ = close  # a stream never started is dropped, not closed
+
 
 class TurnGate:
     """Shared locks for turns, a bounded exclusive wait for reminder messages."""
