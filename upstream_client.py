@@ -332,7 +332,10 @@ def _merge_tool_calls(fragments: Any, calls: dict[int, ToolCall]) -> None:
         function = fragment.get("function") if isinstance(fragment, dict) else None
         if not isinstance(function, dict):
             raise _malformed()
-        index = fragment.get("index", len(calls))
+        index = fragment.get("index")
+        if index is None:  # a provider that numbers nothing: a fragment with an id or name starts the next call
+            starts = fragment.get("id") or function.get("name") or not calls
+            index = len(calls) if starts else max(calls)
         if not isinstance(index, int):
             raise _malformed()
         call = calls.setdefault(index, ToolCall(str(fragment.get("id") or f"call_{index}"), ""))
