@@ -264,3 +264,19 @@ def test_a_reminder_due_mid_reply_is_stored_right_after_the_reply(upstream, tmp_
     assert events[-1]["type"] == "done" and reply["content"] == "慢慢地说完这句话"
     assert ran["message"]["content"] == "站起来走走"
     assert ran["message"]["id"] == reply["id"] + 1, "the reminder landed between the question and its answer"
+
+
+def test_streamed_call_fragments_without_an_index_make_one_call(api, upstream):
+    at = in_a_while(days=2)
+    arguments = json.dumps({"text": "交房租", "at": at}, ensure_ascii=False)
+
+    def frame(delta: dict, finish: str | None = None) -> str:
+        return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}, ensure_ascii=False)
+
+    frames = [frame({"tool_calls": [{"id": "call_a", "function": {"name": "create_reminder", "arguments": ""}}]})]
+    frames += [frame({"tool_calls": [{"function": {"arguments": arguments[i : i + 5]}}]}) for i in range(0, 40, 5)]
+    frames += [frame({"tool_calls": [{"function": {"arguments": arguments[40:]}}]}), frame({}, "tool_calls"), "[DONE]"]
+    upstream.script({"frames": frames, "ending": "none"}, {"content": "好的"})
+    events = read_events(stream(api, "后天这个时候提醒我交房租"))
+    assert [e["type"] for e in events] == ["start", "reminder", "delta", "done"], events
+    assert events[1]["reminder"]["text"] == "交房租" and events[1]["reminder"]["at"] == at
