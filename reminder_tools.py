@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from errors import AppError, BadRequest
 from reminder_phrases import parse_reminder
 from reminders import EDITABLE, ReminderStore, describe
-from upstream_client import ToolCall
+from upstream_client import ToolCall, without_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ReminderTools:
     def run(self, call: ToolCall) -> tuple[str, dict[str, Any] | None]:
         """Carry out one call: the JSON text for the `tool` message, and the action taken (None when refused)."""
         try:
-            arguments = json.loads(call.arguments or "{}")
+            arguments = without_surrogates(json.loads(call.arguments or "{}"))  # an escaped lone one cannot be stored
         except (ValueError, RecursionError):
             return _refusal("The arguments are not valid JSON; send a JSON object."), None
         if not isinstance(arguments, dict):

@@ -85,7 +85,7 @@ class UpstreamClient:
         """Ask for a whole reply; with `tools`, the model may answer with calls to them instead."""
         response = self._post(self._payload(messages, tools, stream=False), stream=False)
         try:
-            body = _without_surrogates(response.json())
+            body = without_surrogates(response.json())
             choice = body["choices"][0]
             message = choice["message"]
             completion = Completion(
@@ -257,7 +257,7 @@ class UpstreamClient:
     def _pieces(self, data: bytes, calls: dict[int, ToolCall]) -> list[StreamPiece]:
         """The reasoning, reply text and finish reason in one `data:` event; tool call fragments go into `calls`."""
         try:
-            event = _without_surrogates(json.loads(data))
+            event = without_surrogates(json.loads(data))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise _malformed() from None
         if not isinstance(event, dict):
@@ -300,14 +300,14 @@ class UpstreamStream:
         self._response.close()
 
 
-def _without_surrogates(value: Any) -> Any:
+def without_surrogates(value: Any) -> Any:
     """Decoded JSON with each lone surrogate in its strings replaced by U+FFFD, so the text can be stored and sent."""
     if isinstance(value, str):
         return LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_without_surrogates(item) for item in value]
+        return [without_surrogates(item) for item in value]
     if isinstance(value, dict):
-        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+        return {without_surrogates(key): without_surrogates(item) for key, item in value.items()}
     return value
 
 
@@ -403,7 +403,7 @@ def _message_of(body: Any) -> str:
 
 def _error_detail(response: requests.Response) -> str:
     try:
-        detail = _message_of(_without_surrogates(response.json()))
+        detail = _message_of(without_surrogates(response.json()))
     except (ValueError, RecursionError):
         detail = ""
     if not detail:

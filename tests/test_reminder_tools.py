@@ -280,3 +280,13 @@ def test_streamed_call_fragments_without_an_index_make_one_call(api, upstream):
     events = read_events(stream(api, "后天这个时候提醒我交房租"))
     assert [e["type"] for e in events] == ["start", "reminder", "delta", "done"], events
     assert events[1]["reminder"]["text"] == "交房租" and events[1]["reminder"]["at"] == at
+
+
+def test_an_escaped_lone_surrogate_in_the_arguments_is_stored_replaced(api, upstream):
+    at = in_a_while(days=1)
+    escaped = json.dumps({"text": "喝水\ud800", "at": at})  # "\\ud800": JSON text can carry what UTF-8 cannot
+    upstream.script({"tool_calls": [{"name": "create_reminder", "arguments": escaped}]}, {"content": "好的"})
+    response = api.chat("明天提醒我喝水")
+    assert response.status_code == 200, response.text
+    assert response.json()["message"]["reminder_actions"][0]["reminder"]["text"] == "喝水\ufffd"
+    assert [r["text"] for r in user_reminders(api)] == ["喝水\ufffd"]
