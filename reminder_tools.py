@@ -126,6 +126,9 @@ class ReminderTools:
         except AppError as error:  # the store's one sentence, e.g. "at" is in the past: the model may correct it
             log.info("Reminder tool %s refused: %s", call.name, error.message)
             return _refusal(error.message), None
+        except Exception:  # a bug here must not cost the user the reply: the model hears the call failed
+            log.exception("Reminder tool %s failed unexpectedly", call.name)
+            return _refusal("The server failed while carrying out this call; check with list_reminders."), None
         return json.dumps({"ok": True, **result}, ensure_ascii=False), action
 
     def _create(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
