@@ -55,7 +55,8 @@ api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=ope
 TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {
     "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
-    "and `delta` (with `content`), then `done` (with the stored `message`) or `error` (with `error` "
+    "and `delta` (with `content`), `reminder` (with `action`, `reminder` and for an update `previous`, as soon as a "
+    "reminder tool call ran), then `done` (with the stored `message`) or `error` (with `error` "
     "and `code`, when the model fails mid-reply; what arrived is stored as `incomplete`, or, if nothing did, an "
     "empty `incomplete` message with the `error` and its `error_code`).",
     "content": {

@@ -1,16 +1,33 @@
-"""A turn of conversation: store the user's words, ask the model with recent context, store the reply."""
+"""A turn of conversation: store the user's words, ask the model with recent context, store the reply.
+
+The model may set, change or cancel reminders during a turn through tools (reminder_tools.py); the calls
+and their results go back and forth within the turn, and only the final reply is stored, with the
+`reminder_actions` it took. Reminder messages wait for a turn in progress to end (turn_gate.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Generator, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from config import Settings
-from errors import INTERNAL_ERROR, AppError, NotConfigured, StorageError
+from errors import INTERNAL_ERROR, AppError, NotConfigured, StorageError, UpstreamError
 from history_store import HistoryStore, Message
-from upstream_client import Completion, UpstreamClient, UpstreamStream
+from reminder_tools import (
+    MAX_TOOL_ROUNDS,
+    TOOLS,
+    ReminderTools,
+    ToolCallFilter,
+    phrase_note,
+    split_tool_calls,
+    time_line,
+)
+from reminders import ReminderStore
+from turn_gate import Turn, TurnGate
+from upstream_client import Completion, ToolCall, UpstreamClient, UpstreamStream
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +38,44 @@ REMINDER_PROMPT = (
 )
 
 
+# Besides the reminder's own wording time, how long its message may wait for a turn in progress to end.
+TURN_WAIT_MARGIN_SECONDS = 30
+Answer = TypeVar("Answer", Completion, UpstreamStream)
+
+
+@dataclass
+class _Turn:
+    """What one turn sends the model, and what its reminder tools did so far."""
+
+    question: Message
+    messages: list[dict[str, Any]]
+    offer_tools: bool
+    rounds: int = 0  # tool rounds carried out
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tools(self) -> list[dict[str, Any]] | None:
+        """The tools to offer on the next request: none once refused, or after the last round allowed."""
+        return TOOLS if self.offer_tools and self.rounds < MAX_TOOL_ROUNDS else None
+
+
 class ChatService:
     """Ties the history store and the upstream client together; routes and the scheduler call it."""
 
-    def __init__(self, settings: Settings, store: HistoryStore, upstream: UpstreamClient):
+    def __init__(
+        self,
+        settings: Settings,
+        store: HistoryStore,
+        upstream: UpstreamClient,
+        reminders: ReminderStore | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.upstream = upstream
+        self.reminder_tools = ReminderTools(
+            reminders or ReminderStore(settings.data_dir, settings.timezone), settings.timezone
+        )
+        self.gate = TurnGate(settings.data_dir / "turns.lock", settings.read_timeout + TURN_WAIT_MARGIN_SECONDS)
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -53,12 +101,14 @@ class ChatService:
     # ---- turns ---------------------------------------------------------------------------
 
     def reply(self, text: str, retry_of: int | None = None) -> Message:
-        """Store the user's message, get the whole reply, store it and return it."""
+        """Store the user's message, get the whole reply (carrying out its reminder calls), store it and return it."""
         self._require_configured()
-        question = self._question(text, retry_of)
-        with self._failing_turn(question):
-            completion = self.upstream.complete(self._context(question))
-        return self._store_reply(completion, reply_to=question["id"])
+        with contextlib.closing(self.gate.turn()):
+            question = self._question(text, retry_of)
+            turn = self._start_turn(question)
+            with self._failing_turn(turn):
+                completion = self._complete(turn)
+            return self._store_reply(completion, reply_to=question["id"], **_actions_field(turn))
 
     def stream_reply(self, text: str, retry_of: int | None = None) -> Generator[dict[str, Any], None, None]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
@@ -67,51 +117,161 @@ class ChatService:
         gone), the text received so far is stored.
         """
         self._require_configured()
-        question = self._question(text, retry_of)
-        with self._failing_turn(question):
-            pieces = self.upstream.stream(self._context(question))
-        return self._relay(question, pieces)
+        hold = self.gate.turn()
+        try:
+            question = self._question(text, retry_of)
+            turn = self._start_turn(question)
+            with self._failing_turn(turn):
+                pieces = self._ask(turn, self.upstream.stream)
+        except BaseException:
+            hold.close()
+            raise
+        return self._relay(turn, pieces, hold)
 
     @contextlib.contextmanager
-    def _failing_turn(self, question: Message) -> Iterator[None]:
+    def _failing_turn(self, turn: _Turn) -> Iterator[None]:
         """An error raised inside is stored as the turn's failure and carries the stored question, so a
         client can retry with `retry_of`."""
         try:
             yield
         except AppError as error:
-            self._store_failure(question, error.message, error.code)
-            error.extra["user_message"] = question
+            self._store_failure(turn, error.message, error.code)
+            error.extra["user_message"] = turn.question
             raise
 
-    def _store_failure(self, question: Message, error: str, code: str) -> None:
-        """Record that `question` got no reply, so the history shows the error (and a page its Retry) after a reload.
+    def _store_failure(self, turn: _Turn, error: str, code: str) -> None:
+        """Record that the question got no reply, so the history shows the error (and a page its Retry) after a reload.
 
         An empty, incomplete assistant message: `_context` leaves it out and `_question` still lets the turn
         be retried. If even this cannot be stored, the caller's error is the one worth reporting.
         """
+        question = turn.question
         try:
-            self.store.append("assistant", "", reply_to=question["id"], incomplete=True, error=error, error_code=code)
+            self.store.append(
+                "assistant",
+                "",
+                reply_to=question["id"],
+                incomplete=True,
+                error=error,
+                error_code=code,
+                **_actions_field(turn),
+            )
         except StorageError:
             log.warning("Could not record the failed turn of message %d in the history", question["id"])
 
-    def _relay(self, question: Message, pieces: UpstreamStream) -> Generator[dict[str, Any], None, None]:
+    # ---- reminder tools ------------------------------------------------------------------
+
+    def _start_turn(self, question: Message) -> _Turn:
+        """The turn's context, with tools offered, or with the reminder the phrase grammar set already."""
+        turn = _Turn(question, self._context(question), offer_tools=self.settings.reminder_tools)
+        if not turn.offer_tools:
+            self._apply_phrases(turn)
+        return turn
+
+    def _apply_phrases(self, turn: _Turn) -> None:
+        """Without tools: set the reminder the user's words ask for, and tell the model it is set."""
+        action = self.reminder_tools.phrase_action(turn.question["content"])
+        if action is not None:
+            turn.actions.append(action)
+            system = turn.messages[0]
+            turn.messages[0] = {**system, "content": f"{system['content']}\n{phrase_note([action])}"}
+
+    def _ask(self, turn: _Turn, send: Callable[..., Answer]) -> Answer:
+        """One request of the turn; when the provider refuses tools (HTTP 400), once more without them."""
+        tools = turn.tools
+        try:
+            return send(turn.messages, tools)
+        except UpstreamError as error:
+            if tools is None or error.upstream_status != 400:
+                raise
+            log.warning("The model API refused the reminder tools (%s); asking again without them", error.message)
+        turn.offer_tools = False
+        if turn.rounds == 0:  # refused before any call ran: the phrase grammar reads the user's words instead
+            self._apply_phrases(turn)
+        return send(turn.messages, None)
+
+    def _complete(self, turn: _Turn) -> Completion:
+        """The whole reply, after up to MAX_TOOL_ROUNDS rounds of reminder calls."""
+        shown: list[str] = []
+        reasoning: list[str] = []
+        usage: dict[str, Any] = {}
+        while True:
+            completion = self._ask(turn, self.upstream.complete)
+            calls = completion.tool_calls if turn.tools else []
+            text = completion.content
+            if turn.offer_tools:  # a small model may write its calls as text; the tags are never shown
+                text, written = split_tool_calls(text, len(calls))
+                calls = [*calls, *written] if turn.tools else []
+            shown.append(text)
+            reasoning.append(completion.reasoning)
+            _add_usage(usage, completion.usage)
+            if not calls:
+                break
+            list(self._run_tools(turn, calls, text))
+        completion.content = "\n\n".join(part for part in shown if part.strip())
+        completion.reasoning = "\n\n".join(part for part in reasoning if part)
+        completion.usage = usage
+        return completion
+
+    def _run_tools(self, turn: _Turn, calls: list[ToolCall], text: str) -> Iterator[dict[str, Any]]:
+        """Carry out one round of calls, adding them and their results to the context; yields the page's events."""
+        turn.rounds += 1
+        turn.messages.append(
+            {
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            }
+        )
+        for call in calls:
+            result, action = self.reminder_tools.run(call)
+            turn.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            if action is not None:
+                turn.actions.append(action)
+                yield {"type": "reminder", **action}
+
+    # ---- streaming -----------------------------------------------------------------------
+
+    def _relay(self, turn: _Turn, pieces: UpstreamStream, hold: Turn) -> Generator[dict[str, Any], None, None]:
         """The page's events for one streamed turn; stores the reply however the stream ends."""
+        question = turn.question
         content: list[str] = []
         reasoning: list[str] = []
         outcome = Completion(content="")
         extra: dict[str, Any] = {"stopped": True}  # until the stream ends one way or the other
         try:
             yield {"type": "start", "user_message": question}
-            for piece in pieces:
-                if piece.kind == "delta":
-                    content.append(piece.text)
-                    yield {"type": "delta", "content": piece.text}
-                elif piece.kind == "reasoning":
-                    reasoning.append(piece.text)
-                    yield {"type": "reasoning", "content": piece.text}
-                else:
-                    outcome.usage = piece.usage
-                outcome.model = piece.model or outcome.model
+            for action in turn.actions:  # set by the phrase grammar before the model was asked
+                yield {"type": "reminder", **action}
+            while True:
+                hidden = ToolCallFilter() if turn.offer_tools else None
+                calls: list[ToolCall] = []
+                round_text: list[str] = []
+                for piece in pieces:
+                    if piece.kind == "delta":
+                        text = hidden.feed(piece.text) if hidden else piece.text
+                        if text:
+                            yield self._shown(text, content, round_text)
+                    elif piece.kind == "reasoning":
+                        reasoning.append(piece.text)
+                        yield {"type": "reasoning", "content": piece.text}
+                    else:
+                        _add_usage(outcome.usage, piece.usage)
+                        calls = piece.tool_calls
+                    outcome.model = piece.model or outcome.model
+                if hidden is not None:
+                    rest = hidden.finish()
+                    if rest:
+                        yield self._shown(rest, content, round_text)
+                    calls = [*calls, *hidden.calls]
+                if not calls or turn.tools is None:
+                    break
+                pieces.close()
+                yield from self._run_tools(turn, calls, "".join(round_text))
+                pieces = self._ask(turn, self.upstream.stream)
             extra = {}
         except AppError as error:
             extra = {"incomplete": True, "error": error.message, "error_code": error.code}
@@ -125,16 +285,28 @@ class ChatService:
                 "code": "internal_error",
             }
         finally:
-            pieces.close()
-            outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
-            if not extra or outcome.content or outcome.reasoning:
-                reply = self._store_reply(outcome, reply_to=question["id"], **extra)
-                if "stopped" in extra:
-                    log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
-            elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
-                self._store_failure(question, extra["error"], extra["error_code"])
+            try:
+                pieces.close()
+                outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
+                if not extra or outcome.content or outcome.reasoning or turn.actions:
+                    reply = self._store_reply(outcome, reply_to=question["id"], **extra, **_actions_field(turn))
+                    if "stopped" in extra:
+                        log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
+                elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
+                    self._store_failure(turn, extra["error"], extra["error_code"])
+            finally:
+                hold.close()  # the reply is stored: a reminder due meanwhile may follow it now
         if not extra:
             yield {"type": "done", "message": reply}
+
+    @staticmethod
+    def _shown(text: str, content: list[str], round_text: list[str]) -> dict[str, Any]:
+        """A delta event for visible text; a new round's first words are set apart from the last round's."""
+        if not round_text and content:
+            text = "\n\n" + text
+        content.append(text)
+        round_text.append(text)
+        return {"type": "delta", "content": text}
 
     def scheduled_reply(self, tick: str) -> Message:
         """Ask the model for the reminder of cron tick `tick` and store it (once per tick)."""
@@ -144,7 +316,8 @@ class ChatService:
             return existing
         prompt = {"role": "user", "content": self.settings.scheduled_message_prompt}
         completion = self.upstream.complete([*self._context(None), prompt])
-        return self._store_reply(completion, is_scheduled=True, scheduled_for=tick)
+        with self.gate.between_turns():  # after a reply in progress, never between a question and its answer
+            return self._store_reply(completion, is_scheduled=True, scheduled_for=tick)
 
     def reminder_reply(
         self, reminder: dict[str, Any], scheduled_for: str, late: bool = False
@@ -166,11 +339,13 @@ class ChatService:
                 self._require_configured()
                 prompt = {"role": "user", "content": REMINDER_PROMPT.format(text=reminder["text"])}
                 completion = self.upstream.complete([*self._context(None), prompt])
-                return self._store_reply(completion, generated=True, **fields), None
+                with self.gate.between_turns():  # after a reply in progress, never between a question and its answer
+                    return self._store_reply(completion, generated=True, **fields), None
             except AppError as error:
                 log.warning("Reminder %s could not be worded by the model: %s", reminder["id"], error.message)
                 failure = error
-        return self.store.append("assistant", reminder["text"], generated=False, **fields), failure
+        with self.gate.between_turns():
+            return self.store.append("assistant", reminder["text"], generated=False, **fields), failure
 
     def _store_reply(self, completion: Completion, **fields: Any) -> Message:
         if completion.reasoning:
@@ -183,8 +358,8 @@ class ChatService:
 
     # ---- context -------------------------------------------------------------------------
 
-    def _context(self, question: Message | None) -> list[dict[str, str]]:
-        """SYSTEM_PROMPT plus the newest turns within the message and character budgets.
+    def _context(self, question: Message | None) -> list[dict[str, Any]]:
+        """SYSTEM_PROMPT (and the local time) plus the newest turns within the message and character budgets.
 
         A user message that never got an answer (its turn failed) is left out, so a failure does
         not leave two user turns in a row; the empty record of a failure is no answer, and is left
@@ -210,7 +385,9 @@ class ChatService:
                 break
             budget -= len(message["content"])
             chosen.append({"role": message["role"], "content": message["content"]})
-        return [{"role": "system", "content": settings.system_prompt}, *reversed(chosen)]
+        now = self.reminder_tools.now()
+        system = f"{settings.system_prompt}\n{time_line(now, settings.timezone)}"
+        return [{"role": "system", "content": system}, *reversed(chosen)]
 
     # ---- history -------------------------------------------------------------------------
 
@@ -230,3 +407,17 @@ class ChatService:
     def clear_history(self) -> int:
         """Archive and hide every message; returns how many were cleared."""
         return self.store.clear()
+
+
+def _actions_field(turn: _Turn) -> dict[str, Any]:
+    """`reminder_actions` for the stored message, when the turn set, changed or cancelled reminders."""
+    return {"reminder_actions": turn.actions} if turn.actions else {}
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Add one request's token counts to the turn's: a turn with tool rounds makes several requests."""
+    for key, value in usage.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+        else:
+            total.setdefault(key, value)

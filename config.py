@@ -166,6 +166,9 @@ class Settings:
     misfire_grace_seconds: int = setting(
         300, env="MISFIRE_GRACE_SECONDS", help="How late, in seconds, a missed reminder may still be sent."
     )
+    reminder_tools: bool = setting(
+        True, env="REMINDER_TOOLS", help="Whether chat offers the model tools to set reminders (else a phrase grammar)."
+    )
 
     # Only the real environment can set it: it names the file the rest may come from (and the debug reloader watches).
     dotenv_path: str = setting(".env", env="DOTENV_PATH", help="The .env file read at start-up.")

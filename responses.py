@@ -43,6 +43,21 @@ class Message(BaseModel):
     error_code: str | None = Field(
         None, description="With `error`: the error's stable `code`, as in the failed request's answer or `error` event."
     )
+    reminder_actions: list[ReminderAction] | None = Field(
+        None, description="The reminders this reply set, changed or cancelled (through the model's tools)."
+    )
+
+
+class ReminderAction(BaseModel):
+    """One reminder tool call carried out during a chat turn, for the page's confirmation card and its Undo."""
+
+    action: Literal["created", "updated", "cancelled"]
+    reminder: dict[str, Any] = Field(
+        description="The reminder as GET /api/reminders shows it: after the action, or before it when cancelled."
+    )
+    previous: dict[str, Any] | None = Field(
+        None, description="For `updated`: its editable fields before (text, at, cron, timezone, mode, enabled)."
+    )
 
 
 class Error(BaseModel):

@@ -38,16 +38,27 @@ class Completion:
     reasoning: str = ""
     model: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass
 class StreamPiece:
-    """One piece of a streamed reply: kind is "delta", "reasoning" or "finish"."""
+    """One piece of a streamed reply: kind is "delta", "reasoning" or "finish" (with the assembled tool calls)."""
 
     kind: str
     text: str = ""
     model: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass
+class ToolCall:
+    """A function the model asks to call: `arguments` is its JSON text, as the API sends it."""
+
+    id: str
+    name: str
+    arguments: str = ""
 
 
 class UpstreamClient:
@@ -70,11 +81,11 @@ class UpstreamClient:
 
     # ---- public --------------------------------------------------------------------------
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """Ask for a whole reply."""
-        response = self._post({"model": self.settings.model, "messages": messages, "stream": False}, stream=False)
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Completion:
+        """Ask for a whole reply; with `tools`, the model may answer with calls to them instead."""
+        response = self._post(self._payload(messages, tools, stream=False), stream=False)
         try:
-            body = _without_surrogates(response.json())
+            body = without_surrogates(response.json())
             choice = body["choices"][0]
             message = choice["message"]
             completion = Completion(
@@ -82,6 +93,7 @@ class UpstreamClient:
                 reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
                 model=body.get("model") or self.settings.model,
                 usage=body.get("usage") or {},
+                tool_calls=[_tool_call(call, number) for number, call in enumerate(message.get("tool_calls") or [])],
             )
             if not isinstance(completion.content, str) or not isinstance(completion.reasoning, str):
                 raise TypeError
@@ -91,11 +103,16 @@ class UpstreamClient:
             ) from None
         return completion
 
-    def stream(self, messages: list[dict[str, str]]) -> UpstreamStream:
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> UpstreamStream:
         """Open the stream now (so refusals raise here) and return its pieces as they arrive."""
-        payload = {"model": self.settings.model, "messages": messages, "stream": True}
-        response = self._post(payload, stream=True)
+        response = self._post(self._payload(messages, tools, stream=True), stream=True)
         return UpstreamStream(response, self._read_events(response))
+
+    def _payload(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, stream: bool) -> dict:
+        payload: dict[str, Any] = {"model": self.settings.model, "messages": messages, "stream": stream}
+        if tools:
+            payload["tools"] = tools
+        return payload
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -198,6 +215,7 @@ class UpstreamClient:
         """Parse server-sent events; bytes are split only at newlines, so UTF-8 is never cut."""
         finished = False
         buffer = b""
+        calls: dict[int, ToolCall] = {}  # a tool call arrives in fragments, keyed by its index
         try:
             for chunk in self._chunks(response):
                 buffer += chunk
@@ -208,10 +226,12 @@ class UpstreamClient:
                         continue
                     if data == b"[DONE]":
                         if not finished:
-                            yield StreamPiece("finish", "stop")
+                            yield StreamPiece("finish", "stop", tool_calls=list(calls.values()))
                         return
-                    for piece in self._pieces(data):
-                        finished = finished or piece.kind == "finish"
+                    for piece in self._pieces(data, calls):
+                        if piece.kind == "finish":
+                            finished = True
+                            piece.tool_calls = list(calls.values())
                         yield piece
         except UpstreamError:
             if finished:  # the reply was whole; only what follows the finish reason was lost
@@ -234,10 +254,10 @@ class UpstreamClient:
         except (urllib3.exceptions.HTTPError, OSError):
             raise _broken() from None
 
-    def _pieces(self, data: bytes) -> list[StreamPiece]:
-        """The reasoning, reply text and finish reason in one `data:` event."""
+    def _pieces(self, data: bytes, calls: dict[int, ToolCall]) -> list[StreamPiece]:
+        """The reasoning, reply text and finish reason in one `data:` event; tool call fragments go into `calls`."""
         try:
-            event = _without_surrogates(json.loads(data))
+            event = without_surrogates(json.loads(data))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise _malformed() from None
         if not isinstance(event, dict):
@@ -254,6 +274,7 @@ class UpstreamClient:
         content, finish = delta.get("content"), choice.get("finish_reason")
         if any(value is not None and not isinstance(value, str) for value in (reasoning, content, finish)):
             raise _malformed()
+        _merge_tool_calls(delta.get("tool_calls"), calls)
         pieces = []
         if reasoning:
             pieces.append(StreamPiece("reasoning", reasoning, model))
@@ -279,15 +300,50 @@ class UpstreamStream:
         self._response.close()
 
 
-def _without_surrogates(value: Any) -> Any:
+def without_surrogates(value: Any) -> Any:
     """Decoded JSON with each lone surrogate in its strings replaced by U+FFFD, so the text can be stored and sent."""
     if isinstance(value, str):
         return LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_without_surrogates(item) for item in value]
+        return [without_surrogates(item) for item in value]
     if isinstance(value, dict):
-        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+        return {without_surrogates(key): without_surrogates(item) for key, item in value.items()}
     return value
+
+
+def _tool_call(call: Any, number: int) -> ToolCall:
+    """A whole tool call of a non-streamed reply (TypeError/KeyError when it is not one)."""
+    function = call["function"]
+    arguments = function.get("arguments") or ""
+    if not isinstance(function["name"], str):
+        raise TypeError
+    if not isinstance(arguments, str):  # a few providers send the object itself
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return ToolCall(str(call.get("id") or f"call_{number}"), function["name"], arguments)
+
+
+def _merge_tool_calls(fragments: Any, calls: dict[int, ToolCall]) -> None:
+    """Add one event's tool call fragments: the first of a call brings its id and name, each one more arguments."""
+    if fragments is None:
+        return
+    if not isinstance(fragments, list):
+        raise _malformed()
+    for fragment in fragments:
+        function = fragment.get("function") if isinstance(fragment, dict) else None
+        if not isinstance(function, dict):
+            raise _malformed()
+        index = fragment.get("index")
+        if index is None:  # a provider that numbers nothing: a fragment with an id or name starts the next call
+            starts = fragment.get("id") or function.get("name") or not calls
+            index = len(calls) if starts else max(calls)
+        if not isinstance(index, int):
+            raise _malformed()
+        call = calls.setdefault(index, ToolCall(str(fragment.get("id") or f"call_{index}"), ""))
+        name, arguments = function.get("name"), function.get("arguments")
+        if isinstance(name, str):
+            call.name += name
+        if isinstance(arguments, str):
+            call.arguments += arguments
 
 
 def _broken() -> UpstreamError:
@@ -347,7 +403,7 @@ def _message_of(body: Any) -> str:
 
 def _error_detail(response: requests.Response) -> str:
     try:
-        detail = _message_of(_without_surrogates(response.json()))
+        detail = _message_of(without_surrogates(response.json()))
     except (ValueError, RecursionError):
         detail = ""
     if not detail:

@@ -163,7 +163,7 @@ def test_context_carries_system_prompt_and_recent_turns(serve, upstream):
     for number in range(4):
         api.chat(f"问题{number}")
     sent = upstream.requests[-1]["messages"]
-    assert sent[0] == {"role": "system", "content": "你是测试助手"}
+    assert sent[0]["role"] == "system" and sent[0]["content"].startswith("你是测试助手\n")  # then the local time
     assert sent[1:] == [
         {"role": "user", "content": "问题2"},
         {"role": "assistant", "content": "收到：问题2"},
@@ -181,7 +181,8 @@ def test_context_respects_the_character_budget(serve, upstream):
 
 
 def test_a_failed_turn_does_not_break_the_next_context(api, upstream):
-    upstream.script({"kind": "status", "status": 400, "body": {"code": 20015, "message": "bad"}})
+    # Twice: a 400 to a request with reminder tools is asked again without them.
+    upstream.script(*[{"kind": "status", "status": 400, "body": {"code": 20015, "message": "bad"}}] * 2)
     assert api.chat("失败的问题").status_code == 502
     assert api.chat("第二个问题").status_code == 200
     sent = upstream.requests[-1]["messages"]
@@ -310,7 +311,7 @@ def test_a_lone_surrogate_from_the_model_is_replaced_and_the_reply_kept(api, ups
 
 
 def test_an_upstream_error_quoting_a_lone_surrogate_is_still_a_clear_error(api, upstream):
-    upstream.script({"kind": "status", "status": 400, "body": {"error": {"message": "bad \udc80 input"}}})
+    upstream.script(*[{"kind": "status", "status": 400, "body": {"error": {"message": "bad \udc80 input"}}}] * 2)
     response = api.chat("你好")
     assert response.status_code == 502
     assert "bad \ufffd input" in response.json()["error"]

@@ -2,6 +2,8 @@
 
 Tests start it in a thread (`FakeUpstream().start()`), queue behaviours with `script(...)`, and
 read back what the app sent with `requests`. Unscripted requests get a friendly Chinese echo.
+A behaviour with `tool_calls` ([{"name", "arguments"}]) answers with calls to the offered tools,
+whole or streamed in fragments as providers send them.
 It also runs on its own for benchmarks: `python -m tests.support.fake_upstream --port 8999`.
 """
 
@@ -129,20 +131,25 @@ class FakeUpstream:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return None
-                content = behaviour.get("content", default_reply(body))
+                calls = _tool_calls(behaviour)
+                content = behaviour.get("content", "" if calls else default_reply(body))
                 reasoning = behaviour.get("reasoning", "")
                 if body.get("stream"):
                     return self._stream(content, reasoning, behaviour, body)
-                message = {"role": "assistant", "content": content}
+                message: dict[str, Any] = {"role": "assistant", "content": content}
                 if reasoning:
                     message["reasoning_content"] = reasoning
+                if calls:
+                    message["tool_calls"] = calls
                 return self._json(
                     200,
                     {
                         "id": "chatcmpl-fake",
                         "object": "chat.completion",
                         "model": body.get("model", ""),
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+                        ],
                         "usage": {
                             "prompt_tokens": 10,
                             "completion_tokens": len(content),
@@ -190,13 +197,21 @@ class FakeUpstream:
                 frames = [event({"role": "assistant", "content": ""})]
                 frames += [event({"reasoning_content": reasoning[i : i + 3]}) for i in range(0, len(reasoning), 3)]
                 frames += [event({"content": piece}) for piece in pieces]
+                for index, call in enumerate(_tool_calls(behaviour)):  # the name first, then the arguments in bits
+                    head = {**call, "index": index, "function": {"name": call["function"]["name"], "arguments": ""}}
+                    frames.append(event({"tool_calls": [head]}))
+                    arguments = call["function"]["arguments"]
+                    frames += [
+                        event({"tool_calls": [{"index": index, "function": {"arguments": arguments[i : i + 7]}}]})
+                        for i in range(0, len(arguments), 7)
+                    ]
                 if "frames" in behaviour:  # exact `data:` payloads instead of the generated ones
                     frames = [f"data: {frame}\n\n".encode() for frame in behaviour["frames"]]
                 ending = behaviour.get("ending", "done")
                 if ending == "bad_chunk":
                     frames.append(b'data: {"choices": [oops\n\n')
                 elif ending == "done":
-                    frames += [event({}, "stop"), b"data: [DONE]\n\n"]
+                    frames += [event({}, "tool_calls" if _tool_calls(behaviour) else "stop"), b"data: [DONE]\n\n"]
                 try:
                     if behaviour.get("split_bytes"):
                         blob = b"".join(frames)
@@ -218,6 +233,23 @@ class FakeUpstream:
                     self.close_connection = True
 
         return Handler
+
+
+def _tool_calls(behaviour: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scripted calls in the API's form: arguments as JSON text, an id for each."""
+    return [
+        {
+            "id": call.get("id", f"call_fake_{number}"),
+            "type": "function",
+            "function": {
+                "name": call["name"],
+                "arguments": call["arguments"]
+                if isinstance(call.get("arguments"), str)
+                else json.dumps(call.get("arguments", {}), ensure_ascii=False),
+            },
+        }
+        for number, call in enumerate(behaviour.get("tool_calls", []))
+    ]
 
 
 def main() -> None:
