@@ -17,6 +17,7 @@ from errors import AppError
 from history_store import HistoryStore
 from openapi import operation_id
 from rate_limits import RateLimitStore
+from reminders import ReminderStore
 from responses import Error
 from scheduler import Reminders
 from schemas import request_error
@@ -54,7 +55,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit, timezone=settings.timezone)
-    service = ChatService(settings, store, UpstreamClient(settings))
+    reminders = ReminderStore(settings.data_dir, settings.timezone, settings.max_message_chars)
+    service = ChatService(settings, store, UpstreamClient(settings), reminders)
     app.extensions["settings"] = settings
     # Where Security's budgets count. Only RATE_LIMIT and ACCESS_TOKEN (wrong guesses) make budgets:
     # without either, no file in the data folder and no wait on an unreachable RATE_LIMIT_STORAGE.
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
-    app.extensions["reminders"] = Reminders(settings, service)
+    app.extensions["reminders"] = Reminders(settings, service, reminders)
 
     trust_proxies(app, settings)
     app.register_api(api)

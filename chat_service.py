@@ -67,14 +67,12 @@ class ChatService:
         settings: Settings,
         store: HistoryStore,
         upstream: UpstreamClient,
-        reminders: ReminderStore | None = None,
+        reminders: ReminderStore,
     ):
         self.settings = settings
         self.store = store
         self.upstream = upstream
-        self.reminder_tools = ReminderTools(
-            reminders or ReminderStore(settings.data_dir, settings.timezone), settings.timezone
-        )
+        self.reminder_tools = ReminderTools(reminders, settings.timezone)
         self.gate = TurnGate(settings.data_dir / "turns.lock", settings.read_timeout + TURN_WAIT_MARGIN_SECONDS)
 
     # ---- input ---------------------------------------------------------------------------

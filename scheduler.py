@@ -44,7 +44,7 @@ NEXT_RUNS_SHOWN = 3
 class Reminders:
     """Runs the reminder job when this process wins the election; reports the schedule's state."""
 
-    def __init__(self, settings: Settings, service: ChatService):
+    def __init__(self, settings: Settings, service: ChatService, store: ReminderStore):
         self.settings = settings
         self.service = service
         self.zone = ZoneInfo(settings.timezone)
@@ -56,7 +56,7 @@ class Reminders:
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.store = ReminderStore(settings.data_dir, settings.timezone, settings.max_message_chars)
+        self.store = store  # the users' reminders, shared with the chat's reminder tools
         self.delivery = ReminderDelivery(settings, service, self.store)
 
     # ---- election ------------------------------------------------------------------------
