@@ -312,7 +312,7 @@ def reminder_runs(path: ReminderPath) -> Any:
 
 
 @api.get(
-    "/reminders/preview",
+    "/schedule/preview",
     security=TOKEN_OR_COOKIE,
     responses={200: ReminderPreview, 400: REMINDER_REFUSED, **GUARDED},
 )

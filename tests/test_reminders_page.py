@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import Locator, Page, expect
 
 from history_store import HistoryStore
+from tests.support.browser import screenshot, wait_ready
 
 ZONE = ZoneInfo("Asia/Shanghai")  # app_env's TIMEZONE
 
@@ -37,7 +40,7 @@ def run_now(api, reminder_id: str) -> dict:
 
 
 def test_preview_gives_the_next_three_times_of_a_cron_or_the_one_of_an_at(api):
-    response = api.get("/api/reminders/preview", params={"cron": "0 8 * * 1-5"})
+    response = api.get("/api/schedule/preview", params={"cron": "0 8 * * 1-5"})
     assert response.status_code == 200, response.text
     runs = [datetime.fromisoformat(run) for run in response.json()["next_runs"]]
     assert len(runs) == 3 and runs == sorted(runs)
@@ -45,7 +48,7 @@ def test_preview_gives_the_next_three_times_of_a_cron_or_the_one_of_an_at(api):
     assert all(run.utcoffset() == timedelta(hours=8) for run in runs)
 
     at = in_a_while(hours=2)
-    response = api.get("/api/reminders/preview", params={"at": at, "timezone": "Europe/Paris"})
+    response = api.get("/api/schedule/preview", params={"at": at, "timezone": "Europe/Paris"})
     assert response.json() == {"success": True, "next_runs": [datetime.fromisoformat(at).isoformat() + "+01:00"]}
     assert api.get("/api/reminders").json()["reminders"] == [api.get("/api/reminders").json()["reminders"][0]]
 
@@ -63,7 +66,7 @@ def test_preview_gives_the_next_three_times_of_a_cron_or_the_one_of_an_at(api):
     ],
 )
 def test_preview_refuses_what_create_refuses_with_the_same_sentence(api, params, code):
-    preview = api.get("/api/reminders/preview", params=params)
+    preview = api.get("/api/schedule/preview", params=params)
     created = api.post("/api/reminders", json={"text": "x", **{k: v for k, v in params.items() if v}})
     assert preview.status_code == 400 and created.status_code == 400
     assert preview.json()["code"] == code == created.json()["code"]
@@ -164,3 +167,134 @@ def test_done_survives_a_later_append_by_another_worker_that_had_the_message_cac
     assert worker_b.mark_done(message["id"], "2") is None and worker_b.mark_done(message["id"] + 1, "1") is None
     worker_a.append("user", "之后")
     assert HistoryStore(path).recent(10)[0]["done_at"]
+
+
+# ---- the page, in Chromium ---------------------------------------------------------------------
+
+browser = pytest.mark.browser
+IN_SHANGHAI = {"timezone_id": "Asia/Shanghai"}  # the browser's zone: a reminder made on the page fires in it
+
+
+def open_panel(page: Page) -> Locator:
+    page.click("#reminders-open")
+    panel = page.locator("#reminders-panel")
+    expect(panel).to_be_visible()
+    return panel
+
+
+def item(page: Page, text: str) -> Locator:
+    return page.locator(".reminder-item", has=page.locator(".reminder-text", has_text=text))
+
+
+def reminders_of(api) -> list[dict]:
+    return [r for r in api.get("/api/reminders").json()["reminders"] if r["source"] == "user"]
+
+
+@browser
+def test_the_panel_creates_a_one_off_and_a_weekday_reminder_showing_the_next_times_while_typing(
+    serve, upstream, open_page
+):
+    api = serve()
+    page = open_page(api.base_url, **IN_SHANGHAI)
+    panel = open_panel(page)
+    assert page.evaluate("document.activeElement.id") == "reminder-new", "focus moves into the panel"
+
+    page.click("#reminder-new")
+    expect(page.locator("#reminder-text")).to_be_focused()
+    page.fill("#reminder-text", "吃药")
+    tomorrow = (datetime.now(ZONE) + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+    page.fill("#reminder-at", tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    preview = page.locator("#reminder-preview-list li")
+    expect(preview).to_have_count(1)
+    expect(preview.first).to_have_attribute("data-time", tomorrow.isoformat())
+    page.fill("#reminder-at", "2020-01-01T08:00")
+    expect(page.locator("#reminder-preview-list .preview-error")).to_have_text("这个时间已经过去了，请选择将来的时间。")
+    page.fill("#reminder-at", tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    expect(preview.first).to_have_attribute("data-time", tomorrow.isoformat())
+    page.select_option("#reminder-mode", "plain")
+    page.click("#reminder-save")
+    expect(item(page, "吃药").locator(".reminder-next time")).to_have_attribute("datetime", tomorrow.isoformat())
+    expect(page.locator("#reminder-form")).to_be_hidden()
+    (created,) = reminders_of(api)
+    assert (created["text"], created["at"], created["timezone"], created["mode"]) == (
+        "吃药",
+        tomorrow.replace(tzinfo=None).isoformat(),
+        "Asia/Shanghai",
+        "plain",
+    )
+
+    page.click("#reminder-new")
+    page.fill("#reminder-text", "站会")
+    page.check("input[name=kind][value=cron]")
+    page.fill("#reminder-cron", "0 9 * *")
+    expect(page.locator("#reminder-preview-list .preview-error")).to_contain_text("重复规则需要五个字段")
+    page.get_by_role("button", name="工作日 09:00").click()
+    expect(preview).to_have_count(3)
+    page.fill("#reminder-cron", "30 9 * * 1-5")
+    expect(preview.first).to_have_attribute("data-time", re.compile(r"T09:30:00\+08:00$"))
+    times = [datetime.fromisoformat(preview.nth(i).get_attribute("data-time")) for i in range(3)]
+    assert all(t.isoweekday() <= 5 and (t.hour, t.minute) == (9, 30) for t in times)
+    page.click("#reminder-save")
+    expect(item(page, "站会").locator(".reminder-schedule")).to_have_text("工作日 09:30 · 模型措辞")
+    assert [r["cron"] for r in reminders_of(api)] == [None, "30 9 * * 1-5"]
+
+    page.click("#reminder-new")  # a refused save says why, in the form, and keeps what was typed
+    page.fill("#reminder-text", "   ")
+    page.click("#reminder-save")
+    expect(page.locator("#reminder-form-error")).to_have_text("请填写提醒内容。")
+    expect(page.locator("#reminder-text")).to_have_attribute("aria-invalid", "true")
+    page.fill("#reminder-text", "写周报")
+    expect(page.locator("#reminder-form-error")).to_be_hidden()
+    page.fill("#reminder-at", tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    expect(preview.first).to_have_attribute("data-time", tomorrow.isoformat())
+    screenshot(page, "reminders-panel-desktop")
+    page.click("#reminder-cancel")
+
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(page.locator("#reminders-open")).to_be_focused()
+
+
+@browser
+def test_pause_resume_run_now_then_snooze_and_done_on_the_message_and_delete(serve, upstream, open_page):
+    api = serve()
+    reminder = create(api, text="浇花", cron="0 9 * * *", mode="plain")
+    page = open_page(api.base_url, "?poll=1000", **IN_SHANGHAI)
+    open_panel(page)
+    row = item(page, "浇花")
+    expect(row.locator(".reminder-schedule")).to_have_text("每天 09:00 · 原文")
+
+    row.get_by_role("button", name="暂停").click()
+    expect(row).to_have_class(re.compile(r"\bpaused\b"))
+    assert reminders_of(api)[0]["enabled"] is False
+    row.get_by_role("button", name="恢复").click()
+    expect(row).not_to_have_class(re.compile(r"\bpaused\b"))
+    assert reminders_of(api)[0]["enabled"] is True
+
+    row.get_by_role("button", name="立即发送").click()
+    expect(page.locator("#reminders-status")).to_have_text("已发送到对话中。")
+    expect(row.locator(".reminder-last")).to_contain_text("已发送")
+    page.keyboard.press("Escape")
+    message = page.locator("article.message.scheduled")
+    expect(message.locator(".bubble")).to_have_text("浇花")
+    expect(message.locator(".reminder-done")).to_have_text("完成")
+
+    message.locator(".reminder-snooze").click()
+    expect(message.locator(".reminder-snoozed")).to_contain_text("将在")
+    snoozed = [r for r in reminders_of(api) if r["id"] != reminder["id"]]
+    assert len(snoozed) == 1 and snoozed[0]["text"] == "浇花" and snoozed[0]["mode"] == "plain"
+    wait = datetime.fromisoformat(snoozed[0]["next_runs"][0]) - datetime.now(ZONE)
+    assert timedelta(minutes=9) < wait <= timedelta(minutes=10)
+
+    message.locator(".reminder-done").click()
+    expect(message.locator(".reminder-done-state")).to_have_text("✓ 已完成")
+    page.reload()
+    wait_ready(page)
+    expect(page.locator("article.message.scheduled .reminder-done-state")).to_have_text("✓ 已完成")
+    expect(page.locator("article.message.scheduled .reminder-done")).to_have_count(0)
+
+    open_panel(page)
+    page.once("dialog", lambda dialog: dialog.accept())
+    item(page, "浇花").first.get_by_role("button", name="删除").click()
+    expect(page.locator(".reminder-item")).to_have_count(2)  # the .env reminder and the snoozed one
+    assert [r["id"] for r in reminders_of(api)] == [snoozed[0]["id"]]
