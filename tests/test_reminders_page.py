@@ -10,7 +10,8 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from history_store import HistoryStore
-from tests.support.browser import screenshot, wait_ready
+from tests.support.browser import PHONE, screenshot, wait_ready
+from tests.support.waiting import wait_until
 
 ZONE = ZoneInfo("Asia/Shanghai")  # app_env's TIMEZONE
 
@@ -298,3 +299,142 @@ def test_pause_resume_run_now_then_snooze_and_done_on_the_message_and_delete(ser
     item(page, "浇花").first.get_by_role("button", name="删除").click()
     expect(page.locator(".reminder-item")).to_have_count(2)  # the .env reminder and the snoozed one
     assert [r["id"] for r in reminders_of(api)] == [snoozed[0]["id"]]
+
+
+@browser
+def test_a_failed_run_shows_a_warning_in_the_panel_and_a_note_under_its_message(serve, upstream, open_page):
+    api = serve()
+    reminder = create(api, text="交房租", cron="0 9 1 * *", mode="generate")
+    seed = HistoryStore(api.settings.chat_history_file)
+    seed.append("assistant", "该喝水了（补发）", is_scheduled=True, reminder_id=reminder["id"], late=True,
+                scheduled_for="2026-01-01T09:00:00+08:00", generated=True)  # fmt: skip
+    page = open_page(api.base_url, "?poll=1000", **IN_SHANGHAI)
+    expect(page.locator(".reminder-note.late")).to_contain_text("迟发")
+
+    upstream.script({"kind": "status", "status": 404, "body": {"error": {"message": "no such model"}}})
+    open_panel(page)
+    row = item(page, "交房租")
+    expect(row.locator(".reminder-schedule")).to_have_text("每月 1 日 09:00 · 模型措辞")
+    row.get_by_role("button", name="立即发送").click()
+    expect(row.locator(".reminder-warning")).to_contain_text("HTTP 404 — check API_URL and MODEL.")
+    expect(row.locator(".reminder-warning")).to_contain_text("模型出错")
+    page.keyboard.press("Escape")
+    sent = page.locator("article.message.scheduled").last
+    expect(sent.locator(".bubble")).to_have_text("交房租")
+    expect(sent.locator(".reminder-note.not-generated")).to_contain_text("HTTP 404 — check API_URL and MODEL.")
+
+    page.reload()  # the note and the warning come from the server, not from this page's memory
+    wait_ready(page)
+    expect(page.locator("article.message.scheduled").last.locator(".reminder-note.not-generated")).to_contain_text(
+        "模型没能生成这条提醒"
+    )
+    open_panel(page)
+    expect(item(page, "交房租").locator(".reminder-warning")).to_be_visible()
+
+
+def seed_reply_with_actions(api, actions: list[dict]) -> dict:
+    """An assistant reply that ran reminder tool calls, stored as the chat service stores one."""
+    store = HistoryStore(api.settings.chat_history_file)
+    question = store.append("user", "提醒我")
+    return store.append("assistant", "好的，已经安排好了。", reply_to=question["id"], reminder_actions=actions)
+
+
+@browser
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_confirmation_cards_render_from_the_stored_message_and_undo_each_action(serve, upstream, open_page, locale):
+    api = serve()
+    made = create(api, text="喝水", cron="0 8 * * *", mode="plain")
+    changed = create(api, text="开会", at=in_a_while(days=2), mode="plain")
+    before = {key: changed[key] for key in ("text", "at", "cron", "timezone", "mode", "enabled")}
+    changed = api.session.patch(
+        f"{api.base_url}/api/reminders/{changed['id']}", json={"cron": "0 9 * * 1-5"}, timeout=30
+    ).json()["reminder"]
+    gone = create(api, text="取快递", at=in_a_while(days=1), mode="generate")
+    assert api.delete(f"/api/reminders/{gone['id']}").status_code == 200
+    seed_reply_with_actions(
+        api,
+        [
+            {"action": "created", "reminder": made},
+            {"action": "updated", "reminder": changed, "previous": before},
+            {"action": "cancelled", "reminder": gone},
+        ],
+    )
+    english = locale == "en-US"
+    page = open_page(api.base_url, locale=locale, **IN_SHANGHAI)
+    cards = page.locator(".reminder-card")
+    expect(cards).to_have_count(3)
+    created, updated, cancelled = cards.nth(0), cards.nth(1), cards.nth(2)
+    expect(created.locator(".reminder-card-title")).to_have_text("Reminder set" if english else "已设置提醒")
+    expect(created.locator(".reminder-card-text")).to_have_text("喝水")
+    expect(created.locator(".reminder-card-when")).to_have_text("Every day 08:00" if english else "每天 08:00")
+    expect(created.locator(".reminder-card-next time")).to_have_count(3)
+    assert created.locator(".reminder-card-next time").first.get_attribute("datetime") == made["next_runs"][0]
+    expect(updated.locator(".reminder-card-when")).to_have_text("Weekdays 09:00" if english else "工作日 09:00")
+    screenshot(page, f"reminder-card-{locale}")
+
+    created.get_by_role("button", name="Undo" if english else "撤销").click()
+    expect(created.locator(".reminder-card-title")).to_have_text(
+        "Undone: the reminder was deleted" if english else "已撤销：提醒已删除"
+    )
+    expect(created.get_by_role("button")).to_have_count(0)
+    updated.get_by_role("button", name="Undo" if english else "撤销").click()
+    expect(updated).to_have_class(re.compile(r"\bundone\b"))
+    cancelled.get_by_role("button", name="Undo" if english else "撤销").click()
+    expect(cancelled).to_have_class(re.compile(r"\bundone\b"))
+
+    listed = {r["text"]: r for r in reminders_of(api)}
+    assert "喝水" not in listed, "Undo of a created reminder deletes it"
+    assert (listed["开会"]["at"], listed["开会"]["cron"]) == (before["at"], None), "Undo of a change restores it"
+    assert (listed["取快递"]["at"], listed["取快递"]["mode"]) == (gone["at"], "generate"), "Undo of a cancel re-creates"
+
+    page.reload()
+    wait_ready(page)
+    expect(page.locator(".reminder-card.undone")).to_have_count(3)
+    open_panel(page)
+    expect(page.locator(".reminder-item")).to_have_count(3)  # the .env reminder and the two Undo brought back
+    screenshot(page, f"reminders-panel-desktop-{locale}")
+
+
+@browser
+def test_an_undo_that_fails_says_why_on_the_card(serve, upstream, open_page):
+    api = serve()
+    past = create(api, text="交电费", at=in_a_while(seconds=2), mode="plain")
+    assert api.delete(f"/api/reminders/{past['id']}").status_code == 200
+    seed_reply_with_actions(api, [{"action": "cancelled", "reminder": past}])
+    page = open_page(api.base_url, **IN_SHANGHAI)
+    card = page.locator(".reminder-card")
+    wait_until(lambda: datetime.fromisoformat(past["at"]).replace(tzinfo=ZONE) < datetime.now(ZONE), 10)
+    card.get_by_role("button", name="撤销").click()
+    expect(card.locator(".reminder-error")).to_have_text("这个时间已经过去了，请选择将来的时间。")
+    expect(card.get_by_role("button", name="撤销")).to_be_enabled()
+
+
+@browser
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_at_phone_width_the_panel_cards_and_reminder_messages_never_scroll_sideways(serve, upstream, open_page, locale):
+    api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="9", CRON_MINUTE="30")  # wired, not started
+    long_text = "记得把" + "很长的提醒内容" * 12 + "https://example.com/" + "x" * 80
+    made = create(api, text=long_text, cron="15 7 * * sat,sun", mode="plain")
+    create(api, text="一次性", at=in_a_while(hours=5), mode="generate")
+    run_now(api, made["id"])
+    seed_reply_with_actions(api, [{"action": "created", "reminder": made}])
+    page = open_page(api.base_url, locale=locale, viewport=PHONE, **IN_SHANGHAI)
+    expect(page.locator(".reminder-card")).to_have_count(1)
+    expect(page.locator("article.message.scheduled .reminder-snooze")).to_be_visible()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    assert page.evaluate("document.getElementById('messages').scrollWidth") <= PHONE["width"]
+    screenshot(page, f"reminder-message-phone-{locale}")
+
+    panel = open_panel(page)
+    box = panel.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    page.click("#reminder-new")
+    page.check("input[name=kind][value=cron]")
+    page.get_by_role("button", name="Weekdays 09:00" if locale == "en-US" else "工作日 09:00").click()
+    expect(page.locator("#reminder-preview-list li")).to_have_count(3)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    body = page.locator("#reminders-panel .drawer-body")
+    assert body.evaluate("b => b.scrollWidth <= b.clientWidth"), "the panel itself never scrolls sideways"
+    screenshot(page, f"reminders-panel-phone-{locale}")
+    page.locator("#reminder-list").scroll_into_view_if_needed()
+    screenshot(page, f"reminders-list-phone-{locale}")
