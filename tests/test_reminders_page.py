@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -438,3 +439,74 @@ def test_at_phone_width_the_panel_cards_and_reminder_messages_never_scroll_sidew
     screenshot(page, f"reminders-panel-phone-{locale}")
     page.locator("#reminder-list").scroll_into_view_if_needed()
     screenshot(page, f"reminders-list-phone-{locale}")
+
+
+@browser
+def test_edit_changes_the_text_the_schedule_and_the_mode(serve, upstream, open_page):
+    api = serve()
+    reminder = create(api, text="买菜", at=in_a_while(days=1), mode="generate")
+    page = open_page(api.base_url, **IN_SHANGHAI)
+    open_panel(page)
+    item(page, "买菜").get_by_role("button", name="编辑").click()
+    expect(page.locator("#reminder-form-title")).to_have_text("编辑提醒")
+    expect(page.locator("#reminder-text")).to_have_value("买菜")
+    expect(page.locator("#reminder-at")).to_have_value(reminder["at"][:16])
+    expect(page.locator("#reminder-preview-list li")).to_have_count(1)
+    page.fill("#reminder-text", "买菜和水果")
+    page.check("input[name=kind][value=cron]")
+    page.get_by_role("button", name="每天 08:00").click()
+    expect(page.locator("#reminder-preview-list li")).to_have_count(3)
+    page.select_option("#reminder-mode", "plain")
+    page.click("#reminder-save")
+    expect(item(page, "买菜和水果").locator(".reminder-schedule")).to_have_text("每天 08:00 · 原文")
+    (changed,) = reminders_of(api)
+    assert (changed["id"], changed["text"], changed["cron"], changed["at"], changed["mode"]) == (
+        reminder["id"],
+        "买菜和水果",
+        "0 8 * * *",
+        None,
+        "plain",
+    )
+
+
+def sse(*events: dict) -> str:
+    return "".join(f"data: {json.dumps(event, ensure_ascii=False)}\n\n" for event in events)
+
+
+@browser
+def test_a_streamed_reminder_event_shows_its_card_before_the_reply_ends_and_undo_works(serve, upstream, open_page):
+    """The server side of the stream's `reminder` event belongs to the chat service; here the page's half of the
+    contract is checked by answering /api/chat/stream in the browser with the events the contract names."""
+    api = serve()
+    made = create(api, text="喝水", at=in_a_while(minutes=20), mode="plain")
+    user = {"id": 901, "role": "user", "content": "20分钟后提醒我喝水", "timestamp": made["created_at"]}
+    reply = {"id": 902, "role": "assistant", "content": "好的，20 分钟后提醒你喝水。", "reply_to": 901,
+             "timestamp": made["created_at"], "is_scheduled": False,
+             "reminder_actions": [{"action": "created", "reminder": made}]}  # fmt: skip
+    page = open_page(api.base_url, **IN_SHANGHAI)
+    body = sse({"type": "start", "user_message": user}, {"type": "reminder", "action": "created", "reminder": made})
+    page.route(
+        f"{api.base_url}/api/chat/stream",
+        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body),
+    )
+    page.fill("#input", user["content"])
+    page.press("#input", "Enter")
+    card = page.locator("article.message.assistant .reminder-card")
+    expect(card.locator(".reminder-card-title")).to_have_text("已设置提醒")
+    expect(card.locator(".reminder-card-next time")).to_have_attribute("datetime", made["next_runs"][0])
+
+    page.unroute(f"{api.base_url}/api/chat/stream")
+    done = sse({"type": "start", "user_message": user}, {"type": "reminder", "action": "created", "reminder": made},
+               {"type": "delta", "content": reply["content"]}, {"type": "done", "message": reply})  # fmt: skip
+    page.route(
+        f"{api.base_url}/api/chat/stream",
+        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=done),
+    )
+    page.fill("#input", user["content"])
+    page.press("#input", "Enter")
+    final = page.locator("article.message.assistant[data-id='902']")
+    expect(final.locator(".bubble")).to_have_text(reply["content"])
+    expect(final.locator(".reminder-card")).to_have_count(1)
+    final.get_by_role("button", name="撤销").click()
+    expect(final.locator(".reminder-card-title")).to_have_text("已撤销：提醒已删除")
+    assert reminders_of(api) == []
