@@ -473,37 +473,46 @@ def sse(*events: dict) -> str:
     return "".join(f"data: {json.dumps(event, ensure_ascii=False)}\n\n" for event in events)
 
 
+# The page's fetch of /api/chat/stream answered by a stream the test feeds piece by piece (window.__push / __end).
+HELD_STREAM = """
+const realFetch = window.fetch;
+window.fetch = (input, init) => {
+  const url = typeof input === 'string' ? input : input.url;
+  if (!url.includes('/api/chat/stream')) return realFetch(input, init);
+  let controller;
+  const body = new ReadableStream({ start(c) { controller = c; } });
+  window.__push = text => controller.enqueue(new TextEncoder().encode(text));
+  window.__end = () => controller.close();
+  return Promise.resolve(new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } }));
+};
+"""
+
+
 @browser
 def test_a_streamed_reminder_event_shows_its_card_before_the_reply_ends_and_undo_works(serve, upstream, open_page):
     """The server side of the stream's `reminder` event belongs to the chat service; here the page's half of the
-    contract is checked by answering /api/chat/stream in the browser with the events the contract names."""
+    contract is checked by feeding the page the events the contract names, while the reply is still open."""
     api = serve()
     made = create(api, text="喝水", at=in_a_while(minutes=20), mode="plain")
     user = {"id": 901, "role": "user", "content": "20分钟后提醒我喝水", "timestamp": made["created_at"]}
     reply = {"id": 902, "role": "assistant", "content": "好的，20 分钟后提醒你喝水。", "reply_to": 901,
-             "timestamp": made["created_at"], "is_scheduled": False,
-             "reminder_actions": [{"action": "created", "reminder": made}]}  # fmt: skip
+             "timestamp": made["created_at"], "is_scheduled": False}  # fmt: skip
     page = open_page(api.base_url, **IN_SHANGHAI)
-    body = sse({"type": "start", "user_message": user}, {"type": "reminder", "action": "created", "reminder": made})
-    page.route(
-        f"{api.base_url}/api/chat/stream",
-        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body),
-    )
+    page.add_init_script(HELD_STREAM)
+    page.reload()
+    wait_ready(page)
     page.fill("#input", user["content"])
     page.press("#input", "Enter")
-    card = page.locator("article.message.assistant .reminder-card")
-    expect(card.locator(".reminder-card-title")).to_have_text("已设置提醒")
-    expect(card.locator(".reminder-card-next time")).to_have_attribute("datetime", made["next_runs"][0])
+    page.wait_for_function("typeof window.__push === 'function'")
+    page.evaluate("text => window.__push(text)", sse({"type": "start", "user_message": user}))
+    page.evaluate("text => window.__push(text)", sse({"type": "reminder", "action": "created", "reminder": made}))
+    live = page.locator("article.message.assistant.pending .reminder-card")  # no word of the reply yet
+    expect(live.locator(".reminder-card-title")).to_have_text("已设置提醒")
+    expect(live.locator(".reminder-card-next time")).to_have_attribute("datetime", made["next_runs"][0])
 
-    page.unroute(f"{api.base_url}/api/chat/stream")
-    done = sse({"type": "start", "user_message": user}, {"type": "reminder", "action": "created", "reminder": made},
-               {"type": "delta", "content": reply["content"]}, {"type": "done", "message": reply})  # fmt: skip
-    page.route(
-        f"{api.base_url}/api/chat/stream",
-        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=done),
-    )
-    page.fill("#input", user["content"])
-    page.press("#input", "Enter")
+    # A server that stores the actions sends them in `done`; one that does not still leaves the streamed card.
+    page.evaluate("text => window.__push(text)", sse({"type": "delta", "content": reply["content"]}))
+    page.evaluate("text => { window.__push(text); window.__end(); }", sse({"type": "done", "message": reply}))
     final = page.locator("article.message.assistant[data-id='902']")
     expect(final.locator(".bubble")).to_have_text(reply["content"])
     expect(final.locator(".reminder-card")).to_have_count(1)
