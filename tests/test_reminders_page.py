@@ -249,7 +249,7 @@ def test_the_panel_creates_a_one_off_and_a_weekday_reminder_showing_the_next_tim
     expect(page.locator("#reminder-form-error")).to_be_hidden()
     page.fill("#reminder-at", tomorrow.strftime("%Y-%m-%dT%H:%M"))
     expect(preview.first).to_have_attribute("data-time", tomorrow.isoformat())
-    screenshot(page, "reminders-panel-desktop")
+    screenshot(page, "reminders-form-desktop-zh-CN")
     page.click("#reminder-cancel")
 
     page.keyboard.press("Escape")
@@ -431,6 +431,12 @@ def test_at_phone_width_the_panel_cards_and_reminder_messages_never_scroll_sidew
     assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
     page.click("#reminder-new")
     page.check("input[name=kind][value=cron]")
+    page.fill("#reminder-cron", "0 8 * *")
+    expect(page.locator("#reminder-preview-list .preview-error")).to_have_text(
+        "A repeat rule has five fields: minute hour day month weekday, e.g. 0 8 * * 1-5."
+        if locale == "en-US"
+        else "重复规则需要五个字段：分 时 日 月 星期，例如 0 8 * * 1-5。"
+    )
     page.get_by_role("button", name="Weekdays 09:00" if locale == "en-US" else "工作日 09:00").click()
     expect(page.locator("#reminder-preview-list li")).to_have_count(3)
     assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]

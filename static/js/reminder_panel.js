@@ -133,7 +133,9 @@ export class ReminderPanel {
     item.classList.toggle('failed', Boolean(warning));
 
     const head = make('div', 'reminder-head');
-    head.append(make('p', 'reminder-text', reminder.text));
+    const text = make('p', 'reminder-text', reminder.text);
+    text.id = `reminder-text-${reminder.id}`;  // each button's description: which reminder it acts on
+    head.append(text);
     if (readOnly) head.append(make('span', 'tag', t('readOnly')));
     if (!reminder.enabled) head.append(make('span', 'tag paused', t('paused')));
     item.append(head);
@@ -176,6 +178,7 @@ export class ReminderPanel {
         await deleteReminder(reminder.id);
       }));
     }
+    for (const button of buttons.children) button.setAttribute('aria-describedby', text.id);
     item.append(buttons, make('p', 'reminder-error'));
     item.lastChild.setAttribute('role', 'alert');
     item.lastChild.hidden = true;
