@@ -8,7 +8,7 @@ A route is guarded by ACCESS_TOKEN unless marked `@public`, and counts against R
 
 import json
 from collections.abc import Generator, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -361,7 +361,8 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
         fields = {"text": message["content"], "mode": "plain", "timezone": store.default_timezone}
     else:
         fields = {key: original[key] for key in ("text", "mode", "timezone")}
-    later = datetime.now(ZoneInfo(fields["timezone"])) + timedelta(minutes=body.minutes)
+    # Added in UTC: wall-clock arithmetic would be an hour off across a daylight-saving change.
+    later = (datetime.now(UTC) + timedelta(minutes=body.minutes)).astimezone(ZoneInfo(fields["timezone"]))
     fields["at"] = later.replace(tzinfo=None).isoformat(timespec="seconds")
     reminder = store.create(fields, _now())
     return {"success": True, "reminder": describe(reminder, _now())}, 201
