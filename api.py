@@ -8,7 +8,7 @@ A route is guarded by ACCESS_TOKEN unless marked `@public`, and counts against R
 
 import json
 from collections.abc import Generator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +17,9 @@ from flask_openapi3 import APIBlueprint
 
 from chat_service import ChatService
 from config import Settings
-from errors import BadRequest, Conflict, Unauthorized, UnsupportedMediaType
+from errors import BadRequest, Conflict, NotFound, Unauthorized, UnsupportedMediaType
 from openapi import document, operation_id
-from reminders import describe
+from reminders import NEXT_RUNS_SHOWN, describe, occurrences_after, validate
 from responses import (
     BAD_REQUEST,
     CALLS_THE_MODEL,
@@ -29,10 +29,12 @@ from responses import (
     POSTED,
     RATE_LIMITED,
     READ_ONLY,
+    REMINDER_MESSAGE_NOT_FOUND,
     REMINDER_NOT_FOUND,
     REMINDER_REFUSED,
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
+    TAKES_REMINDER_MESSAGE,
     TOO_MANY_REMINDERS,
     UNAUTHORIZED,
     ChatResult,
@@ -40,6 +42,8 @@ from responses import (
     Health,
     History,
     ReminderList,
+    ReminderMessageDone,
+    ReminderPreview,
     ReminderResult,
     ReminderRuns,
     ReminderSent,
@@ -47,7 +51,18 @@ from responses import (
     Success,
 )
 from scheduler import Reminders
-from schemas import ChatRequest, HistoryQuery, LoginRequest, ReminderChange, ReminderCreate, ReminderPath, body_example
+from schemas import (
+    ChatRequest,
+    HistoryQuery,
+    LoginRequest,
+    ReminderChange,
+    ReminderCreate,
+    ReminderMessage,
+    ReminderPath,
+    ReminderPreviewQuery,
+    ReminderSnooze,
+    body_example,
+)
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
 
 api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
@@ -303,6 +318,76 @@ def reminder_runs(path: ReminderPath) -> Any:
         last = _reminders().as_reminder()["last_run"]
         return {"success": True, "runs": [last] if last else []}
     return {"success": True, "runs": _reminders().store.runs(path.reminder_id)}
+
+
+@api.get(
+    "/schedule/preview",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReminderPreview, 400: REMINDER_REFUSED, **GUARDED},
+)
+def preview_reminder(query: ReminderPreviewQuery) -> Any:
+    """The next three fire times of `at` or `cron` (in `timezone`), checked as a create would; nothing is saved."""
+    now = _now()
+    unsaved = {
+        "text": "preview",
+        "at": query.at,
+        "cron": query.cron,
+        "timezone": query.timezone or _reminders().store.default_timezone,
+        "mode": "plain",
+        "enabled": True,
+    }
+    validate(unsaved, now)
+    return {"success": True, "next_runs": [t.isoformat() for t in occurrences_after(unsaved, now, NEXT_RUNS_SHOWN)]}
+
+
+def _sender(reminder_id: str) -> str | None:
+    """A reminder id as its messages carry it: none for the .env reminder."""
+    return None if reminder_id == "env" else reminder_id
+
+
+def _not_sent_by(reminder_id: str, message_id: int) -> NotFound:
+    return NotFound(
+        f"Message {message_id} is not a recent message of reminder {reminder_id!r}.", code="reminder_message_not_found"
+    )
+
+
+@api.post(
+    "/reminders/<reminder_id>/snooze",
+    security=TOKEN_OR_COOKIE,
+    responses={201: ReminderResult, **TAKES_REMINDER_MESSAGE, **GUARDED, 404: REMINDER_MESSAGE_NOT_FOUND},
+)
+def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
+    """Remind again once, `minutes` (default 10) from now: a new one-off reminder with the same text and mode.
+
+    For the .env reminder, or one deleted since, the new reminder says the message's own words (`plain`).
+    """
+    message = _service().store.reminder_message(body.message_id, _sender(path.reminder_id))
+    if message is None:
+        raise _not_sent_by(path.reminder_id, body.message_id)
+    store = _reminders().store
+    original = next((r for r in store.all() if r["id"] == path.reminder_id), None)
+    if original is None:
+        fields = {"text": message["content"], "mode": "plain", "timezone": store.default_timezone}
+    else:
+        fields = {key: original[key] for key in ("text", "mode", "timezone")}
+    # Added in UTC: wall-clock arithmetic would be an hour off across a daylight-saving change.
+    later = (datetime.now(UTC) + timedelta(minutes=body.minutes)).astimezone(ZoneInfo(fields["timezone"]))
+    fields["at"] = later.replace(tzinfo=None).isoformat(timespec="seconds")
+    reminder = store.create(fields, _now())
+    return {"success": True, "reminder": describe(reminder, _now())}, 201
+
+
+@api.post(
+    "/reminders/<reminder_id>/done",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReminderMessageDone, **TAKES_REMINDER_MESSAGE, **GUARDED, 404: REMINDER_MESSAGE_NOT_FOUND},
+)
+def reminder_done(path: ReminderPath, body: ReminderMessage) -> Any:
+    """Mark a reminder message done (`done_at`); marking it again changes nothing."""
+    message = _service().store.mark_done(body.message_id, _sender(path.reminder_id))
+    if message is None:
+        raise _not_sent_by(path.reminder_id, body.message_id)
+    return {"success": True, "message": message}
 
 
 @api.post(

@@ -119,6 +119,12 @@ def _scheduled_in(state: dict[str, Any], scheduled_for: str, reminder_id: str | 
     )
 
 
+def _sent_by(message: Message, message_id: int, reminder_id: str | None) -> bool:
+    """Whether `message` is message `message_id` and reminder `reminder_id` sent it (None: the .env reminder)."""
+    sent = bool(message.get("is_scheduled")) and message.get("reminder_id") == reminder_id
+    return sent and message["id"] == message_id
+
+
 class HistoryStore:
     """Appends, pages and clears the conversation; safe across threads and processes."""
 
@@ -134,7 +140,8 @@ class HistoryStore:
         self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
         self._archive_index_key: tuple[int, int] | None = None
         self._archive_index: list[tuple[int, int, str]] = []
-        self._encoded: dict[tuple[int, str], bytes] = {}  # a stored message's JSON; messages never change
+        # A stored message's JSON. Messages never change but for `done_at`, set once, which is part of the key.
+        self._encoded: dict[tuple[int, str, str], bytes] = {}
         self._recover_at_start()
 
     # ---- reading -------------------------------------------------------------------------
@@ -296,15 +303,15 @@ class HistoryStore:
         with self._cache_lock:
             self._cached_key, self._cached_state = key, state
 
-    def _encode_state(self, state: dict[str, Any]) -> tuple[bytes, dict[tuple[int, str], bytes]]:
+    def _encode_state(self, state: dict[str, Any]) -> tuple[bytes, dict[tuple[int, str, str], bytes]]:
         """The live file's JSON, re-encoding only messages this process has already written before.
 
         Returns the payload and the encodings of the live messages (callers hold the file lock).
         """
         encoded = {}
         for message in state["messages"]:
-            # (id, timestamp): an id alone can name another message after a corrupt file was reset.
-            key = (message["id"], message.get("timestamp", ""))
+            # An id alone can name another message after a corrupt file was reset; done_at is its one change.
+            key = (message["id"], message.get("timestamp", ""), message.get("done_at", ""))
             encoded[key] = self._encoded.get(key) or _encode(message)
         header = _encode({key: value for key, value in state.items() if key != "messages"})
         return header[:-1] + b',"messages":[' + b",".join(encoded.values()) + b"]}", encoded
@@ -339,6 +346,26 @@ class HistoryStore:
                 self._rotate(new_state)
             self._save(new_state)
             return message
+
+    def reminder_message(self, message_id: int, reminder_id: str | None) -> Message | None:
+        """The live message `message_id` if reminder `reminder_id` sent it (None: the .env reminder's), else None."""
+        return next((m for m in self._state()["messages"] if _sent_by(m, message_id, reminder_id)), None)
+
+    def mark_done(self, message_id: int, reminder_id: str | None) -> Message | None:
+        """Mark a live reminder message done (`done_at`, once) and return it; None when no such reminder message."""
+        with self._locked():
+            state = self._locked_state()
+            index = next((i for i, m in enumerate(state["messages"]) if _sent_by(m, message_id, reminder_id)), None)
+            if index is None:
+                return None
+            message = state["messages"][index]
+            if message.get("done_at"):
+                return message
+            changed = {**message, "done_at": self._now()}  # a new dict and list: readers may hold the cached state
+            messages = [*state["messages"]]
+            messages[index] = changed
+            self._save({**state, "messages": messages})
+            return changed
 
     def _rotate(self, state: dict[str, Any]) -> None:
         """Move the oldest half of the live messages into a new archive file."""

@@ -33,6 +33,7 @@ class Message(BaseModel):
         None, description="A reminder worded by the model; false: its own text (plain mode, or the model failed)."
     )
     late: bool | None = Field(None, description="A reminder sent late, after the server was down at its time.")
+    done_at: str | None = Field(None, description="A reminder message the user marked done, and when.")
     incomplete: bool | None = Field(
         None,
         description="The turn failed: `content` is what arrived before the error, empty (with `reply_to`) when "
@@ -195,6 +196,22 @@ class ReminderSent(BaseModel):
     message: Message
 
 
+class ReminderPreview(BaseModel):
+    """The next three fire times of a schedule not saved yet."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The next three fire times, ISO 8601 with offset."))
+    success: Literal[True]
+    next_runs: list[str]
+
+
+class ReminderMessageDone(BaseModel):
+    """The reminder message, marked done."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The reminder message, marked done (`done_at`)."))
+    success: Literal[True]
+    message: Message
+
+
 class ReminderRuns(BaseModel):
     """The delivery log, newest first (at most 50)."""
 
@@ -268,6 +285,14 @@ REMINDER_REFUSED = _error(
     ],
 )
 REMINDER_NOT_FOUND = _error("There is no reminder with this id", ["reminder_not_found"])
+MESSAGE_REFUSED = _error(
+    "The body is malformed: `message_id` missing or not a whole number, or `minutes` not 1 to 1440",
+    ["invalid_json", "missing_message_id", "invalid_message_id", "invalid_minutes", "empty_text"],
+)
+REMINDER_MESSAGE_NOT_FOUND = _error(
+    "There is no such reminder, or `message_id` is not a recent message it sent",
+    ["reminder_not_found", "reminder_message_not_found"],
+)
 READ_ONLY = _error("The .env reminder is changed in .env, not through the API", ["reminder_read_only"])
 TOO_MANY_REMINDERS = _error("There are 1000 reminders already; delete some first", ["too_many_reminders"])
 UNAUTHORIZED = _error(
@@ -305,6 +330,7 @@ CALLS_THE_MODEL = {429: RATE_LIMITED, 502: UPSTREAM_FAILED, 503: UNAVAILABLE, 50
 CHANGES_STATE = {403: CROSS_SITE}
 POSTED = {**CHANGES_STATE, 415: NOT_JSON}
 TAKES_JSON = {400: BAD_REQUEST, 413: TOO_LARGE, **POSTED}
+TAKES_REMINDER_MESSAGE = {**TAKES_JSON, 400: MESSAGE_REFUSED, 503: STORAGE_UNAVAILABLE}
 # A POST with nothing to send still says it is JSON, which an HTML form cannot: send `{}`. The body is
 # not read; an empty one with the header passes too, but OpenAPI cannot describe a header without a body.
 NO_BODY = {

@@ -159,6 +159,7 @@ class LoginRequest(Schema):
             raise PydanticCustomError("missing_token", 'The request body must be {"token": "..."}.') from None
 
 
+SNOOZE_MAX_MINUTES = 1440  # a day: a longer wait is a new reminder, not a snooze
 AT_FORM = "A local date-time without offset, YYYY-MM-DDTHH:MM[:SS], in the reminder's `timezone`; in the future."
 CRON_FORM = (
     "Five crontab fields, minute hour day month weekday (0 and 7 are Sunday, names allowed), e.g. `0 8 * * 1-5`."
@@ -191,6 +192,32 @@ class ReminderChange(Schema):
     timezone: Annotated[str | None, Strict()] = None
     mode: Literal["generate", "plain"] | None = None
     enabled: Annotated[bool | None, Strict()] = None
+
+
+class ReminderPreviewQuery(Schema):
+    """A schedule to preview, as a create would take it: `at` or `cron`, and an optional `timezone`."""
+
+    at: Annotated[str | None, BeforeValidator(_empty_is_absent), Field(description=AT_FORM)] = None
+    cron: Annotated[str | None, BeforeValidator(_empty_is_absent), Field(description=CRON_FORM)] = None
+    timezone: Annotated[
+        str | None, BeforeValidator(_empty_is_absent), Field(description="IANA zone; default TIMEZONE.")
+    ] = None
+
+
+class ReminderMessage(Schema):
+    """Which reminder message: the id of a message that reminder sent."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"message_id": 42}})
+
+    message_id: whole_number(1)  # type: ignore[valid-type]
+
+
+class ReminderSnooze(ReminderMessage):
+    """Remind again of a reminder message, once, `minutes` from now."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"message_id": 42, "minutes": 10}})
+
+    minutes: Annotated[whole_number(1), Field(le=SNOOZE_MAX_MINUTES, description="1 to 1440; default 10.")] = 10  # type: ignore[valid-type]
 
 
 class ReminderPath(BaseModel):

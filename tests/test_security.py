@@ -30,6 +30,9 @@ PROTECTED = [
     ("GET", "/api/schedule", {}),
     ("POST", "/api/schedule/run", {"json": {}}),
     ("GET", "/api/openapi.json", {}),
+    ("GET", "/api/schedule/preview", {"params": {"cron": "0 8 * * *"}}),
+    ("POST", "/api/reminders/1/snooze", {"json": {"message_id": 1}}),
+    ("POST", "/api/reminders/1/done", {"json": {"message_id": 1}}),
     ("GET", "/api/no-such-route", {}),
 ]
 WRONG_CREDENTIALS = {

@@ -92,6 +92,41 @@ export const clearHistory = () => requestJson('/api/history', { method: 'DELETE'
 /** The reminder schedule and its next run. */
 export const getSchedule = () => requestJson('/api/schedule');
 
+/** Every reminder, the read-only .env one first. */
+export const listReminders = () => requestJson('/api/reminders');
+
+/** Create a reminder from `{text, at | cron, mode, timezone}`; a refusal is ApiError 400 with the server's sentence. */
+export const createReminder = fields => requestJson('/api/reminders', { method: 'POST', body: fields });
+
+/** Change some of a reminder's fields (`{enabled: false}` pauses it). */
+export const changeReminder = (id, changes) =>
+  requestJson(`/api/reminders/${encodeURIComponent(id)}`, { method: 'PATCH', body: changes });
+
+export const deleteReminder = id => requestJson(`/api/reminders/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+/** Send a reminder now, once; answers the reminder and the stored message. */
+export const runReminder = id => requestJson(`/api/reminders/${encodeURIComponent(id)}/run`, { method: 'POST' });
+
+/** The next three fire times of `{at}` or `{cron}` (and `timezone`), checked as a create would; nothing is saved. */
+export function previewSchedule({ at, cron, timezone }, { signal } = {}) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries({ at, cron, timezone })) if (value) query.set(name, value);
+  return requestJson(`/api/schedule/preview?${query}`, { signal });
+}
+
+/** Remind again of reminder message `messageId`, once, `minutes` from now (a new one-off reminder). */
+export const snoozeReminder = (id, messageId, minutes = 10) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/snooze`, { method: 'POST', body: { message_id: messageId, minutes } },
+);
+
+/** Mark reminder message `messageId` done; answers the stored message with `done_at`. */
+export const markReminderDone = (id, messageId) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: { message_id: messageId } },
+);
+
+/** Any call of this API by method and path (an Undo request built elsewhere). */
+export const callApi = ({ method, path, body }) => requestJson(path, { method, body });
+
 /** Exchange the access token for the login cookie; a wrong token is ApiError 401 `invalid_token`. */
 export const logIn = token => requestJson('/api/login', { method: 'POST', body: { token } });
 

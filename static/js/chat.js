@@ -1,6 +1,7 @@
 /** The turns on screen: send one, draw its reply as it streams, Stop, and Retry (button or Enter) of a failed one. */
 
 import { RETRY_EVENT, messageElement, renderStreamingReply, updateMessageElement } from './render.js';
+import { renderReminderExtras } from './reminder_views.js';
 import { isFailedReply, repeatsFailedTurn } from './retry.js';
 import { Turn } from './turn.js';
 
@@ -11,9 +12,12 @@ export class Chat {
   #history;
   #composer;
   #onTurnEnd;
+  #onReminder;
 
-  constructor({ thread, history, composer, onTurnEnd = () => {} }) {
+  /** `onReminder()`: a reply changed the reminders (a tool call created, changed or cancelled one). */
+  constructor({ thread, history, composer, onTurnEnd = () => {}, onReminder = () => {} }) {
     this.#thread = thread;
+    this.#onReminder = onReminder;
     this.#history = history;
     this.#composer = composer;
     this.#onTurnEnd = onTurnEnd;
@@ -111,9 +115,17 @@ export class Chat {
     });
     turn.on('reasoning', drawSoon);
     turn.on('delta', drawSoon);
+    turn.on('reminder', () => {  // the card shows at once, before the model's final words
+      reply.message = { ...reply.message, reminder_actions: [...turn.reminderActions] };
+      renderReminderExtras(reply, reply.message);
+      this.#onReminder();
+    });
     turn.on('done', message => {
       settle();
-      if (message) this.#show(reply, message);
+      if (!message) return;
+      // The stored message carries the actions; a server that did not store them still shows the streamed cards.
+      const actions = message.reminder_actions ?? (turn.reminderActions.length ? turn.reminderActions : undefined);
+      this.#show(reply, actions ? { ...message, reminder_actions: actions } : message);
     });
     turn.on('stopped', ({ started }) => {
       settle();

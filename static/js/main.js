@@ -9,6 +9,8 @@ import { Login } from './login.js';
 import { Poller, pollInterval } from './poll.js';
 import { Reminders } from './reminders.js';
 import { configureSanitizer, noteReasoningToggle } from './render.js';
+import { ReminderPanel } from './reminder_panel.js';
+import { ReminderThread } from './reminder_thread.js';
 import { Thread } from './thread.js';
 
 const byId = id => document.getElementById(id);
@@ -35,9 +37,26 @@ const composer = new Composer(
   { form: byId('composer'), input: byId('input'), send: byId('send'), stop: byId('stop'), counter: byId('char-count') },
   { onSubmit: submitInput, onStop: () => chat.stop() },
 );
-const chat = new Chat({ thread, history: messageHistory, composer, onTurnEnd: () => poller.soon() });
+const chat = new Chat({
+  thread, history: messageHistory, composer, onTurnEnd: () => poller.soon(), onReminder: () => reminderPanel.load(),
+});
 const reminders = new Reminders({
   scheduleInfo: byId('schedule-info'), warning: byId('reminder-warning'), bell: byId('notify-toggle'),
+});
+const reminderPanel = new ReminderPanel({
+  dialog: byId('reminders-panel'), openButton: byId('reminders-open'), closeButton: byId('reminders-close'),
+  newButton: byId('reminder-new'), status: byId('reminders-status'), list: byId('reminder-list'),
+  form: byId('reminder-form'), formTitle: byId('reminder-form-title'), formError: byId('reminder-form-error'),
+  text: byId('reminder-text'), at: byId('reminder-at'), cron: byId('reminder-cron'), mode: byId('reminder-mode'),
+  atRow: byId('reminder-at-row'), cronRow: byId('reminder-cron-row'), presets: byId('reminder-presets'),
+  preview: byId('reminder-preview'), previewList: byId('reminder-preview-list'),
+  save: byId('reminder-save'), cancel: byId('reminder-cancel'),
+}, {
+  onChange: () => reminderThread.refresh(),
+  onSent: () => poller.soon(0),
+});
+const reminderThread = new ReminderThread({
+  thread, list: byId('message-list'), onChange: () => reminderPanel.load(),
 });
 const poller = new Poller(pollNewMessages, pollInterval(location.search, root.dataset.pollMs));
 const login = new Login(
@@ -76,6 +95,7 @@ async function pollNewMessages() {
     if (newReminders.length) {
       reminders.notify(newReminders);
       reminders.refreshSchedule();
+      reminderPanel.load();  // their last results, and the notes under them
     }
   }
 }
@@ -114,6 +134,7 @@ async function start() {
   if (login.shown) return;
   chatReady = true;
   reminders.refreshSchedule();
+  reminderPanel.load();
   poller.start();
 }
 

@@ -1,6 +1,7 @@
 /** Elements for messages: sanitized markdown, code blocks, thinking, meta line, error box. Stateless. */
 
 import { LANG, errorText, t } from './i18n.js';
+import { renderReminderExtras } from './reminder_views.js';
 import { isFailedReply } from './retry.js';
 
 /** The event a Retry button sends up from its message element; the chat decides whether to answer it. */
@@ -145,6 +146,7 @@ export function updateMessageElement(article, message) {
     renderReasoning(article, message.reasoning || '', false);
     renderMarkdown(body, message.content);
     renderFailure(article, message);
+    renderReminderExtras(article, message);
   }
 }
 

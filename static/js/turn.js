@@ -17,6 +17,7 @@ const ACTIVE = new Set([TurnState.SENDING, TurnState.STREAMING]);
 /**
  * A user message and the reply streamed for it. Listeners (on(name, fn)) hear:
  * `start` (userMessage), `reasoning` / `delta` (the piece; the totals are in .reasoning / .content),
+ * `reminder` (a reminder action the model's tool call ran; all of them are in .reminderActions),
  * `done` (the stored reply), `error` (an ApiError, possibly after partial text), `stopped` ({ started }).
  * Once done, failed or stopped, everything else is ignored, so late events cannot revive a turn.
  * The last SSE `id:` is kept in lastEventId: resuming means reopening the stream with it and
@@ -28,6 +29,7 @@ export class Turn {
   reasoning = '';
   userMessage = null;  // the user's message as stored by the server, once it says so
   message = null;      // the stored reply, once done
+  reminderActions = [];  // reminder tool calls run during this turn: { action, reminder, previous? }
   error = null;
   lastEventId = '';
   #listeners = new Map();
@@ -77,7 +79,7 @@ export class Turn {
     return this.state;
   }
 
-  /** Apply one server event (`{ type: 'start' | 'reasoning' | 'delta' | 'done' | 'error', ... }`); false if ignored. */
+  /** Apply one server event (`{ type: 'start' | 'reasoning' | 'delta' | 'reminder' | 'done' | 'error', ... }`); false if ignored. */
   apply(event) {
     if (!this.active) return false;
     switch (event?.type) {
@@ -94,6 +96,13 @@ export class Turn {
         if (event.type === 'delta') this.content += piece;
         else this.reasoning += piece;
         this.#emit(event.type, piece);
+        return true;
+      }
+      case 'reminder': {
+        const { action, reminder, previous } = event;
+        const entry = previous === undefined ? { action, reminder } : { action, reminder, previous };
+        this.reminderActions.push(entry);
+        this.#emit('reminder', entry);
         return true;
       }
       case 'done':

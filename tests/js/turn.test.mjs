@@ -246,3 +246,35 @@ describe('Turn', () => {
     assert.equal(turn.content, 'ab');
   });
 });
+
+describe('reminder events', () => {
+  test('a reminder tool call reaches the page before the final words, and stays on the turn', async () => {
+    const reminder = { id: '3', text: '喝水', at: '2026-11-26T08:00:00', next_runs: ['2026-11-26T08:00:00+08:00'] };
+    const previous = { text: '喝水', at: null, cron: '0 8 * * *' };
+    const turn = new Turn('20分钟后提醒我喝水');
+    const order = [];
+    turn.on('reminder', entry => order.push(['reminder', entry]));
+    turn.on('delta', piece => order.push(['delta', piece]));
+    await turn.run(streamOf(
+      sse({ type: 'start', user_message: USER }),
+      sse({ type: 'reminder', action: 'created', reminder }),
+      sse({ type: 'reminder', action: 'updated', reminder, previous }),
+      sse({ type: 'delta', content: '好的' }),
+      sse({ type: 'done', message: { ...REPLY, reminder_actions: [] } }),
+    ));
+    assert.deepEqual(order, [
+      ['reminder', { action: 'created', reminder }],
+      ['reminder', { action: 'updated', reminder, previous }],
+      ['delta', '好的'],
+    ]);
+    assert.deepEqual(turn.reminderActions.map(a => a.action), ['created', 'updated']);
+    assert.equal(turn.state, TurnState.DONE);
+  });
+
+  test('a reminder event after the turn ended is ignored', () => {
+    const turn = new Turn('hi');
+    turn.stop();
+    assert.equal(turn.apply({ type: 'reminder', action: 'created', reminder: { id: '1' } }), false);
+    assert.deepEqual(turn.reminderActions, []);
+  });
+});
