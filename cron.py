@@ -80,7 +80,8 @@ class WallClockTrigger(BaseTrigger):
     def __init__(self, fields: Mapping[str, str], timezone: tzinfo, *, either_day: bool = False):
         self.timezone = timezone
         self.fields = dict(fields)
-        if either_day and fields["day"] != "*" and fields["day_of_week"] != "*":
+        # crontab(5): a field starting with `*` (also `*/2`) does not restrict, so it never makes "either day".
+        if either_day and not fields["day"].startswith("*") and not fields["day_of_week"].startswith("*"):
             self._walls = (
                 crontab_trigger({**fields, "day_of_week": "*"}, UTC),
                 crontab_trigger({**fields, "day": "*"}, UTC),

@@ -85,6 +85,8 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and "T" in value else None
     except ValueError:
         moment = None
+    if moment is not None and not 1900 <= moment.year <= 9000:  # beyond, zone arithmetic overflows
+        moment = None
     if moment is None or moment.tzinfo is not None:
         raise BadRequest(
             '"at" must be a local date and time without offset, such as 2026-11-26T08:00:00.', code="invalid_at"

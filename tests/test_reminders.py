@@ -109,6 +109,8 @@ def test_weekdays_1_to_5_are_monday_to_friday(api):
     [
         ({"text": "吃药", "at": "2020-01-01T08:00:00"}, "at_in_past"),
         ({"text": "吃药", "at": "tomorrow"}, "invalid_at"),
+        ({"text": "吃药", "at": "9999-12-31T23:00:00", "timezone": "America/New_York"}, "invalid_at"),
+        ({"text": "吃药", "at": "0001-01-01T00:00:00"}, "invalid_at"),
         ({"text": "吃药", "at": "2099-01-01T08:00:00+08:00"}, "invalid_at"),
         ({"text": "吃药", "cron": "0 8 * *"}, "invalid_cron"),
         ({"text": "吃药", "cron": "0 25 * * *"}, "invalid_cron"),
@@ -613,3 +615,10 @@ def test_a_three_minute_stop_gives_one_late_message_per_reminder_not_a_burst(ups
         messages = reminder_messages(data_dir)
     assert Counter(m["reminder_id"] for m in messages) == {one_off["id"]: 1, twice["id"]: 1}
     assert all(m["late"] is True for m in messages)
+
+
+def test_a_day_field_starting_with_a_star_does_not_make_either_day(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    store.create({"text": "x", "cron": "0 8 */2 * 1"}, datetime.now(ZONE))  # crontab: odd days that are Mondays
+    runs = [t.astimezone(ZONE) for t in occurrences_after(store.get("1"), datetime.now(ZONE), 6)]
+    assert all(t.weekday() == 0 and t.day % 2 == 1 for t in runs)
