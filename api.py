@@ -337,7 +337,9 @@ def preview_reminder(query: ReminderPreviewQuery) -> Any:
         "enabled": True,
     }
     validate(unsaved, now)
-    return {"success": True, "next_runs": [t.isoformat() for t in occurrences_after(unsaved, now, NEXT_RUNS_SHOWN)]}
+    zone = ZoneInfo(unsaved["timezone"])  # shown in the reminder's zone, as a saved one's next_runs are
+    runs = occurrences_after(unsaved, now, NEXT_RUNS_SHOWN)
+    return {"success": True, "next_runs": [t.astimezone(zone).isoformat() for t in runs]}
 
 
 def _sender(reminder_id: str) -> str | None:
