@@ -23,7 +23,7 @@ from chat_service import ChatService
 from config import Settings
 from errors import AppError
 from history_store import Message
-from reminders import LATE_AFTER_SECONDS, Occurrence, ReminderStore, next_due
+from reminders import Occurrence, ReminderStore, is_late, next_due
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,9 @@ class ReminderDelivery:
 
 
 def _is_late(scheduled_for: str) -> bool:
-    """Whether an occurrence is being sent more than LATE_AFTER_SECONDS after its time (a manual run never is)."""
+    """Whether an occurrence is being sent late now (a manual run, keyed `manual-…`, never is)."""
     try:
         due = datetime.fromisoformat(scheduled_for)
     except ValueError:
         return False
-    return (datetime.now(due.tzinfo) - due).total_seconds() > LATE_AFTER_SECONDS
+    return is_late(due, datetime.now(UTC))

@@ -91,12 +91,7 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
         raise BadRequest(
             '"at" must be a local date and time without offset, such as 2026-11-26T08:00:00.', code="invalid_at"
         )
-    return placed(moment, zone)
-
-
-def placed(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The UTC instant of wall-clock time `wall` in `zone` (see cron.wall_to_instant)."""
-    return wall_to_instant(wall, zone)
+    return wall_to_instant(moment, zone)
 
 
 @functools.lru_cache(maxsize=4096)  # building a trigger costs more than asking it; reminders share few schedules
@@ -125,7 +120,7 @@ def _cron_after(cron: str, zone: ZoneInfo, after: datetime, count: int) -> list[
 def _occurrences_cached(at: str | None, cron: str | None, zone_name: str, after: datetime, count: int) -> tuple:
     zone = _zone(zone_name)
     if at:
-        instant = placed(datetime.fromisoformat(at), zone)
+        instant = wall_to_instant(datetime.fromisoformat(at), zone)
         return (instant,) if instant > after else ()
     return tuple(_cron_after(cron or "", zone, after, count))
 
@@ -365,7 +360,7 @@ class ReminderStore:
                     reminder["handled_until"] = now.isoformat()
                     reminder["last_run"] = missed_run(_stamp(due, reminder), now)
                     continue
-                occurrence = Occurrence(reminder["id"], _stamp(latest, reminder), _is_late(latest, now))
+                occurrence = Occurrence(reminder["id"], _stamp(latest, reminder), is_late(latest, now))
                 reminder["handled_until"] = latest.isoformat()
                 data["claims"][occurrence.key] = {
                     "reminder_id": occurrence.reminder_id,
@@ -395,7 +390,8 @@ class ReminderStore:
             del log[RUNS_KEPT:]
 
 
-def _is_late(due: datetime, now: datetime) -> bool:
+def is_late(due: datetime, now: datetime) -> bool:
+    """Whether an occurrence sent at `now` is more than LATE_AFTER_SECONDS past its time `due`."""
     return (now - due).total_seconds() > LATE_AFTER_SECONDS
 
 

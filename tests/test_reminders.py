@@ -50,6 +50,30 @@ def claimed(data_dir: Path) -> list[str]:
     return []
 
 
+def stored_reminder(reminder_id: str, **fields: object) -> dict:
+    """A user reminder as reminders.json holds it: a plain daily one, handled up to now, unless `fields` say else."""
+    now = datetime.now(ZONE).isoformat()
+    return {
+        "id": reminder_id, "text": "x", "at": None, "cron": "0 8 * * *", "timezone": "Asia/Shanghai",
+        "enabled": True, "mode": "plain", "created_at": now, "source": "user", "handled_until": now,
+        "last_run": None, **fields,
+    }  # fmt: skip
+
+
+def write_reminders(data_dir: Path, reminders: list[dict], claims: dict | None = None) -> None:
+    """reminders.json as a server left it (before this test starts one)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    next_id = max((int(r["id"]) for r in reminders), default=0) + 1
+    payload = {"version": 1, "next_id": next_id, "reminders": reminders, "claims": claims or {}}
+    (data_dir / "reminders.json").write_text(json.dumps(payload))
+
+
+def assert_once_each(messages: list[dict], count: int) -> None:
+    """`count` occurrences delivered, none of them twice."""
+    keys = Counter(f"{m['reminder_id']}@{m['scheduled_for']}" for m in messages)
+    assert len(keys) == count and set(keys.values()) == {1}, f"doubled: {[k for k, n in keys.items() if n > 1]}"
+
+
 def reminder_calls(upstream, text: str = "") -> list[dict]:
     """The model calls that asked for a reminder (whose text contains `text`)."""
     return [
@@ -244,8 +268,7 @@ def test_twenty_reminders_due_together_survive_a_kill_9_of_the_leader(upstream, 
         messages = reminder_messages(data_dir)
         claims = json.loads((data_dir / "reminders.json").read_bytes())["claims"]
     assert new_leader != leader
-    keys = Counter(f"{m['reminder_id']}@{m['scheduled_for']}" for m in messages)
-    assert len(keys) == 20 and set(keys.values()) == {1}, f"doubled: {[k for k, n in keys.items() if n > 1]}"
+    assert_once_each(messages, 20)
     assert {m["scheduled_for"] for m in messages} == {due.isoformat()}
     assert claims == {}
     calls = len(reminder_calls(upstream))
@@ -500,14 +523,7 @@ def test_reminder_text_is_checked_like_a_chat_message(serve, text, code):
 
 def test_the_number_of_reminders_is_capped(api):
     store = ReminderStore(api.settings.data_dir, "Asia/Shanghai")
-    now = datetime.now(ZONE)
-    template = {"text": "x", "at": None, "cron": "0 8 * * *", "timezone": "Asia/Shanghai", "enabled": True}
-    many = [
-        {**template, "id": str(n), "mode": "plain", "created_at": now.isoformat(), "source": "user",
-         "handled_until": now.isoformat(), "last_run": None}
-        for n in range(1, MAX_REMINDERS + 1)
-    ]  # fmt: skip
-    store.path.write_text(json.dumps({"version": 1, "next_id": MAX_REMINDERS + 1, "reminders": many, "claims": {}}))
+    write_reminders(store.path.parent, [stored_reminder(str(n)) for n in range(1, MAX_REMINDERS + 1)])
     refused = api.post("/api/reminders", json={"text": "再一个", "cron": "0 9 * * *"})
     assert refused.status_code == 409 and refused.json()["code"] == "too_many_reminders"
     api.delete("/api/reminders/1")
@@ -532,17 +548,10 @@ def test_reminders_due_together_are_all_sent_when_the_model_is_slow(upstream, tm
 
 def test_one_broken_reminder_does_not_stop_the_others(upstream, tmp_path):
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    now = datetime.now(ZONE)
-    broken = {
-        "id": "1", "text": "坏的", "at": None, "cron": "* * * * *", "timezone": "Mars/Olympus", "enabled": True,
-        "mode": "plain", "created_at": now.isoformat(), "source": "user",
-        "handled_until": (now - timedelta(minutes=1)).isoformat(), "last_run": None,
-    }  # fmt: skip
+    a_minute_ago = (datetime.now(ZONE) - timedelta(minutes=1)).isoformat()
+    broken = stored_reminder("1", text="坏的", cron="* * * * *", timezone="Mars/Olympus", handled_until=a_minute_ago)
     good = {**broken, "id": "2", "text": "好的", "timezone": "Asia/Shanghai"}
-    (data_dir / "reminders.json").write_text(
-        json.dumps({"version": 1, "next_id": 3, "reminders": [broken, good], "claims": {}})
-    )
+    write_reminders(data_dir, [broken, good])
     with gunicorn(upstream, tmp_path, workers=2):
         sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the good reminder")
     assert [m["content"] for m in sent] == ["好的"]
@@ -551,18 +560,9 @@ def test_one_broken_reminder_does_not_stop_the_others(upstream, tmp_path):
 
 def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tmp_path):
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    now = datetime.now(ZONE)
-    reminder = {
-        "id": "1", "text": "x", "at": None, "cron": "0 8 * * *", "timezone": "Asia/Shanghai", "enabled": True,
-        "mode": "plain", "created_at": now.isoformat(), "source": "user", "handled_until": now.isoformat(),
-        "last_run": None,
-    }  # fmt: skip
-    key = f"1@manual-{now.isoformat()}"
+    key = f"1@manual-{datetime.now(ZONE).isoformat()}"
     claim = {"reminder_id": "1", "scheduled_for": key.split("@")[1], "late": False}
-    (data_dir / "reminders.json").write_text(
-        json.dumps({"version": 1, "next_id": 2, "reminders": [reminder], "claims": {key: claim}})
-    )
+    write_reminders(data_dir, [stored_reminder("1")], {key: claim})
     with gunicorn(upstream, tmp_path, workers=1):
         wait_until(lambda: claimed(data_dir) == [], 20, message="the orphaned claim removed")
     assert reminder_messages(data_dir) == []
@@ -584,8 +584,7 @@ def test_reminders_due_during_a_hup_reload_arrive_once_each(upstream, tmp_path):
         time.sleep(1.5)  # a double would be stored meanwhile
         messages = reminder_messages(data_dir)
     assert new_leader != leader
-    keys = Counter(f"{m['reminder_id']}@{m['scheduled_for']}" for m in messages)
-    assert len(keys) == 10 and set(keys.values()) == {1}, f"doubled: {[k for k, n in keys.items() if n > 1]}"
+    assert_once_each(messages, 10)
 
 
 def test_the_leader_sleeps_until_the_next_reminder_instead_of_polling(tmp_path):
