@@ -9,9 +9,10 @@ read alike: `1-5` becomes `mon,tue,wed,thu,fri`. This also refuses what APSchedu
 `WallClockTrigger` matches the fields on a zone's wall clock and places each matching wall time once on the
 time line. APScheduler 3.11's own arithmetic in a zone with daylight saving returns the same time again on the
 night clocks go back (so a scheduler asking for the next run spins) and skips or shifts times on the night
-they go forward. Here a time in the spring gap fires just after the jump (02:30 becomes 03:30) and a time that
-occurs twice fires at its first occurrence only. The wall-clock matching itself is APScheduler's, done in UTC,
-which has no such nights.
+they go forward. Here the times a forward jump skips fire once, at the jump (02:00 … 02:59 all become one
+fire at 03:00, as Vixie cron does), and a time that occurs twice fires at its first occurrence only. Wall
+times thus land on the time line in their own order, so searching from a moment's wall time misses nothing.
+The wall-clock matching itself is APScheduler's, done in UTC, which has no such nights.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class WallClockTrigger(BaseTrigger):
     """Six cron fields (APScheduler's names, weekdays as in crontab) on `timezone`'s wall clock.
 
     With `either_day`, a schedule restricting both day of month and day of week fires on either, as crontab
-    does (APScheduler wants both).
+    does (APScheduler wants both). A schedule (or half of one) naming only days no month has, such as the
+    31st of February, is dropped when built: APScheduler would search for it up to the year 9999.
     """
 
     def __init__(self, fields: Mapping[str, str], timezone: tzinfo, *, either_day: bool = False):
@@ -82,12 +84,13 @@ class WallClockTrigger(BaseTrigger):
         self.fields = dict(fields)
         # crontab(5): a field starting with `*` (also `*/2`) does not restrict, so it never makes "either day".
         if either_day and not fields["day"].startswith("*") and not fields["day_of_week"].startswith("*"):
-            self._walls = (
+            halves = (
                 crontab_trigger({**fields, "day_of_week": "*"}, UTC),
                 crontab_trigger({**fields, "day": "*"}, UTC),
             )
         else:
-            self._walls = (crontab_trigger(fields, UTC),)
+            halves = (crontab_trigger(fields, UTC),)
+        self._walls = tuple(trigger for trigger in halves if _has_a_day(trigger))
 
     def after(self, instant: datetime, count: int) -> list[datetime]:
         """Up to `count` fire times (UTC) strictly after `instant`."""
@@ -105,6 +108,9 @@ class WallClockTrigger(BaseTrigger):
                 if len(found) == count:
                     break
         return found
+
+    def never_fires(self) -> bool:
+        return not self._walls
 
     def _next_wall(self, wall: datetime) -> datetime | None:
         start = wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
@@ -124,7 +130,31 @@ class WallClockTrigger(BaseTrigger):
         return f"wall-clock cron {' '.join(self.fields.values())} in {self.timezone}"
 
 
+def _has_a_day(trigger: CronTrigger) -> bool:
+    """Whether the trigger's month and day-of-month fields name a date some year has (February 29 counts)."""
+    fields = {field.name: field for field in trigger.fields}
+    for month in range(1, 13):
+        first = datetime(2000, month, 1)  # a leap year
+        if fields["month"].get_next_value(first) == month and fields["day"].get_next_value(first) is not None:
+            return True
+    return False
+
+
 def wall_to_instant(wall: datetime, timezone: tzinfo) -> datetime:
-    """The UTC instant of naive wall time `wall` in `timezone`: in a gap, just after the jump; when it occurs
-    twice, the first time (fold 0 does both)."""
-    return wall.replace(tzinfo=timezone, fold=0).astimezone(UTC)
+    """The UTC instant of naive wall time `wall` in `timezone`: when it occurs twice, the first time; when a
+    forward jump skips it, the instant of the jump (so later wall times never land earlier)."""
+    instant = wall.replace(tzinfo=timezone, fold=0).astimezone(UTC)
+    if instant.astimezone(timezone).replace(tzinfo=None) == wall:
+        return instant
+    # In the gap: fold 0 reads it with the offset before the jump (landing after it), fold 1 with the one
+    # after (landing before it). The jump lies between; find the first whole second with the new offset.
+    before = int(wall.replace(tzinfo=timezone, fold=1).timestamp())
+    after = int(instant.timestamp())
+    new_offset = instant.astimezone(timezone).utcoffset()
+    while after - before > 1:
+        middle = (before + after) // 2
+        if datetime.fromtimestamp(middle, timezone).utcoffset() == new_offset:
+            after = middle
+        else:
+            before = middle
+    return datetime.fromtimestamp(after, UTC)

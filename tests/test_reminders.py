@@ -157,6 +157,17 @@ def test_a_bad_reminder_is_refused_with_one_sentence(api, body, code):
     assert [r["id"] for r in api.get("/api/reminders").json()["reminders"]] == ["env"]
 
 
+def test_a_schedule_naming_days_no_month_has_is_answered_at_once(api):
+    # APScheduler alone searches such a schedule up to the year 9999: about a second per question.
+    never = api.post("/api/reminders", json={"text": "对账", "cron": "0 9 31 2 *"})
+    assert never.status_code == 400 and never.json()["code"] == "invalid_cron" and "never fires" in never.text
+    for _ in range(10):  # the 31st of a short month, or a Monday: only the Mondays ever come
+        assert api.post("/api/reminders", json={"text": "对账", "cron": "0 9 31 2,4,6,9,11 1"}).status_code == 201
+    listed = api.get("/api/reminders", timeout=4).json()["reminders"]
+    runs = [datetime.fromisoformat(t) for r in listed if r["source"] == "user" for t in r["next_runs"]]
+    assert len(runs) == 30 and {(t.weekday(), t.hour) for t in runs} == {(0, 9)}
+
+
 def test_the_env_reminder_is_listed_read_only(serve):
     api = serve(SCHEDULER_ENABLED="true", CRON_HOUR="7", CRON_DAY_OF_WEEK="1-5")  # the election is not started
     env = api.get("/api/reminders").json()["reminders"][0]
@@ -444,12 +455,46 @@ def test_a_frequent_schedule_moves_forward_through_the_repeated_hour(tmp_path):
     ]
 
 
-def test_a_time_skipped_when_clocks_go_forward_fires_just_after_the_jump(tmp_path):
+def test_a_time_skipped_when_clocks_go_forward_fires_at_the_jump(tmp_path):
     store = ReminderStore(tmp_path, "America/New_York")
     store.create({"text": "药", "cron": "30 2 * * *"}, datetime.now(NEW_YORK))
     store.claim_due(datetime(2027, 3, 13, 12, tzinfo=NEW_YORK), grace=3600)
     keys = step_through(store, datetime(2027, 3, 13, 12, tzinfo=NEW_YORK), 48)
-    assert keys == ["1@2027-03-14T03:30:00-04:00", "1@2027-03-15T02:30:00-04:00"]
+    assert keys == ["1@2027-03-14T03:00:00-04:00", "1@2027-03-15T02:30:00-04:00"]
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone", "start", "expected"),
+    [
+        # A whole skipped hour of quarter-hours: one fire at the jump, then the next night's four.
+        ("*/15 2 * * *", "Europe/Berlin", "2027-03-28T00:00",
+         ["2027-03-28T03:00:00+02:00", "2027-03-29T02:00:00+02:00"]),
+        # Times skipped and times after the jump: the skipped ones fire once, at the jump, the rest as usual.
+        ("10,45 2,3 * * *", "Europe/Berlin", "2027-03-28T00:00",
+         ["2027-03-28T03:00:00+02:00", "2027-03-28T03:10:00+02:00", "2027-03-28T03:45:00+02:00"]),
+        # Lord Howe Island goes forward by 30 minutes.
+        ("0,15 2 * * *", "Australia/Lord_Howe", "2026-10-04T00:00",
+         ["2026-10-04T02:30:00+11:00", "2026-10-05T02:00:00+11:00"]),
+        # Samoa skipped 30 December 2011 whole.
+        ("0 12 * * *", "Pacific/Apia", "2011-12-29T00:00",
+         ["2011-12-29T12:00:00-10:00", "2011-12-31T00:00:00+14:00", "2011-12-31T12:00:00+14:00"]),
+    ],
+)  # fmt: skip
+def test_the_times_a_forward_jump_skips_fire_once_at_the_jump_in_order(cron, zone, start, expected):
+    reminder = {"at": None, "cron": cron, "timezone": zone}
+    begin = datetime.fromisoformat(start).replace(tzinfo=ZoneInfo(zone))
+    together = occurrences_after(reminder, begin, len(expected))
+    one_by_one = [begin]
+    for _ in expected:  # as the leader asks, from each fire time claimed
+        one_by_one += occurrences_after(reminder, one_by_one[-1], 1)
+    assert [t.astimezone(ZoneInfo(zone)).isoformat() for t in together] == expected
+    assert together == one_by_one[1:]
+
+
+def test_a_one_off_at_a_skipped_time_fires_at_the_jump():
+    reminder = {"at": "2027-03-14T02:30:00", "cron": None, "timezone": "America/New_York"}
+    (fire,) = occurrences_after(reminder, datetime(2027, 3, 13, tzinfo=UTC), 1)
+    assert fire.astimezone(NEW_YORK).isoformat() == "2027-03-14T03:00:00-04:00"
 
 
 def test_the_env_reminder_moves_forward_through_both_daylight_saving_nights(make_settings):
@@ -460,7 +505,7 @@ def test_the_env_reminder_moves_forward_through_both_daylight_saving_nights(make
         for _ in range(3):  # as APScheduler asks after each run; its own trigger answers 01:30 again and again
             fires.append(trigger.get_next_fire_time(fires[-1], fires[-1]))
     assert [f.isoformat() for f in fires] == [
-        "2027-03-14T01:30:00-05:00", "2027-03-14T03:30:00-04:00", "2027-03-15T01:30:00-04:00",
+        "2027-03-14T01:30:00-05:00", "2027-03-14T03:00:00-04:00", "2027-03-15T01:30:00-04:00",
         "2027-03-15T02:30:00-04:00",
         "2027-11-07T01:30:00-04:00", "2027-11-07T02:30:00-05:00", "2027-11-08T01:30:00-05:00",
         "2027-11-08T02:30:00-05:00",
