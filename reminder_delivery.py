@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP_SECONDS = 300.0  # look again at least this often (a clock change, a missed poke)
 UNBOUND_SLEEP_SECONDS = 2.0  # without a wake-up socket, changes from other workers are seen this late
+RETRY_SECONDS = 5.0  # after an unexpected error
+MAX_SEND_TRIES = 3  # an occurrence whose sending raises this often is recorded as failed, so the rest go on
 
 
 class ReminderDelivery:
@@ -42,10 +44,13 @@ class ReminderDelivery:
         self._stopping = threading.Event()
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._since = datetime.now(UTC)  # what fell due after this is late at worst, never missed
+        self._tries: dict[str, int] = {}
 
     def start(self) -> None:
         """Listen for pokes and start delivering (called once this process holds the scheduler lock)."""
         self._socket = self._bind()
+        self._since = datetime.now(UTC)
         self._thread = threading.Thread(target=self._run, name="reminder-delivery", daemon=True)
         self._thread.start()
 
@@ -86,11 +91,13 @@ class ReminderDelivery:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._finish_claims()
+                all_finished = self._finish_claims()
                 wait = self._deliver_due()
+                if not all_finished:
+                    wait = min(wait, RETRY_SECONDS)
             except Exception:
-                log.exception("Reminder delivery failed; trying again shortly")
-                wait = 5.0
+                log.exception("Reminder delivery failed; trying again in %g s", RETRY_SECONDS)
+                wait = RETRY_SECONDS
             self._sleep(wait)
 
     def _sleep(self, seconds: float) -> None:
@@ -108,15 +115,19 @@ class ReminderDelivery:
             while listener.recv(64):  # the pokes that queued up meanwhile all mean the same: look again
                 pass
 
-    def _finish_claims(self) -> None:
-        """Deliver (or just record) occurrences claimed by a leader that died before finishing them."""
+    def _finish_claims(self) -> bool:
+        """Deliver (or just record) occurrences claimed by a leader that died before finishing them (or left by
+        an unexpected error); whether all were finished."""
+        all_finished = True
         for occurrence in self.store.claims():
             reminder = next((r for r in self.store.all() if r["id"] == occurrence.reminder_id), None)
             if reminder is None or occurrence.scheduled_for.startswith("manual-"):  # gone; or an old run on request
                 self.store.finish(occurrence, {})
                 continue
             log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
-            self._send(occurrence, reminder)  # late if it is by now more than LATE_AFTER_SECONDS past its time
+            # Late if it is by now more than LATE_AFTER_SECONDS past its time.
+            all_finished = self._send_claimed(occurrence, reminder) and all_finished
+        return all_finished
 
     def _deliver_due(self) -> float:
         """Send every due occurrence; the seconds until the next one.
@@ -139,16 +150,33 @@ class ReminderDelivery:
             return MAX_SLEEP_SECONDS
         if soonest > now:
             return min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS)
-        claimed, missed = self.store.claim_due(now, self.settings.misfire_grace_seconds)
+        claimed, missed = self.store.claim_due(now, self.settings.misfire_grace_seconds, since=self._since)
         for reminder_id in missed:
             log.warning("Reminder %s was due longer ago than MISFIRE_GRACE_SECONDS; skipped", reminder_id)
+        all_finished = True
         for occurrence, reminder in claimed:
             if self._stopping.is_set():
                 break  # the claims stay; the next leader finishes them
-            self._send(occurrence, reminder)
-        return 0  # look again at once: time has passed while sending
+            all_finished = self._send_claimed(occurrence, reminder) and all_finished
+        return 0 if all_finished else RETRY_SECONDS  # else look again at once: time has passed while sending
 
     # ---- one occurrence ------------------------------------------------------------------
+
+    def _send_claimed(self, occurrence: Occurrence, reminder: dict[str, Any]) -> bool:
+        """`_send`, where an unexpected error (a bug, an entry edited by hand) leaves the claim to be tried again
+        shortly (returning False), and the MAX_SEND_TRIES-th time is recorded as the occurrence's failure: never
+        a claim that holds up the reminders after it, never a reminder dropped without a word."""
+        try:
+            self._send(occurrence, reminder)
+        except Exception as error:
+            tries = self._tries[occurrence.key] = self._tries.get(occurrence.key, 0) + 1
+            log.exception("Reminder %s could not be sent (try %d of %d)", occurrence.key, tries, MAX_SEND_TRIES)
+            if tries < MAX_SEND_TRIES:
+                return False
+            problem = f"Not sent: an internal error ({type(error).__name__}); the server log has the details."
+            self.store.finish(occurrence, self._last_run(occurrence.scheduled_for, "failed", problem, None))
+        self._tries.pop(occurrence.key, None)
+        return True
 
     def _send(self, occurrence: Occurrence, reminder: dict[str, Any]) -> tuple[Message, AppError | None]:
         """Store the occurrence's message (once) and finish its claim with the outcome."""

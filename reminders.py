@@ -5,7 +5,8 @@ reminder's delivery log (kept apart so the leader's frequent reads stay small). 
 schedule — `at` (a local date-time in its `timezone`) or `cron` (five crontab fields) — `enabled`, `mode`
 (`generate`: the model words it; `plain`: the text as is), `created_at` and `source: "user"`. Its
 `handled_until` cursor is the newest occurrence claimed (or the moment it was created, edited or resumed):
-only occurrences after it are due, so nothing fires twice or in a burst. The cursor never moves back.
+only occurrences after it are due, so nothing fires twice or in a burst. The cursor never moves back, nor
+ahead of the clock; a one-off once claimed is marked `done`, so it stays sent when its zone changes.
 
 An occurrence is keyed `<id>@<scheduled_for>`. The leader records its claim here *before* asking the model
 and storing the message, and removes it after; a claim left by a leader that died is finished by the next
@@ -32,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron import WallClockTrigger, wall_to_instant
-from errors import BadRequest, Conflict, NotFound, StorageError
+from errors import AppError, BadRequest, Conflict, NotFound, StorageError
 from history_store import file_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,9 @@ def _occurrences_cached(at: str | None, cron: str | None, zone_name: str, after:
 
 
 def occurrences_after(reminder: dict[str, Any], after: datetime, count: int) -> list[datetime]:
-    """Up to `count` fire times (UTC) strictly after the instant `after`."""
+    """Up to `count` fire times (UTC) strictly after the instant `after` (none for a one-off already sent)."""
+    if reminder.get("at") and reminder.get("done"):
+        return []
     return list(
         _occurrences_cached(
             reminder.get("at"), reminder.get("cron"), reminder["timezone"], after.astimezone(UTC), count
@@ -155,13 +158,13 @@ def next_due(reminder: dict[str, Any]) -> datetime | None:
     return upcoming[0] if upcoming else None
 
 
-def latest_due(reminder: dict[str, Any], now: datetime, grace: float) -> datetime | None:
-    """The newest occurrence after the cursor, at or before `now` and at most `grace` seconds old.
+def latest_due(reminder: dict[str, Any], now: datetime, oldest: datetime) -> datetime | None:
+    """The newest occurrence after the cursor, at or before `now` and not before `oldest`.
 
     Only the newest: a reminder missed several times during downtime is sent once, never in a burst.
     """
     latest = None
-    moment = max(_cursor(reminder), now - timedelta(seconds=grace))
+    moment = max(_cursor(reminder), oldest - timedelta(microseconds=1))
     while (following := occurrences_after(reminder, moment, 1)) and following[0] <= now:
         latest = moment = following[0]
     return latest
@@ -281,6 +284,7 @@ class ReminderStore:
             "source": "user",
             "handled_until": None,
             "last_run": None,
+            "done": False,
         }
         reminder.update({k: v for k, v in fields.items() if k in EDITABLE and v is not None})
         self.validate(reminder, now)
@@ -309,14 +313,12 @@ class ReminderStore:
                 changed["at"] = None
             # A sent one-off stays sent when only its zone (or anything but `at`) changes.
             was_sent = bool(reminder.get("at")) and not occurrences_after(reminder, _cursor(reminder), 1)
-            keeps_sent = was_sent and "at" not in changes and changed.get("at")
+            keeps_sent = was_sent and "at" not in changes and bool(changed.get("at"))
             self.validate(changed, now, check_past=("at" in changes or "timezone" in changes) and not keeps_sent)
+            changed["done"] = keeps_sent
             rescheduled = any(changed[k] != reminder[k] for k in ("at", "cron", "timezone"))
             if rescheduled or (changed["enabled"] and not reminder["enabled"]):
-                cursor = max(_cursor(reminder), now)
-                if keeps_sent:
-                    cursor = max(cursor, parse_at(changed["at"], zone_of(changed["timezone"])))
-                changed["handled_until"] = cursor.isoformat()
+                changed["handled_until"] = max(_cursor(reminder), now).isoformat()
             reminder.update(changed)
         return reminder
 
@@ -336,32 +338,48 @@ class ReminderStore:
 
     # ---- delivery bookkeeping (the leader) ----
 
-    def claim_due(self, now: datetime, grace: float) -> tuple[list[tuple[Occurrence, dict[str, Any]]], list[str]]:
+    def claim_due(
+        self, now: datetime, grace: float, since: datetime | None = None
+    ) -> tuple[list[tuple[Occurrence, dict[str, Any]]], list[str]]:
         """Claim every occurrence due at `now`, all in one write, before anything is sent.
 
-        Returns the claims with their reminders, and the ids of reminders whose occurrence fell more than
-        `grace` seconds ago (recorded as missed, counted from now). One broken reminder is logged and skipped.
+        Due means after the reminder's cursor and at most `grace` seconds ago, or at any time `since` (when the
+        caller began to deliver: what fell due while it was busy sending is late, not missed). Returns the claims
+        with their reminders, and the ids of reminders whose occurrence fell earlier (recorded as missed,
+        counted from now). A broken reminder is logged and skipped, or recorded as failed when it falls due.
         """
         claimed: list[tuple[Occurrence, dict[str, Any]]] = []
         missed: list[str] = []
         with self.changing() as data:
             now = _later(now, datetime.now(UTC))
+            oldest = now - timedelta(seconds=grace)
+            if since is not None:
+                oldest = min(oldest, since.astimezone(UTC))
             for reminder in data["reminders"]:
+                due = None
                 try:
                     due = next_due(reminder)
                     if due is None or due > now:
                         continue
-                    latest = latest_due(reminder, now, grace)
+                    latest = latest_due(reminder, now, oldest)
+                    self.validate(dict(reminder), now, check_past=False)  # e.g. an entry left without `mode`
+                except AppError as error:
+                    if due is None:  # its schedule cannot be read: nothing is ever due
+                        log.error("Reminder %s cannot be scheduled: %s", reminder.get("id"), error.message)
+                        continue
+                    log.error("Reminder %s cannot be sent: %s", reminder.get("id"), error.message)
+                    _move_past(reminder, now, failed_run(_stamp(due, reminder), now, error.message))
+                    continue
                 except Exception:  # a hand-edited or outdated entry must not stop the others
                     log.exception("Reminder %s cannot be scheduled; skipped", reminder.get("id"))
                     continue
                 if latest is None:
                     missed.append(reminder["id"])
-                    reminder["handled_until"] = now.isoformat()
-                    reminder["last_run"] = missed_run(_stamp(due, reminder), now)
+                    _move_past(reminder, now, missed_run(_stamp(due, reminder), now))
                     continue
                 occurrence = Occurrence(reminder["id"], _stamp(latest, reminder), is_late(latest, now))
                 reminder["handled_until"] = latest.isoformat()
+                reminder["done"] = bool(reminder.get("at"))
                 data["claims"][occurrence.key] = {
                     "reminder_id": occurrence.reminder_id,
                     "scheduled_for": occurrence.scheduled_for,
@@ -399,12 +417,25 @@ def _later(a: datetime, b: datetime) -> datetime:
     return max(a.astimezone(UTC), b.astimezone(UTC))
 
 
+def _move_past(reminder: dict[str, Any], now: datetime, last_run: dict[str, Any]) -> None:
+    """An occurrence that will not be sent: the cursor moves to now and `last_run` says why."""
+    reminder["handled_until"] = now.isoformat()
+    reminder["done"] = bool(reminder.get("at"))
+    reminder["last_run"] = last_run
+
+
 def missed_run(scheduled_for: str, now: datetime) -> dict[str, Any]:
+    error = f"Missed: the server was not running at {scheduled_for} nor within MISFIRE_GRACE_SECONDS after it."
+    return failed_run(scheduled_for, now, error, status="missed")
+
+
+def failed_run(scheduled_for: str, now: datetime, error: str, status: str = "failed") -> dict[str, Any]:
+    """The record of an occurrence that produced no message."""
     return {
         "time": now.astimezone(datetime.fromisoformat(scheduled_for).tzinfo).isoformat(timespec="seconds"),
         "scheduled_for": scheduled_for,
-        "status": "missed",
-        "error": f"Missed: the server was not running at {scheduled_for} nor within MISFIRE_GRACE_SECONDS after it.",
+        "status": status,
+        "error": error,
         "late": False,
         "generated": False,
         "message_id": None,

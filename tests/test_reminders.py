@@ -544,6 +544,21 @@ def test_changing_the_zone_of_a_sent_one_off_does_not_send_it_again(tmp_path):
     assert store.claim_due(at + timedelta(hours=14), grace=86400)[0] == []
 
 
+def test_a_sent_one_off_moved_to_another_zone_still_fires_when_given_a_new_time(tmp_path):
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    at = datetime.now(ZONE).replace(microsecond=0) + timedelta(hours=1)
+    store.create({"text": "开会", "at": local(at)}, datetime.now(ZONE))
+    assert len(store.claim_due(at + timedelta(seconds=1), grace=60)[0]) == 1
+    store.update("1", {"timezone": "America/New_York"}, datetime.now(ZONE))  # its `at` there is 13 h later
+    new_at = (at + timedelta(hours=2)).astimezone(NEW_YORK).replace(tzinfo=None).isoformat()
+    assert describe(store.update("1", {"at": new_at}, datetime.now(ZONE)), datetime.now(ZONE))["done"] is False
+    assert [o.key for o, _ in store.claim_due(at + timedelta(hours=2, seconds=1), grace=60)[0]] == [
+        f"1@{(at + timedelta(hours=2)).astimezone(NEW_YORK).isoformat()}"
+    ]
+    store.update("1", {"cron": "* * * * *"}, datetime.now(ZONE))  # and as a recurring one, every minute from then
+    assert len(store.claim_due(at + timedelta(hours=2, minutes=1, seconds=1), grace=60)[0]) == 1
+
+
 def test_a_claim_refused_writes_nothing(tmp_path):
     store = ReminderStore(tmp_path, "Asia/Shanghai")
     store.create({"text": "喝水", "cron": "0 8 * * *"}, datetime.now(ZONE))
@@ -602,6 +617,36 @@ def test_one_broken_reminder_does_not_stop_the_others(upstream, tmp_path):
         sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the good reminder")
     assert [m["content"] for m in sent] == ["好的"]
     assert "Reminder 1 cannot be scheduled" in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_a_reminder_due_while_the_leader_is_busy_sending_is_late_not_missed(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2, MISFIRE_GRACE_SECONDS="1", READ_TIMEOUT="10") as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        upstream.script({"delay": 5.0}, {"delay": 0})  # the first wording outlasts the grace time and the second's time
+        first = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=6)
+        create(server, text="一", at=local(first))
+        create(server, text="二", at=local(first + timedelta(seconds=2)))
+        wait_until(lambda: len(reminder_messages(data_dir)) == 2, 40, message="both reminders")
+        shown = wait_until(lambda: listed(server)["2"]["last_run"] and listed(server), 10)
+    assert [shown[k]["last_run"]["status"] for k in ("1", "2")] == ["ok", "ok"], shown["2"]["last_run"]
+
+
+def test_a_claim_whose_sending_keeps_failing_is_recorded_and_does_not_block_the_rest(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    a_minute_ago = datetime.now(ZONE).replace(microsecond=0) - timedelta(minutes=1)
+    broken = stored_reminder("1", text="坏的")
+    del broken["mode"]  # edited by hand; sending it raises, again and again
+    good = stored_reminder("2", text="好的", cron="* * * * *", handled_until=a_minute_ago.isoformat())
+    key = f"1@{a_minute_ago.isoformat()}"
+    claim = {"reminder_id": "1", "scheduled_for": a_minute_ago.isoformat(), "late": False}
+    write_reminders(data_dir, [broken, good], {key: claim})  # left by a leader that died
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the good reminder")
+        failed = wait_until(lambda: listed(server)["1"]["last_run"], 30, message="the broken one's failure")
+        assert claimed(data_dir) == []
+    assert [m["content"] for m in sent] == ["好的"]
+    assert failed["status"] == "failed" and "internal error (KeyError)" in failed["error"]
 
 
 def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tmp_path):
