@@ -638,15 +638,19 @@ def test_a_claim_whose_sending_keeps_failing_is_recorded_and_does_not_block_the_
     broken = stored_reminder("1", text="坏的")
     del broken["mode"]  # edited by hand; sending it raises, again and again
     good = stored_reminder("2", text="好的", cron="* * * * *", handled_until=a_minute_ago.isoformat())
+    due_broken = {**good, "id": "3", "text": "也坏的"}
+    del due_broken["mode"]  # falling due: its checks fail before it is claimed
     key = f"1@{a_minute_ago.isoformat()}"
     claim = {"reminder_id": "1", "scheduled_for": a_minute_ago.isoformat(), "late": False}
-    write_reminders(data_dir, [broken, good], {key: claim})  # left by a leader that died
+    write_reminders(data_dir, [broken, good, due_broken], {key: claim})  # the claim left by a leader that died
     with gunicorn(upstream, tmp_path, workers=2) as server:
         sent = wait_until(lambda: reminder_messages(data_dir), 30, message="the good reminder")
         failed = wait_until(lambda: listed(server)["1"]["last_run"], 30, message="the broken one's failure")
+        refused = wait_until(lambda: listed(server)["3"]["last_run"], 10, message="the due broken one's failure")
         assert claimed(data_dir) == []
     assert [m["content"] for m in sent] == ["好的"]
     assert failed["status"] == "failed" and "internal error (KeyError)" in failed["error"]
+    assert refused["status"] == "failed" and '"mode" must be' in refused["error"]
 
 
 def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tmp_path):
