@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,7 +46,7 @@ class ReminderDelivery:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._since = datetime.now(UTC)  # what fell due after this is late at worst, never missed
-        self._tries: dict[str, int] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # occurrence key → (tries, monotonic time of the next)
 
     def start(self) -> None:
         """Listen for pokes and start delivering (called once this process holds the scheduler lock)."""
@@ -125,6 +126,10 @@ class ReminderDelivery:
                 self.store.finish(occurrence, {})
                 continue
             log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
+            _, next_try = self._failures.get(occurrence.key, (0, 0.0))
+            if time.monotonic() < next_try:  # the leader's own writes wake it; a retry still waits its turn
+                all_finished = False
+                continue
             # Late if it is by now more than LATE_AFTER_SECONDS past its time.
             all_finished = self._send_claimed(occurrence, reminder) and all_finished
         return all_finished
@@ -169,13 +174,14 @@ class ReminderDelivery:
         try:
             self._send(occurrence, reminder)
         except Exception as error:
-            tries = self._tries[occurrence.key] = self._tries.get(occurrence.key, 0) + 1
+            tries = self._failures.get(occurrence.key, (0, 0.0))[0] + 1
             log.exception("Reminder %s could not be sent (try %d of %d)", occurrence.key, tries, MAX_SEND_TRIES)
             if tries < MAX_SEND_TRIES:
+                self._failures[occurrence.key] = (tries, time.monotonic() + RETRY_SECONDS)
                 return False
             problem = f"Not sent: an internal error ({type(error).__name__}); the server log has the details."
             self.store.finish(occurrence, self._last_run(occurrence.scheduled_for, "failed", problem, None))
-        self._tries.pop(occurrence.key, None)
+        self._failures.pop(occurrence.key, None)
         return True
 
     def _send(self, occurrence: Occurrence, reminder: dict[str, Any]) -> tuple[Message, AppError | None]:
