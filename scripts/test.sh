@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test from a fresh clone: installs what the tests drive (Debian's Chromium, nginx, Node.js,
-# redis-server, and systemd-analyze for the unit file check), creates .venv, installs requirements-dev.txt, checks
+# redis-server, a CJK font, and systemd-analyze for the unit file check), creates .venv, installs requirements-dev.txt, checks
 # style and formatting with ruff, runs the page's unit tests with node --test, then runs pytest.
 # Extra arguments go to one pytest run, e.g. `bash scripts/test.sh -k stream`.
 set -euo pipefail
@@ -12,6 +12,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The page is zh-CN first: without a CJK font its screenshots show empty boxes.
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || missing+=(fonts-noto-cjk)
 if ((${#missing[@]})); then
   echo "Installing ${missing[*]} with apt-get (needs root) ..."
   sudo_cmd=()

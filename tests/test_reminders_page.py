@@ -525,3 +525,28 @@ def test_a_streamed_reminder_event_shows_its_card_before_the_reply_ends_and_undo
     final.get_by_role("button", name="撤销").click()
     expect(final.locator(".reminder-card-title")).to_have_text("已撤销：提醒已删除")
     assert reminders_of(api) == []
+
+
+def brightness(css_color: str) -> float:
+    """0 (black) … 255 (white), weighted as the eye sees (Rec. 709 luma)."""
+    channels = re.findall(r"[\d.]+", css_color)[:3]
+    assert len(channels) == 3, f"not an rgb() colour: {css_color!r}"
+    red, green, blue = map(float, channels)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+@browser
+def test_the_reminder_card_and_panel_follow_dark_mode(serve, upstream, open_page):
+    api = serve()
+    made = create(api, text="喝水", cron="0 9 * * 1-5", mode="plain")
+    create(api, text="开会", at=in_a_while(hours=5))
+    seed_reply_with_actions(api, [{"action": "created", "reminder": made}])
+    page = open_page(api.base_url, color_scheme="dark", **IN_SHANGHAI)
+    card = page.locator(".reminder-card")
+    expect(card).to_have_count(1)
+    assert brightness(card.locator(".reminder-card-title").evaluate("e => getComputedStyle(e).color")) > 150
+    screenshot(page, "reminder-card-dark-zh-CN")
+    panel = open_panel(page)
+    assert brightness(panel.evaluate("e => getComputedStyle(e).backgroundColor")) < 60
+    assert brightness(panel.locator(".reminder-item").first.evaluate("e => getComputedStyle(e).color")) > 150
+    screenshot(page, "reminders-panel-dark-zh-CN")
