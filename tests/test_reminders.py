@@ -329,23 +329,15 @@ def test_an_occurrence_missed_while_no_server_ran_is_sent_once_late(upstream, tm
     data_dir.mkdir()
     now = datetime.now(ZONE).replace(microsecond=0)
     missed = now - timedelta(seconds=90)  # within MISFIRE_GRACE_SECONDS (300 s), past LATE_AFTER_SECONDS
-    every_minute = {
-        "id": "7",
-        "text": "伸个懒腰",
-        "at": None,
-        "cron": f"{missed.minute} * * * *",  # hourly at missed's minute: one occurrence fell in the gap
-        "timezone": "Asia/Shanghai",
-        "enabled": True,
-        "mode": "generate",
-        "created_at": (now - timedelta(hours=3)).isoformat(),
-        "source": "user",
+    every_hour = stored_reminder(
+        "7",
+        text="伸个懒腰",
+        cron=f"{missed.minute} * * * *",  # hourly at missed's minute: one occurrence fell in the gap
+        mode="generate",
         # Handled up to three hours ago: two earlier occurrences fell too, longer ago than the grace time.
-        "handled_until": (now - timedelta(hours=3)).isoformat(),
-        "last_run": None,
-    }
-    (data_dir / "reminders.json").write_text(
-        json.dumps({"version": 1, "next_id": 8, "reminders": [every_minute], "claims": {}, "runs": {}})
+        handled_until=(now - timedelta(hours=3)).isoformat(),
     )
+    write_reminders(data_dir, [every_hour])
     with gunicorn(upstream, tmp_path, workers=2) as server:
         sent = wait_until(lambda: reminder_messages(data_dir), 20, message="the late reminder")
         shown = wait_until(lambda: listed(server)["7"]["last_run"] and listed(server)["7"], 10, message="last run")
@@ -362,23 +354,13 @@ def test_a_claim_left_by_a_dead_leader_is_delivered_once(upstream, tmp_path):
     data_dir.mkdir()
     now = datetime.now(ZONE).replace(microsecond=0)
     scheduled_for = (now - timedelta(seconds=5)).isoformat()
-    reminder = {
-        "id": "1",
-        "text": "取快递",
-        "at": (now - timedelta(seconds=5)).replace(tzinfo=None).isoformat(),
-        "cron": None,
-        "timezone": "Asia/Shanghai",
-        "enabled": True,
-        "mode": "plain",
-        "created_at": (now - timedelta(minutes=1)).isoformat(),
-        "source": "user",
-        "handled_until": scheduled_for,  # claimed: the dead leader moved the cursor, then died before sending
-        "last_run": None,
-    }
+    # Claimed: the dead leader moved the cursor (this file's format before one-offs were marked `done`), then died.
+    reminder = stored_reminder(
+        "1", text="取快递", at=(now - timedelta(seconds=5)).replace(tzinfo=None).isoformat(), cron=None,
+        handled_until=scheduled_for,
+    )  # fmt: skip
     claim = {"reminder_id": "1", "scheduled_for": scheduled_for, "late": False}
-    (data_dir / "reminders.json").write_text(
-        json.dumps({"next_id": 2, "reminders": [reminder], "claims": {f"1@{scheduled_for}": claim}, "runs": {}})
-    )
+    write_reminders(data_dir, [reminder], {f"1@{scheduled_for}": claim})
     with gunicorn(upstream, tmp_path, workers=2) as server:
         wait_until(lambda: listed(server)["1"]["last_run"], 20, message="the claimed reminder")
         time.sleep(1)
