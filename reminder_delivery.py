@@ -155,9 +155,11 @@ class ReminderDelivery:
             return MAX_SLEEP_SECONDS
         if soonest > now:
             return min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS)
-        claimed, missed = self.store.claim_due(now, self.settings.misfire_grace_seconds, since=self._since)
-        for reminder_id in missed:
-            log.warning("Reminder %s was due longer ago than MISFIRE_GRACE_SECONDS; skipped", reminder_id)
+        claimed, passed_over = self.store.claim_due(now, self.settings.misfire_grace_seconds, since=self._since)
+        for occurrence, record in passed_over:
+            if record["status"] == "missed":
+                log.warning("Reminder %s was due longer ago than MISFIRE_GRACE_SECONDS; skipped", occurrence.key)
+            self.store.finish(occurrence, record)  # its last_run, and its line in the delivery log
         all_finished = True
         for occurrence, reminder in claimed:
             if self._stopping.is_set():

@@ -340,16 +340,17 @@ class ReminderStore:
 
     def claim_due(
         self, now: datetime, grace: float, since: datetime | None = None
-    ) -> tuple[list[tuple[Occurrence, dict[str, Any]]], list[str]]:
+    ) -> tuple[list[tuple[Occurrence, dict[str, Any]]], list[tuple[Occurrence, dict[str, Any]]]]:
         """Claim every occurrence due at `now`, all in one write, before anything is sent.
 
         Due means after the reminder's cursor and at most `grace` seconds ago, or at any time `since` (when the
         caller began to deliver: what fell due while it was busy sending is late, not missed). Returns the claims
-        with their reminders, and the ids of reminders whose occurrence fell earlier (recorded as missed,
-        counted from now). A broken reminder is logged and skipped, or recorded as failed when it falls due.
+        with their reminders, and the occurrences passed over with the record to `finish` them with: those that
+        fell earlier (missed, counted from now) and those of a reminder that fails its checks. A reminder whose
+        schedule cannot be read is logged and skipped.
         """
         claimed: list[tuple[Occurrence, dict[str, Any]]] = []
-        missed: list[str] = []
+        passed_over: list[tuple[Occurrence, dict[str, Any]]] = []
         with self.changing() as data:
             now = _later(now, datetime.now(UTC))
             oldest = now - timedelta(seconds=grace)
@@ -368,14 +369,13 @@ class ReminderStore:
                         log.error("Reminder %s cannot be scheduled: %s", reminder.get("id"), error.message)
                         continue
                     log.error("Reminder %s cannot be sent: %s", reminder.get("id"), error.message)
-                    _move_past(reminder, now, failed_run(_stamp(due, reminder), now, error.message))
+                    passed_over.append(_move_past(reminder, due, now, error.message))
                     continue
                 except Exception:  # a hand-edited or outdated entry must not stop the others
                     log.exception("Reminder %s cannot be scheduled; skipped", reminder.get("id"))
                     continue
                 if latest is None:
-                    missed.append(reminder["id"])
-                    _move_past(reminder, now, missed_run(_stamp(due, reminder), now))
+                    passed_over.append(_move_past(reminder, due, now))
                     continue
                 occurrence = Occurrence(reminder["id"], _stamp(latest, reminder), is_late(latest, now))
                 reminder["handled_until"] = latest.isoformat()
@@ -386,7 +386,7 @@ class ReminderStore:
                     "late": occurrence.late,
                 }
                 claimed.append((occurrence, dict(reminder)))
-        return claimed, missed
+        return claimed, passed_over
 
     def claims(self) -> list[Occurrence]:
         """Claims left unfinished (by a leader that died mid-delivery, or one in progress)."""
@@ -417,29 +417,25 @@ def _later(a: datetime, b: datetime) -> datetime:
     return max(a.astimezone(UTC), b.astimezone(UTC))
 
 
-def _move_past(reminder: dict[str, Any], now: datetime, last_run: dict[str, Any]) -> None:
-    """An occurrence that will not be sent: the cursor moves to now and `last_run` says why."""
+def _move_past(
+    reminder: dict[str, Any], due: datetime, now: datetime, problem: str | None = None
+) -> tuple[Occurrence, dict[str, Any]]:
+    """Move the cursor past occurrence `due`, which will not be sent (missed, or the reminder fails `problem`);
+    returns the occurrence with its record."""
     reminder["handled_until"] = now.isoformat()
     reminder["done"] = bool(reminder.get("at"))
-    reminder["last_run"] = last_run
-
-
-def missed_run(scheduled_for: str, now: datetime) -> dict[str, Any]:
-    error = f"Missed: the server was not running at {scheduled_for} nor within MISFIRE_GRACE_SECONDS after it."
-    return failed_run(scheduled_for, now, error, status="missed")
-
-
-def failed_run(scheduled_for: str, now: datetime, error: str, status: str = "failed") -> dict[str, Any]:
-    """The record of an occurrence that produced no message."""
-    return {
-        "time": now.astimezone(datetime.fromisoformat(scheduled_for).tzinfo).isoformat(timespec="seconds"),
+    scheduled_for = _stamp(due, reminder)
+    missed = f"Missed: the server was not running at {scheduled_for} nor within MISFIRE_GRACE_SECONDS after it."
+    record = {
+        "time": now.astimezone(_zone(reminder["timezone"])).isoformat(timespec="seconds"),
         "scheduled_for": scheduled_for,
-        "status": status,
-        "error": error,
+        "status": "failed" if problem else "missed",
+        "error": problem or missed,
         "late": False,
         "generated": False,
         "message_id": None,
     }
+    return Occurrence(reminder["id"], scheduled_for), record
 
 
 def _find(data: dict[str, Any], reminder_id: str) -> dict[str, Any]:

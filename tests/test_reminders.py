@@ -349,6 +349,21 @@ def test_an_occurrence_missed_while_no_server_ran_is_sent_once_late(upstream, tm
     assert len(reminder_calls(upstream)) == 1
 
 
+def test_an_occurrence_missed_longer_ago_than_the_grace_time_is_recorded_as_missed(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    missed = datetime.now(ZONE).replace(second=0, microsecond=0) - timedelta(minutes=10)  # MISFIRE_GRACE_SECONDS: 300
+    before = (missed - timedelta(minutes=1)).isoformat()
+    hourly = stored_reminder("7", cron=f"{missed.minute} * * * *", handled_until=before)
+    write_reminders(data_dir, [hourly])
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        shown = wait_until(lambda: listed(server)["7"]["last_run"], 20, message="the missed occurrence recorded")
+        runs = requests.get(server.base_url + "/api/reminders/7/runs", timeout=10).json()["runs"]
+    assert shown["status"] == "missed" and shown["scheduled_for"] == missed.isoformat()
+    assert "not running" in shown["error"]
+    assert [run["status"] for run in runs] == ["missed"]
+    assert reminder_messages(data_dir) == []
+
+
 def test_a_claim_left_by_a_dead_leader_is_delivered_once(upstream, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
