@@ -164,7 +164,10 @@ class Settings:
         DEFAULT_SCHEDULED_PROMPT, env="SCHEDULED_MESSAGE_PROMPT", help="Prompt sent to the model for each reminder."
     )
     misfire_grace_seconds: int = setting(
-        300, env="MISFIRE_GRACE_SECONDS", help="How late, in seconds, a missed reminder may still be sent."
+        300,
+        env="MISFIRE_GRACE_SECONDS",
+        maximum=86400,  # a missed reminder is found by stepping through its occurrences since: keep that short
+        help="How late, in seconds, a missed reminder may still be sent.",
     )
     reminder_tools: bool = setting(
         True, env="REMINDER_TOOLS", help="Whether chat offers the model tools to set reminders (else a phrase grammar)."
