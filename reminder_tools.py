@@ -27,6 +27,7 @@ from upstream_client import ToolCall, without_surrogates
 log = logging.getLogger(__name__)
 
 MAX_TOOL_ROUNDS = 3  # model → tools → model, at most this many times per turn
+TWIN_WINDOW_SECONDS = 600  # the same reminder asked for again this soon (a retried turn) is the one made before
 OPEN_TAG, CLOSE_TAG = "<tool_call>", "</tool_call>"
 TEXT_CALL = re.compile(re.escape(OPEN_TAG) + r"(.*?)(?:" + re.escape(CLOSE_TAG) + r"|\Z)", re.DOTALL)
 # "2026-11-26 08:00" as models often write it: the store wants the ISO "T".
@@ -134,7 +135,7 @@ class ReminderTools:
     def _create(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         fields = {key: _schedule_value(key, arguments.get(key)) for key in ("text", "at", "cron", "mode")}
         now = self.now()
-        reminder = describe(self.store.create(fields, now), now)
+        reminder = describe(self.store.create(fields, now, twin_window=TWIN_WINDOW_SECONDS), now)
         return {"reminder": _for_model(reminder)}, {"action": "created", "reminder": reminder}
 
     def _list(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], None]:
@@ -171,7 +172,7 @@ class ReminderTools:
         if parsed.at is not None:
             fields["at"] = parsed.at.isoformat(timespec="seconds")
         try:
-            reminder = self.store.create(fields, now)
+            reminder = self.store.create(fields, now, twin_window=TWIN_WINDOW_SECONDS)
         except AppError as error:
             log.info("The reminder read from the message was refused: %s", error.message)
             return None

@@ -270,8 +270,12 @@ class ReminderStore:
     def get(self, reminder_id: str) -> dict[str, Any]:
         return _find(self.read(), reminder_id)
 
-    def create(self, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """Validate and store a new reminder; returns it."""
+    def create(self, fields: dict[str, Any], now: datetime, twin_window: float = 0) -> dict[str, Any]:
+        """Validate and store a new reminder; returns it.
+
+        With `twin_window`, a reminder just like it (text, schedule, zone, mode) created at most that many seconds
+        ago is returned instead: a chat turn retried after its tools ran asks for the same reminder again.
+        """
         reminder = {
             "id": "",
             "text": None,
@@ -289,6 +293,9 @@ class ReminderStore:
         reminder.update({k: v for k, v in fields.items() if k in EDITABLE and v is not None})
         self.validate(reminder, now)
         with self.changing() as data:
+            twin = _twin(data["reminders"], reminder, now, twin_window) if twin_window else None
+            if twin is not None:
+                return twin
             if len(data["reminders"]) >= MAX_REMINDERS:
                 raise Conflict(
                     f"There are {MAX_REMINDERS} reminders already, the most this server keeps; delete some first.",
@@ -436,6 +443,16 @@ def _move_past(
         "message_id": None,
     }
     return Occurrence(reminder["id"], scheduled_for), record
+
+
+def _twin(reminders: list[dict[str, Any]], new: dict[str, Any], now: datetime, window: float) -> dict[str, Any] | None:
+    same = ("source", "text", "at", "cron", "timezone", "mode")
+    for reminder in reversed(reminders):  # the newest first
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # an entry edited by hand is nobody's twin
+            age = (now - datetime.fromisoformat(reminder["created_at"])).total_seconds()
+            if all(reminder.get(key) == new[key] for key in same) and 0 <= age <= window:
+                return reminder
+    return None
 
 
 def _find(data: dict[str, Any], reminder_id: str) -> dict[str, Any]:

@@ -122,6 +122,21 @@ def test_an_invalid_call_is_refused_to_the_model_with_the_reason(api, upstream):
     assert user_reminders(api) == []
 
 
+def test_a_turn_retried_after_its_tool_ran_does_not_make_the_reminder_twice(api, upstream):
+    at = in_a_while(days=1)
+    unauthorised = {"kind": "status", "status": 401, "body": {"error": {"message": "Invalid token"}}}
+    upstream.script(create_call(text="吃药", at=at), unauthorised)  # the reminder is made, then the turn fails
+    failed = api.chat("明天这个时候提醒我吃药")
+    assert failed.status_code == 502 and len(user_reminders(api)) == 1
+    question = failed.json()["user_message"]["id"]
+    upstream.script(create_call(text="吃药", at=at), {"content": "好的。"})
+    retried = api.post("/api/chat", json={"message": "明天这个时候提醒我吃药", "retry_of": question})
+    [action] = retried.json()["message"]["reminder_actions"]
+    assert [r["id"] for r in user_reminders(api)] == [action["reminder"]["id"]]
+    upstream.script(create_call(text="吃药", at=in_a_while(days=2)), {"content": "好的。"})  # another time: another
+    assert api.chat("后天也提醒我").status_code == 200 and len(user_reminders(api)) == 2
+
+
 def test_tool_rounds_are_bounded(api, upstream):
     listing = {"tool_calls": [{"name": "list_reminders", "arguments": {}}]}
     upstream.script(*[listing] * 5)
