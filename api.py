@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint
 
+from channels import Channels
 from chat_service import ChatService
 from config import Settings
 from errors import BadRequest, Conflict, NotFound, Unauthorized, UnsupportedMediaType
@@ -24,6 +25,9 @@ from responses import (
     BAD_REQUEST,
     CALLS_THE_MODEL,
     CHANGES_STATE,
+    CHANNEL_NOT_FOUND,
+    CHANNEL_READ_ONLY,
+    CHANNEL_REFUSED,
     GUARDED,
     NO_BODY,
     POSTED,
@@ -35,8 +39,12 @@ from responses import (
     STORAGE_UNAVAILABLE,
     TAKES_JSON,
     TAKES_REMINDER_MESSAGE,
+    TOO_MANY_CHANNELS,
     TOO_MANY_REMINDERS,
     UNAUTHORIZED,
+    ChannelList,
+    ChannelResult,
+    ChannelTested,
     ChatResult,
     Cleared,
     Health,
@@ -52,6 +60,9 @@ from responses import (
 )
 from scheduler import Reminders
 from schemas import (
+    ChannelChange,
+    ChannelCreate,
+    ChannelPath,
     ChatRequest,
     HistoryQuery,
     LoginRequest,
@@ -248,6 +259,10 @@ def list_reminders() -> Any:
     """Every reminder with its next three fire times and last outcome; the read-only .env one first."""
     now = _now()
     listed = [describe(reminder, now) for reminder in _reminders().store.all()]
+    outbox = _channels().outbox.read()["pushes"].values()
+    for reminder in listed:
+        if reminder["last_run"]:
+            reminder["last_run"] = _with_outcomes(reminder["id"], reminder["last_run"], outbox)
     return {"success": True, "reminders": [_reminders().as_reminder(), *listed]}
 
 
@@ -265,6 +280,7 @@ def list_reminders() -> Any:
 )
 def create_reminder(body: ReminderCreate) -> Any:
     """Create a reminder: `{"text": "吃药", "at": "2026-11-26T08:00:00"}` or `{"text": "…", "cron": "0 8 * * 1-5"}`."""
+    _channels().check_ids(body.channels)
     reminder = _reminders().store.create(body.model_dump(include=set(ReminderCreate.model_fields)), _now())
     return {"success": True, "reminder": describe(reminder, _now())}, 201
 
@@ -276,8 +292,11 @@ def create_reminder(body: ReminderCreate) -> Any:
 )
 def change_reminder(path: ReminderPath, body: ReminderChange) -> Any:
     """Change some of a reminder's fields (e.g. `{"enabled": false}` pauses it)."""
-    changes = body.model_dump(include=set(ReminderChange.model_fields), exclude_unset=True)
-    changes = {key: value for key, value in changes.items() if value is not None}
+    given = body.model_dump(include=set(ReminderChange.model_fields), exclude_unset=True)
+    changes = {key: value for key, value in given.items() if value is not None}
+    if "channels" in given:  # null means every channel
+        _channels().check_ids(given["channels"])
+        changes["channels"] = given["channels"]
     reminder = _reminders().store.update(_writable(path.reminder_id), changes, _now())
     return {"success": True, "reminder": describe(reminder, _now())}
 
@@ -317,7 +336,20 @@ def reminder_runs(path: ReminderPath) -> Any:
     if path.reminder_id == "env":
         last = _reminders().as_reminder()["last_run"]
         return {"success": True, "runs": [last] if last else []}
-    return {"success": True, "runs": _reminders().store.runs(path.reminder_id)}
+    outbox = _channels().outbox.read()["pushes"].values()
+    runs = _reminders().store.runs(path.reminder_id)
+    return {"success": True, "runs": [_with_outcomes(path.reminder_id, run, outbox) for run in runs]}
+
+
+def _with_outcomes(reminder_id: str, run: dict[str, Any], outbox: Any) -> dict[str, Any]:
+    """`run` with how its message was pushed to each channel, if it was."""
+    occurrence = f"{reminder_id}@{run.get('scheduled_for')}"
+    pushed = {p["channel"]: _outcome(p) for p in outbox if p["occurrence"] == occurrence}
+    return {**run, "channels": pushed} if pushed else run
+
+
+def _outcome(push: dict[str, Any]) -> dict[str, Any]:
+    return {key: push[key] for key in ("channel_name", "status", "attempts", "answer", "updated_at")}
 
 
 @api.get(
@@ -390,6 +422,81 @@ def reminder_done(path: ReminderPath, body: ReminderMessage) -> Any:
     if message is None:
         raise _not_sent_by(path.reminder_id, body.message_id)
     return {"success": True, "message": message}
+
+
+# ---- channels: where reminders are pushed ------------------------------------------------------
+
+
+def _channels() -> Channels:
+    return current_app.extensions["channels"]
+
+
+NAMES_A_CHANNEL = {404: CHANNEL_NOT_FOUND}
+
+
+@api.get("/channels", security=TOKEN_OR_COOKIE, responses={200: ChannelList, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def list_channels() -> Any:
+    """Every channel reminders are pushed to, URLs masked: NOTIFY_URLS (read-only), added ones, browsers."""
+    return {"success": True, "channels": _channels().listed()}
+
+
+@api.post(
+    "/channels",
+    security=TOKEN_OR_COOKIE,
+    responses={
+        201: ChannelResult,
+        **TAKES_JSON,
+        400: CHANNEL_REFUSED,
+        409: TOO_MANY_CHANNELS,
+        **GUARDED,
+        503: STORAGE_UNAVAILABLE,
+    },
+)
+def create_channel(body: ChannelCreate) -> Any:
+    """Add a channel: `{"name": "手机", "url": "bark://api.day.app/KEY"}`; a URL Apprise cannot use is a 400."""
+    channel = _channels().store.create(body.name, body.url, _now())
+    return {"success": True, "channel": _channels().shown(channel["id"])}, 201
+
+
+@api.patch(
+    "/channels/<channel_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={
+        200: ChannelResult,
+        **TAKES_JSON,
+        400: CHANNEL_REFUSED,
+        409: CHANNEL_READ_ONLY,
+        **GUARDED,
+        **NAMES_A_CHANNEL,
+    },
+)
+def change_channel(path: ChannelPath, body: ChannelChange) -> Any:
+    """Rename a channel or give it a new URL."""
+    _channels().store.update(path.channel_id, body.model_dump(exclude_unset=True))
+    return {"success": True, "channel": _channels().shown(path.channel_id)}
+
+
+@api.delete(
+    "/channels/<channel_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Success, **CHANGES_STATE, 409: CHANNEL_READ_ONLY, **GUARDED, **NAMES_A_CHANNEL},
+)
+def delete_channel(path: ChannelPath) -> Any:
+    """Delete a channel; pushes still queued for it are recorded as failed."""
+    _channels().store.delete(path.channel_id)
+    return {"success": True}
+
+
+@api.post(
+    "/channels/<channel_id>/test",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ChannelTested, **POSTED, **GUARDED, **NAMES_A_CHANNEL},
+    openapi_extensions=NO_BODY,
+)
+def test_channel(path: ChannelPath) -> Any:
+    """Send a test message to the channel now and answer what the service said (`delivered` false: it refused)."""
+    delivered, answer = _channels().test(path.channel_id)
+    return {"success": True, "delivered": delivered, "answer": answer}
 
 
 @api.post(

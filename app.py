@@ -11,6 +11,7 @@ from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import HTTPException
 
 from api import api
+from channels import Channels
 from chat_service import ChatService
 from config import ConfigError, Settings, load_settings
 from errors import AppError
@@ -64,7 +65,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
-    app.extensions["reminders"] = Reminders(settings, service, reminders)
+    channels = Channels(settings, poke=reminders.poke)  # a push queued in any worker wakes the leader
+    app.extensions["channels"] = channels
+    app.extensions["reminders"] = Reminders(settings, service, reminders, channels)
 
     trust_proxies(app, settings)
     app.register_api(api)

@@ -72,6 +72,14 @@ def _access_token(value: str) -> str:
     return value
 
 
+def _seconds_list(value: str) -> str:
+    """`value` normalised if it is comma-separated positive numbers of seconds; ValueError otherwise."""
+    numbers = [float(item) for item in value.split(",")]
+    if not all(0 < number <= 86400 for number in numbers) or len(numbers) > 10:
+        raise ValueError(value)
+    return ",".join(_number_text(number) for number in numbers)
+
+
 def _http_url(value: str) -> str:
     """`value` unchanged if it is an http(s) URL with a host; ValueError otherwise."""
     parts = urlsplit(value)
@@ -172,6 +180,20 @@ class Settings:
     reminder_tools: bool = setting(
         True, env="REMINDER_TOOLS", help="Whether chat offers the model tools to set reminders (else a phrase grammar)."
     )
+    notify_urls: str = setting(
+        "",
+        env="NOTIFY_URLS",
+        secret=True,  # the URLs carry tokens
+        help="Apprise URLs every reminder is also pushed to (space or comma separated), e.g. bark://api.day.app/KEY.",
+    )
+    push_retry_seconds: str = setting(
+        "30,120,600",
+        env="PUSH_RETRY_SECONDS",
+        parse=_seconds_list,
+        form="seconds between the tries of a failed push, comma separated, e.g. 30,120,600 (nothing: one try only)",
+        help="Seconds between the tries of a push a channel refused; one more try per number.",
+    )
+    push_timeout: float = setting(10.0, env="PUSH_TIMEOUT", help="Seconds one push to one channel may take.")
 
     # Only the real environment can set it: it names the file the rest may come from (and the debug reloader watches).
     dotenv_path: str = setting(".env", env="DOTENV_PATH", help="The .env file read at start-up.")
@@ -248,6 +270,14 @@ class Settings:
             "month": self.cron_month,
             "day_of_week": self.cron_day_of_week,
         }
+
+    @property
+    def notify_url_list(self) -> tuple[str, ...]:
+        return tuple(url for url in re.split(r"[\s,]+", self.notify_urls) if url)
+
+    @property
+    def push_retries(self) -> tuple[float, ...]:
+        return tuple(float(item) for item in self.push_retry_seconds.split(",") if item)
 
     def cron_trigger(self) -> WallClockTrigger:
         """The reminder schedule as an APScheduler trigger on the configured zone's wall clock, weekdays numbered

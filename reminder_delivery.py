@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from channels import Channels
 from chat_service import ChatService
 from config import Settings
 from errors import AppError
@@ -37,10 +38,13 @@ MAX_SEND_TRIES = 3  # an occurrence whose sending raises this often is recorded 
 class ReminderDelivery:
     """Sends due reminders while this process leads; also sends one on request (POST .../run)."""
 
-    def __init__(self, settings: Settings, service: ChatService, store: ReminderStore):
+    def __init__(
+        self, settings: Settings, service: ChatService, store: ReminderStore, channels: Channels | None = None
+    ):
         self.settings = settings
         self.service = service
         self.store = store
+        self.channels = channels  # where each message is pushed once stored
         self.zone = ZoneInfo(settings.timezone)
         self._stopping = threading.Event()
         self._socket: socket.socket | None = None
@@ -52,6 +56,8 @@ class ReminderDelivery:
         """Listen for pokes and start delivering (called once this process holds the scheduler lock)."""
         self._socket = self._bind()
         self._since = datetime.now(UTC)
+        if self.channels is not None:
+            self.channels.pusher.start()
         self._thread = threading.Thread(target=self._run, name="reminder-delivery", daemon=True)
         self._thread.start()
 
@@ -64,6 +70,8 @@ class ReminderDelivery:
                 self._socket.sendto(b"stop", self.store.wake_address)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self.channels is not None:
+            self.channels.pusher.stop()
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -100,6 +108,8 @@ class ReminderDelivery:
                 log.exception("Reminder delivery failed; trying again in %g s", RETRY_SECONDS)
                 wait = RETRY_SECONDS
             self._sleep(wait)
+            if self.channels is not None:  # a poke may come from a push queued in another worker
+                self.channels.pusher.wake()
 
     def _sleep(self, seconds: float) -> None:
         """Until `seconds` pass or a writer pokes the socket."""
@@ -190,6 +200,8 @@ class ReminderDelivery:
         """Store the occurrence's message (once) and finish its claim with the outcome."""
         late = occurrence.late or _is_late(occurrence.scheduled_for)  # e.g. finished by the next leader
         message, failure = self.service.reminder_reply(reminder, occurrence.scheduled_for, late)
+        if self.channels is not None:  # queued before the claim is finished: a kill -9 between loses no push
+            self.channels.enqueue(occurrence.key, reminder, message)
         from scheduler import failure_summary  # scheduler imports this module
 
         error = failure_summary(failure, self.settings) if failure else None

@@ -43,7 +43,8 @@ RUNS_KEPT = 50  # per reminder, newest first
 LATE_AFTER_SECONDS = 30  # an occurrence sent later than this after its time is marked `late`
 MAX_REMINDERS = 1000
 MODES = ("generate", "plain")
-EDITABLE = ("text", "at", "cron", "timezone", "enabled", "mode")
+EDITABLE = ("text", "at", "cron", "timezone", "enabled", "mode", "channels")
+MAX_CHANNELS_NAMED = 100
 _CRON_NAMES = ("minute", "hour", "day", "month", "day_of_week")
 
 
@@ -284,6 +285,7 @@ class ReminderStore:
             "timezone": fields.get("timezone") or self.default_timezone,
             "enabled": True,
             "mode": "generate",
+            "channels": None,  # all
             "created_at": now.isoformat(timespec="seconds"),
             "source": "user",
             "handled_until": None,
@@ -313,7 +315,7 @@ class ReminderStore:
         with self.changing() as data:
             now = _later(now, datetime.now(UTC))
             reminder = _find(data, reminder_id)
-            changed = {**reminder, **{k: v for k, v in changes.items() if k in EDITABLE}}
+            changed = {"channels": None, **reminder, **{k: v for k, v in changes.items() if k in EDITABLE}}
             if changes.get("at") is not None:
                 changed["cron"] = None
             if changes.get("cron") is not None:
@@ -486,6 +488,16 @@ def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True, *
         raise BadRequest('"mode" must be "generate" or "plain".', code="invalid_mode")
     if not isinstance(reminder.get("enabled"), bool):
         raise BadRequest('"enabled" must be true or false.', code="invalid_enabled")
+    channels = reminder.get("channels")
+    if channels is not None and (
+        not isinstance(channels, list)
+        or len(channels) > MAX_CHANNELS_NAMED
+        or not all(isinstance(c, str) and 0 < len(c) <= 40 for c in channels)
+    ):
+        raise BadRequest(
+            '"channels" must be a list of channel ids from GET /api/channels, or null for all of them.',
+            code="invalid_channels",
+        )
     if reminder.get("at"):
         at = parse_at(reminder["at"], zone)
         reminder["at"] = datetime.fromisoformat(reminder["at"]).isoformat()

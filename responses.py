@@ -139,6 +139,18 @@ class Schedule(BaseModel):
     last_run: LastRun | None
 
 
+class ChannelOutcome(BaseModel):
+    """How pushing one reminder message to one channel went."""
+
+    channel_name: str
+    status: Literal["pending", "retrying", "sent", "failed"] = Field(
+        description="`retrying`: refused, tried again after the next of PUSH_RETRY_SECONDS; `failed`: tries used up."
+    )
+    attempts: int
+    answer: str | None = Field(None, description="What the service said last, secrets removed.")
+    updated_at: str
+
+
 class ReminderRun(BaseModel):
     """One delivery of a reminder."""
 
@@ -152,6 +164,9 @@ class ReminderRun(BaseModel):
     late: bool | None = None
     generated: bool | None = None
     message_id: int | None = None
+    channels: dict[str, ChannelOutcome] | None = Field(
+        None, description="Each channel the message was pushed to, by channel id."
+    )
 
 
 class Reminder(BaseModel):
@@ -168,6 +183,7 @@ class Reminder(BaseModel):
     source: Literal["user", "env"]
     next_runs: list[str] = Field(description="The next three fire times, ISO 8601 with offset; empty when none.")
     done: bool = Field(description="A one-off reminder already sent.")
+    channels: list[str] | None = Field(None, description="The channel ids it is pushed to; null: every channel.")
     last_run: ReminderRun | None
 
 
@@ -218,6 +234,43 @@ class ReminderRuns(BaseModel):
     model_config = ConfigDict(extra="forbid", **_described("The delivery log, newest first (at most 50)."))
     success: Literal[True]
     runs: list[ReminderRun]
+
+
+class Channel(BaseModel):
+    """Where reminders are pushed: an Apprise URL (shown masked) or a browser's push subscription."""
+
+    id: str = Field(description="`env-<n>` for NOTIFY_URLS (read-only), `push-<n>` for a browser.")
+    name: str
+    kind: Literal["apprise", "webpush"]
+    url: str | None = Field(None, description="Scheme and host only: the rest of the URL is a secret.")
+    service: str = Field(description="The URL's scheme, or the browser's push service host.")
+    source: Literal["env", "user", "browser"]
+    created_at: str | None
+
+
+class ChannelList(BaseModel):
+    """Every channel."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Every channel, NOTIFY_URLS first."))
+    success: Literal[True]
+    channels: list[Channel]
+
+
+class ChannelResult(BaseModel):
+    """The channel as stored."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The channel as stored, its URL masked."))
+    success: Literal[True]
+    channel: Channel
+
+
+class ChannelTested(BaseModel):
+    """What the service said to a test message."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Whether the test arrived, and the service's answer."))
+    success: Literal[True]
+    delivered: bool
+    answer: str
 
 
 class Success(BaseModel):
@@ -282,6 +335,8 @@ REMINDER_REFUSED = _error(
         "invalid_timezone",
         "invalid_mode",
         "invalid_enabled",
+        "invalid_channels",
+        "unknown_channel",
     ],
 )
 REMINDER_NOT_FOUND = _error("There is no reminder with this id", ["reminder_not_found"])
@@ -294,6 +349,14 @@ REMINDER_MESSAGE_NOT_FOUND = _error(
     ["reminder_not_found", "reminder_message_not_found"],
 )
 READ_ONLY = _error("The .env reminder is changed in .env, not through the API", ["reminder_read_only"])
+CHANNEL_REFUSED = _error(
+    "The channel is malformed: a missing or too long name, or a URL Apprise cannot send to",
+    ["invalid_json", "missing_name", "invalid_name", "invalid_channel_name", "missing_url", "invalid_url",
+     "invalid_channel_url"],
+)  # fmt: skip
+CHANNEL_NOT_FOUND = _error("There is no channel with this id", ["channel_not_found"])
+CHANNEL_READ_ONLY = _error("Channels from NOTIFY_URLS are changed in .env, not through the API", ["channel_read_only"])
+TOO_MANY_CHANNELS = _error("There are 50 channels already; delete one first", ["too_many_channels"])
 TOO_MANY_REMINDERS = _error("There are 1000 reminders already; delete some first", ["too_many_reminders"])
 UNAUTHORIZED = _error(
     "ACCESS_TOKEN is set and the request has neither the Bearer token nor a login cookie",

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from channels import Channels
 from chat_service import ChatService
 from config import Settings
 from errors import AppError, UpstreamError
@@ -44,7 +45,9 @@ NEXT_RUNS_SHOWN = 3
 class Reminders:
     """Runs the reminder job when this process wins the election; reports the schedule's state."""
 
-    def __init__(self, settings: Settings, service: ChatService, store: ReminderStore):
+    def __init__(
+        self, settings: Settings, service: ChatService, store: ReminderStore, channels: Channels | None = None
+    ):
         self.settings = settings
         self.service = service
         self.zone = ZoneInfo(settings.timezone)
@@ -57,7 +60,8 @@ class Reminders:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.store = store  # the users' reminders, shared with the chat's reminder tools
-        self.delivery = ReminderDelivery(settings, service, self.store)
+        self.channels = channels
+        self.delivery = ReminderDelivery(settings, service, self.store, channels)
 
     # ---- election ------------------------------------------------------------------------
 
@@ -194,14 +198,22 @@ class Reminders:
         last = self._last_tick()
         if last is not None and tick <= last:
             return
-        self._record(self._attempt(tick.isoformat()), tick=tick)
+        self._record(self._push(self._attempt(tick.isoformat()), f"env@{tick.isoformat()}"), tick=tick)
 
     def run_now(self) -> Message:
         """Ask for a reminder immediately (outside the schedule) and store it; raises the turn's error."""
-        outcome = self._attempt("manual-" + datetime.now(self.zone).isoformat(timespec="milliseconds"))
+        occurrence = "manual-" + datetime.now(self.zone).isoformat(timespec="milliseconds")
+        outcome = self._push(self._attempt(occurrence), f"env@{occurrence}")
         self._record(outcome, tick=None)
         if isinstance(outcome, AppError):
             raise outcome
+        return outcome
+
+    def _push(self, outcome: Message | AppError, occurrence: str) -> Message | AppError:
+        """Queue a stored message for every channel (the .env reminder names none, so all)."""
+        if self.channels is not None and not isinstance(outcome, AppError):
+            reminder = {"id": "env", "text": self.settings.scheduled_message_prompt, "channels": None}
+            self.channels.enqueue(occurrence, reminder, outcome)
         return outcome
 
     def _attempt(self, tick: str) -> Message | AppError:

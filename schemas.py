@@ -166,6 +166,9 @@ CRON_FORM = (
 )
 
 
+CHANNELS_FORM = "Ids from GET /api/channels to push it to; null (the default) pushes it to every channel."
+
+
 class ReminderCreate(Schema):
     """A new reminder: what to say and exactly one schedule, `at` (once) or `cron` (recurring)."""
 
@@ -179,6 +182,7 @@ class ReminderCreate(Schema):
         "generate", description="`generate`: the model words it; `plain`: the text as is."
     )
     enabled: Annotated[bool, Strict()] = True
+    channels: list[Annotated[str, Strict()]] | None = Field(None, description=CHANNELS_FORM)
 
 
 class ReminderChange(Schema):
@@ -192,6 +196,7 @@ class ReminderChange(Schema):
     timezone: Annotated[str | None, Strict()] = None
     mode: Literal["generate", "plain"] | None = None
     enabled: Annotated[bool | None, Strict()] = None
+    channels: list[Annotated[str, Strict()]] | None = Field(None, description=CHANNELS_FORM)
 
 
 class ReminderPreviewQuery(Schema):
@@ -218,6 +223,38 @@ class ReminderSnooze(ReminderMessage):
     model_config = ConfigDict(json_schema_extra={"example": {"message_id": 42, "minutes": 10}})
 
     minutes: Annotated[whole_number(1), Field(le=SNOOZE_MAX_MINUTES, description="1 to 1440; default 10.")] = 10  # type: ignore[valid-type]
+
+
+class ChannelCreate(Schema):
+    """A new channel: a name and an Apprise URL."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"name": "手机", "url": "bark://api.day.app/YOUR_KEY"}})
+
+    name: Annotated[str, Strict(), Field(json_schema_extra={"minLength": 1, "maxLength": 60, "pattern": NOT_BLANK})]
+    url: Annotated[
+        str,
+        Strict(),
+        Field(
+            description="An Apprise URL: wecombot://, dingtalk://, feishu://, bark://, ntfy://, tgram://, mailto://, json://…"
+        ),
+    ]
+
+
+class ChannelChange(Schema):
+    """A channel's new name or URL."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"name": "工作群"}})
+
+    name: Annotated[
+        str | None, Strict(), Field(json_schema_extra={"minLength": 1, "maxLength": 60, "pattern": NOT_BLANK})
+    ] = None
+    url: Annotated[str | None, Strict()] = None
+
+
+class ChannelPath(BaseModel):
+    """Which channel: its `id`."""
+
+    channel_id: str
 
 
 class ReminderPath(BaseModel):

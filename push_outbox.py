@@ -1,0 +1,234 @@
+"""Pushing reminder messages to their channels, exactly once each: `data/push_outbox.json` and the pusher thread.
+
+When a reminder's message is stored, one entry per channel is added (`enqueue`), keyed `<occurrence>#<channel>`,
+so adding again (a claim finished a second time after a kill -9) adds nothing. The pusher runs in the elected
+leader only. It sends due entries in parallel, each with its own timeout, off the delivery thread, so a slow or
+dead channel holds up neither the next reminder nor any chat. Each outcome is written at once: `sent` (never sent
+again), `retrying` (tried again after the next of PUSH_RETRY_SECONDS), `failed` (tries used up). An entry in flight
+when the process dies is sent again by the next leader: the one case where a channel may see a reminder twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from errors import StorageError
+from history_store import file_lock, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FINISHED_KEPT = 2000  # sent and failed entries kept for the runs' channel outcomes, newest first
+PARALLEL_SENDS = 8
+MAX_SLEEP_SECONDS = 300.0
+TITLE_CHARS = 60
+BODY_CHARS = 2000
+PENDING = ("pending", "retrying")
+
+# (channel, title, body, timeout) → (delivered, answer)
+Sender = Callable[[dict[str, Any], str, str, float], tuple[bool, str]]
+
+
+class PushOutbox:
+    """The entries waiting to be pushed, and the outcomes of those that were."""
+
+    def __init__(self, data_dir: Path, retry_seconds: tuple[float, ...], poke: Callable[[], None] = lambda: None):
+        self.path = data_dir / "push_outbox.json"
+        self.lock_path = data_dir / "push_outbox.json.lock"
+        self.retry_seconds = retry_seconds
+        self.poke = poke  # wakes the leader's pusher from another process
+
+    def read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {"version": 1, "pushes": {}}
+        except (OSError, ValueError) as error:
+            raise StorageError(f"The push outbox {self.path.name} cannot be read: {error}.") from None
+        return data
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(self.lock_path):
+                data = self.read()
+                before = json.dumps(data, sort_keys=True)
+                yield data
+                if json.dumps(data, sort_keys=True) != before:
+                    write_json_atomic(self.path, data)
+        except OSError as error:
+            raise StorageError(f"The push outbox cannot be saved: {error.strerror or error}.") from None
+
+    def enqueue(
+        self, occurrence: str, reminder_id: str, subject: str, message: dict[str, Any], channels: list[dict[str, Any]]
+    ) -> None:
+        """One entry per channel for the stored `message` of `occurrence` (titled after `subject`, what the
+        reminder is about); entries already there are left alone."""
+        if not channels:
+            return
+        now = datetime.now(UTC).isoformat()
+        title = _shortened(f"⏰ {subject}".strip(), TITLE_CHARS)
+        body = _shortened(message["content"], BODY_CHARS)
+        with self._changing() as data:
+            for channel in channels:
+                key = f"{occurrence}#{channel['id']}"
+                data["pushes"].setdefault(
+                    key,
+                    {
+                        "occurrence": occurrence,
+                        "reminder_id": reminder_id,
+                        "message_id": message["id"],
+                        "channel": channel["id"],
+                        "channel_name": channel["name"],
+                        "title": title,
+                        "body": body,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_try": now,
+                        "answer": None,
+                        "updated_at": now,
+                    },
+                )
+        self.poke()
+
+    def due(self, now: datetime) -> tuple[list[tuple[str, dict[str, Any]]], datetime | None]:
+        """The entries to send now, and when the next of the others is due."""
+        ready, soonest = [], None
+        for key, entry in self.read()["pushes"].items():
+            if entry["status"] not in PENDING:
+                continue
+            at = datetime.fromisoformat(entry["next_try"])
+            if at <= now:
+                ready.append((key, entry))
+            elif soonest is None or at < soonest:
+                soonest = at
+        return ready, soonest
+
+    def record(self, key: str, delivered: bool, answer: str, retry: bool = True) -> dict[str, Any] | None:
+        """Write the outcome of one try; returns the entry as it now stands."""
+        now = datetime.now(UTC)
+        with self._changing() as data:
+            entry = data["pushes"].get(key)
+            if entry is None or entry["status"] not in PENDING:
+                return entry
+            entry["attempts"] += 1
+            entry["answer"] = answer
+            entry["updated_at"] = now.isoformat()
+            if delivered:
+                entry["status"] = "sent"
+            elif retry and entry["attempts"] <= len(self.retry_seconds):
+                entry["status"] = "retrying"
+                entry["next_try"] = (now + timedelta(seconds=self.retry_seconds[entry["attempts"] - 1])).isoformat()
+            else:
+                entry["status"] = "failed"
+            _prune(data["pushes"])
+            return dict(entry)
+
+    def outcomes(self, occurrence: str) -> dict[str, dict[str, Any]]:
+        """Each channel's outcome for `occurrence`, by channel id."""
+        return {
+            entry["channel"]: {k: entry[k] for k in ("channel_name", "status", "attempts", "answer", "updated_at")}
+            for entry in self.read()["pushes"].values()
+            if entry["occurrence"] == occurrence
+        }
+
+
+def _prune(pushes: dict[str, dict[str, Any]]) -> None:
+    finished = sorted(
+        (key for key, entry in pushes.items() if entry["status"] not in PENDING),
+        key=lambda key: pushes[key]["updated_at"],
+        reverse=True,
+    )
+    for key in finished[FINISHED_KEPT:]:
+        del pushes[key]
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Pusher:
+    """The leader's thread that sends what the outbox holds; `wake()` when something was added."""
+
+    def __init__(
+        self, outbox: PushOutbox, channels: Callable[[], dict[str, dict[str, Any]]], send: Sender, timeout: float
+    ):
+        self.outbox = outbox
+        self.channels = channels  # id → channel, as they stand when an entry is sent
+        self.send = send
+        self.timeout = timeout
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(PARALLEL_SENDS, thread_name_prefix="push")
+        self._thread = threading.Thread(target=self._run, name="pusher", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                wait = self._send_due()
+            except Exception:
+                log.exception("Pushing reminders failed; trying again shortly")
+                wait = 5.0
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _send_due(self) -> float:
+        now = datetime.now(UTC)
+        ready, soonest = self.outbox.due(now)
+        channels = self.channels()
+        for key, entry in ready:
+            with self._lock:
+                if key in self._in_flight:
+                    continue
+                self._in_flight.add(key)
+            assert self._pool is not None
+            self._pool.submit(self._send_one, key, entry, channels.get(entry["channel"]))
+        if soonest is None:
+            return MAX_SLEEP_SECONDS
+        return max(0.05, min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS))
+
+    def _send_one(self, key: str, entry: dict[str, Any], channel: dict[str, Any] | None) -> None:
+        try:
+            if channel is None:  # deleted since, or a browser that unsubscribed: nothing left to send to
+                self.outbox.record(key, False, "The channel no longer exists.", retry=False)
+                return
+            delivered, answer = self.send(channel, entry["title"], entry["body"], self.timeout)
+            outcome = self.outbox.record(key, delivered, answer)
+            if outcome and outcome["status"] != "sent":
+                log.warning(
+                    "Push of %s to channel %s: %s (%s)", entry["occurrence"], channel["id"], outcome["status"], answer
+                )
+        except Exception as error:  # counted as a try, so a bug cannot make it spin
+            log.exception("Push of %s to channel %s failed", entry["occurrence"], entry["channel"])
+            with contextlib.suppress(Exception):
+                self.outbox.record(key, False, f"Internal error ({type(error).__name__}); see the server log.")
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+            self._wake.set()  # a retry may now be due sooner than the pusher planned
