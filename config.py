@@ -184,7 +184,7 @@ class Settings:
         "",
         env="NOTIFY_URLS",
         secret=True,  # the URLs carry tokens
-        help="Apprise URLs every reminder is also pushed to (space or comma separated), e.g. bark://api.day.app/KEY.",
+        help="Apprise URLs, space or comma separated, that every reminder is also pushed to.",
     )
     push_retry_seconds: str = setting(
         "30,120,600",
