@@ -49,13 +49,12 @@ class ReminderDelivery:
         self._stopping = threading.Event()
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._since = datetime.now(UTC)  # what fell due after this is late at worst, never missed
+        self._batch_began: datetime | None = None  # when the batch being sent was claimed
         self._failures: dict[str, tuple[int, float]] = {}  # occurrence key → (tries, monotonic time of the next)
 
     def start(self) -> None:
         """Listen for pokes and start delivering (called once this process holds the scheduler lock)."""
         self._socket = self._bind()
-        self._since = datetime.now(UTC)
         if self.channels is not None:
             self.channels.pusher.start()
         self._thread = threading.Thread(target=self._run, name="reminder-delivery", daemon=True)
@@ -107,6 +106,8 @@ class ReminderDelivery:
             except Exception:
                 log.exception("Reminder delivery failed; trying again in %g s", RETRY_SECONDS)
                 wait = RETRY_SECONDS
+            if wait > 0:  # only straight from one batch to the next does its start still count
+                self._batch_began = None
             self._sleep(wait)
             if self.channels is not None:  # a poke may come from a push queued in another worker
                 self.channels.pusher.wake()
@@ -131,17 +132,25 @@ class ReminderDelivery:
         an unexpected error); whether all were finished."""
         all_finished = True
         for occurrence in self.store.claims():
-            reminder = next((r for r in self.store.all() if r["id"] == occurrence.reminder_id), None)
-            if reminder is None or occurrence.scheduled_for.startswith("manual-"):  # gone; or an old run on request
-                self.store.finish(occurrence, {})
-                continue
-            log.info("Finishing reminder %s left claimed by an earlier leader", occurrence.key)
             _, next_try = self._failures.get(occurrence.key, (0, 0.0))
             if time.monotonic() < next_try:  # the leader's own writes wake it; a retry still waits its turn
                 all_finished = False
                 continue
-            # Late if it is by now more than LATE_AFTER_SECONDS past its time.
-            all_finished = self._send_claimed(occurrence, reminder) and all_finished
+            try:  # one claim that cannot even be finished (its log unwritable) must not hold up the rest
+                reminder = next((r for r in self.store.all() if r["id"] == occurrence.reminder_id), None)
+                if reminder is None or occurrence.scheduled_for.startswith("manual-"):  # gone; or an old run
+                    self.store.finish(occurrence, {})
+                    continue
+                log.info("Finishing reminder %s, left claimed", occurrence.key)
+                # Late if it is by now more than LATE_AFTER_SECONDS past its time.
+                all_finished = self._send_claimed(occurrence, reminder) and all_finished
+            except Exception:
+                log.exception("Reminder %s cannot be finished; trying again in %g s", occurrence.key, RETRY_SECONDS)
+                self._failures[occurrence.key] = (
+                    self._failures.get(occurrence.key, (0, 0.0))[0],
+                    time.monotonic() + RETRY_SECONDS,
+                )
+                all_finished = False
         return all_finished
 
     def _deliver_due(self) -> float:
@@ -152,6 +161,8 @@ class ReminderDelivery:
         cannot make a reminder due at the same time count as missed.
         """
         now = datetime.now(UTC)
+        # What fell due while the previous batch was being sent is late, not missed: that batch's start.
+        since, self._batch_began = self._batch_began, None
         soonest: datetime | None = None
         for reminder in self.store.all():
             try:
@@ -165,11 +176,13 @@ class ReminderDelivery:
             return MAX_SLEEP_SECONDS
         if soonest > now:
             return min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS)
-        claimed, passed_over = self.store.claim_due(now, self.settings.misfire_grace_seconds, since=self._since)
+        claimed, passed_over = self.store.claim_due(now, self.settings.misfire_grace_seconds, since=since)
         for occurrence, record in passed_over:
             if record["status"] == "missed":
                 log.warning("Reminder %s was due longer ago than MISFIRE_GRACE_SECONDS; skipped", occurrence.key)
-            self.store.finish(occurrence, record)  # its last_run, and its line in the delivery log
+        self.store.finish_many(passed_over)  # their last_run, and their lines in the delivery log, in one write
+        if claimed:
+            self._batch_began = now
         all_finished = True
         for occurrence, reminder in claimed:
             if self._stopping.is_set():

@@ -223,7 +223,13 @@ class ReminderStore:
             runs = json.loads(self.runs_path.read_bytes())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as error:
+        except ValueError as error:  # a log is not worth stopping delivery for: set it aside, start a new one
+            aside = self.runs_path.with_name(f"{self.runs_path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            log.error("The reminders' log %s cannot be read (%s); moved to %s", self.runs_path.name, error, aside.name)
+            with contextlib.suppress(OSError):
+                os.replace(self.runs_path, aside)
+            return {}
+        except OSError as error:
             raise StorageError(f"The reminders' log {self.runs_path.name} cannot be read: {error}.") from None
         return runs if isinstance(runs, dict) else {}
 
@@ -326,7 +332,9 @@ class ReminderStore:
             self.validate(changed, now, check_past=("at" in changes or "timezone" in changes) and not keeps_sent)
             changed["done"] = keeps_sent
             rescheduled = any(changed[k] != reminder[k] for k in ("at", "cron", "timezone"))
-            if rescheduled or (changed["enabled"] and not reminder["enabled"]):
+            if rescheduled:  # a new schedule counts from now (a cursor ahead of the clock was an older version's)
+                changed["handled_until"] = now.isoformat()
+            elif changed["enabled"] and not reminder["enabled"]:  # resumed: what was claimed stays claimed
                 changed["handled_until"] = max(_cursor(reminder), now).isoformat()
             reminder.update(changed)
         return reminder
@@ -406,15 +414,22 @@ class ReminderStore:
 
     def finish(self, occurrence: Occurrence, last_run: dict[str, Any]) -> None:
         """Drop the claim and record the outcome as the reminder's `last_run` and in its log."""
+        self.finish_many([(occurrence, last_run)])
+
+    def finish_many(self, outcomes: list[tuple[Occurrence, dict[str, Any]]]) -> None:
+        """`finish` for each (occurrence, last_run), all in one write."""
+        if not outcomes:
+            return
         with self.changing(runs=True) as data:
-            data["claims"].pop(occurrence.key, None)
-            reminder = next((r for r in data["reminders"] if r["id"] == occurrence.reminder_id), None)
-            if reminder is None or not last_run:
-                return
-            reminder["last_run"] = last_run
-            log = data["runs"].setdefault(reminder["id"], [])
-            log.insert(0, last_run)
-            del log[RUNS_KEPT:]
+            for occurrence, last_run in outcomes:
+                data["claims"].pop(occurrence.key, None)
+                reminder = next((r for r in data["reminders"] if r["id"] == occurrence.reminder_id), None)
+                if reminder is None or not last_run:
+                    continue
+                reminder["last_run"] = last_run
+                log = data["runs"].setdefault(reminder["id"], [])
+                log.insert(0, last_run)
+                del log[RUNS_KEPT:]
 
 
 def is_late(due: datetime, now: datetime) -> bool:
@@ -452,7 +467,8 @@ def _twin(reminders: list[dict[str, Any]], new: dict[str, Any], now: datetime, w
     for reminder in reversed(reminders):  # the newest first
         with contextlib.suppress(KeyError, TypeError, ValueError):  # an entry edited by hand is nobody's twin
             age = (now - datetime.fromisoformat(reminder["created_at"])).total_seconds()
-            if all(reminder.get(key) == new[key] for key in same) and 0 <= age <= window:
+            live = reminder.get("enabled") and not reminder.get("done")
+            if live and all(reminder.get(key) == new[key] for key in same) and 0 <= age <= window:
                 return reminder
     return None
 

@@ -135,6 +135,10 @@ def test_a_turn_retried_after_its_tool_ran_does_not_make_the_reminder_twice(api,
     assert [r["id"] for r in user_reminders(api)] == [action["reminder"]["id"]]
     upstream.script(create_call(text="吃药", at=in_a_while(days=2)), {"content": "好的。"})  # another time: another
     assert api.chat("后天也提醒我").status_code == 200 and len(user_reminders(api)) == 2
+    paused = user_reminders(api)[0]["id"]
+    assert api.session.patch(f"{api.base_url}/api/reminders/{paused}", json={"enabled": False}).status_code == 200
+    upstream.script(create_call(text="吃药", at=at), {"content": "好的。"})  # a paused one is not the same reminder
+    assert api.chat("还是明天这个时候提醒我吃药").status_code == 200 and len(user_reminders(api)) == 3
 
 
 def test_tool_rounds_are_bounded(api, upstream):

@@ -556,6 +556,20 @@ def test_a_sent_one_off_moved_to_another_zone_still_fires_when_given_a_new_time(
     assert len(store.claim_due(at + timedelta(hours=2, minutes=1, seconds=1), grace=60)[0]) == 1
 
 
+def test_a_one_off_whose_cursor_an_older_version_put_ahead_still_fires_when_given_a_new_time(tmp_path):
+    now = datetime.now(ZONE).replace(microsecond=0)
+    legacy = stored_reminder(  # sent, then moved to a zone where its `at` is later: the old code's future cursor
+        "1", cron=None, at=local(now - timedelta(minutes=1)), handled_until=(now + timedelta(hours=10)).isoformat()
+    )
+    write_reminders(tmp_path, [legacy])
+    store = ReminderStore(tmp_path, "Asia/Shanghai")
+    new_at = now + timedelta(hours=1)
+    store.update("1", {"at": local(new_at)}, datetime.now(ZONE))
+    assert [o.key for o, _ in store.claim_due(new_at + timedelta(seconds=1), grace=60)[0]] == [
+        f"1@{new_at.isoformat()}"
+    ]
+
+
 def test_a_claim_refused_writes_nothing(tmp_path):
     store = ReminderStore(tmp_path, "Asia/Shanghai")
     store.create({"text": "喝水", "cron": "0 8 * * *"}, datetime.now(ZONE))
@@ -648,6 +662,34 @@ def test_a_claim_whose_sending_keeps_failing_is_recorded_and_does_not_block_the_
     assert [m["content"] for m in sent] == ["好的"]
     assert failed["status"] == "failed" and "internal error (KeyError)" in failed["error"]
     assert refused["status"] == "failed" and '"mode" must be' in refused["error"]
+
+
+def test_a_reminder_due_while_the_leader_was_suspended_counts_as_missed(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2, MISFIRE_GRACE_SECONDS="2") as server:
+        leader = wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        time.sleep(3)  # the leader has run longer than the grace time
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=3)
+        create(server, text="站起来", at=local(due), mode="plain")
+        os.kill(leader, signal.SIGSTOP)  # as a laptop's suspend or a stalled VM would
+        try:
+            wait_until(lambda: datetime.now(ZONE) > due + timedelta(seconds=4), 15)
+        finally:
+            os.kill(leader, signal.SIGCONT)
+        shown = wait_until(lambda: listed(server)["1"]["last_run"], 15, message="the occurrence recorded")
+    assert shown["status"] == "missed" and reminder_messages(data_dir) == []
+
+
+def test_an_unreadable_delivery_log_is_set_aside_and_delivery_goes_on(upstream, tmp_path):
+    data_dir = tmp_path / "data"
+    a_minute_ago = (datetime.now(ZONE) - timedelta(minutes=1)).isoformat()
+    write_reminders(data_dir, [stored_reminder("1", text="喝水", cron="* * * * *", handled_until=a_minute_ago)])
+    (data_dir / "reminder_runs.json").write_text("{not json")
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: reminder_messages(data_dir), 30, message="the reminder")
+        shown = wait_until(lambda: listed(server)["1"]["last_run"], 10, message="its outcome")
+    assert shown["status"] == "ok" and claimed(data_dir) == []
+    assert [path.name.split(".corrupt-")[0] for path in data_dir.glob("*.corrupt-*")] == ["reminder_runs.json"]
 
 
 def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tmp_path):
