@@ -10,8 +10,9 @@ read alike: `1-5` becomes `mon,tue,wed,thu,fri`. This also refuses what APSchedu
 time line. APScheduler 3.11's own arithmetic in a zone with daylight saving returns the same time again on the
 night clocks go back (so a scheduler asking for the next run spins) and skips or shifts times on the night
 they go forward. Here the times a forward jump skips fire once, at the jump (02:00 … 02:59 all become one
-fire at 03:00, as Vixie cron does for daylight saving), and a time that occurs twice fires at its first occurrence only. Wall
-times thus land on the time line in their own order, so searching from a moment's wall time misses nothing.
+fire at 03:00, as Vixie cron does for daylight saving), and a time that occurs twice fires at its first
+occurrence only. Wall times thus land on the time line in their own order, so searching from a moment's wall
+time misses nothing.
 The wall-clock matching itself is APScheduler's, done in UTC, which has no such nights.
 """
 
