@@ -1,0 +1,209 @@
+"""Push channels: Apprise URLs checked when saved, masked everywhere, and each reminder pushed once per channel.
+
+The services are local stand-ins (tests/support/receivers.py): Apprise's real `json://` and `ntfy://` plugins
+post to them over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+import requests
+
+from scheduler import leader_pid
+from tests.support.receivers import Receiver
+from tests.support.waiting import wait_until
+from tests.test_reminders import ZONE, create, gunicorn, local, reminder_messages
+
+SECRET = "Sec7retToken9"  # in every channel URL: it must never come back out
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.close()
+
+
+def add_channel(base_url: str, name: str, url: str) -> dict:
+    response = requests.post(base_url + "/api/channels", json={"name": name, "url": url}, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["channel"]
+
+
+def runs_of(base_url: str, reminder_id: str) -> list[dict]:
+    return requests.get(f"{base_url}/api/reminders/{reminder_id}/runs", timeout=10).json()["runs"]
+
+
+# ---- the channels API --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("bogus://somewhere/x", "'bogus'"),
+        ("tgram://", "tokens"),  # a known service, its token missing
+        ("not a url", "Apprise URL"),
+    ],
+)
+def test_a_url_apprise_cannot_use_is_refused_when_saved(api, url, says):
+    response = api.post("/api/channels", json={"name": "手机", "url": url})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_channel_url"
+    assert says in response.json()["error"]
+    assert api.get("/api/channels").json()["channels"] == []
+
+
+def test_channels_are_added_renamed_and_deleted_with_their_urls_masked(api, receiver):
+    first = add_channel(api.base_url, "手机", f"bark://api.day.app/{SECRET}")
+    assert (first["url"], first["service"], first["kind"], first["source"]) == (
+        "bark://api.day.app/•••",
+        "bark",
+        "apprise",
+        "user",
+    )
+    token_host = add_channel(api.base_url, "工作群", f"wecombot://{SECRET}")
+    assert token_host["url"] == "wecombot://•••"  # the host is the token here
+    renamed = api.session.patch(f"{api.base_url}/api/channels/{first['id']}", json={"name": "我的手机"})
+    assert renamed.status_code == 200 and renamed.json()["channel"]["name"] == "我的手机"
+    moved = api.session.patch(f"{api.base_url}/api/channels/{first['id']}", json={"url": "bogus://x"})
+    assert moved.status_code == 400 and moved.json()["code"] == "invalid_channel_url"
+    assert api.delete(f"/api/channels/{token_host['id']}").status_code == 200
+    assert [c["name"] for c in api.get("/api/channels").json()["channels"]] == ["我的手机"]
+    assert api.delete(f"/api/channels/{token_host['id']}").status_code == 404
+    stored = api.settings.data_dir / "channels.json"
+    assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600, "the file holds tokens"
+
+
+def test_notify_urls_are_listed_read_only(serve, receiver):
+    api = serve(NOTIFY_URLS=f"{receiver.url('json', '/' + SECRET)} ntfys://ntfy.sh/{SECRET}")
+    listed_channels = api.get("/api/channels").json()["channels"]
+    assert [(c["id"], c["source"], c["url"]) for c in listed_channels] == [
+        ("env-1", "env", f"json://127.0.0.1:{receiver.port}/•••"),
+        ("env-2", "env", "ntfys://ntfy.sh/•••"),
+    ]
+    for response in (
+        api.session.patch(f"{api.base_url}/api/channels/env-1", json={"name": "x"}),
+        api.delete("/api/channels/env-1"),
+    ):
+        assert response.status_code == 409 and response.json()["code"] == "channel_read_only"
+
+
+def test_a_test_message_answers_what_the_service_said_without_the_secret(api, receiver):
+    channel = add_channel(api.base_url, "钩子", receiver.url("json", f"/hook/{SECRET}"))
+    sent = api.post(f"/api/channels/{channel['id']}/test", json={}).json()
+    assert sent["delivered"] is True and receiver.arrivals(f"/hook/{SECRET}")[0]["body"]["title"].startswith("⏰")
+    receiver.script({"status": 500, "body": {"error": f"bad token {SECRET}"}})
+    refused = api.post(f"/api/channels/{channel['id']}/test", json={}).json()
+    assert refused["delivered"] is False and "500" in refused["answer"]
+    assert SECRET not in json.dumps(refused)
+    assert api.post("/api/channels/99/test", json={}).status_code == 404
+
+
+def test_a_reminder_names_only_channels_that_exist(api, receiver):
+    channel = add_channel(api.base_url, "钩子", receiver.url("json", "/hook"))
+    unknown = api.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "channels": ["7"]})
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_channel"
+    made = api.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "channels": [channel["id"]]})
+    assert made.status_code == 201 and made.json()["reminder"]["channels"] == [channel["id"]]
+    every = api.session.patch(f"{api.base_url}/api/reminders/1", json={"channels": None})
+    assert every.json()["reminder"]["channels"] is None
+
+
+# ---- pushing reminders -------------------------------------------------------------------------
+
+
+def test_three_reminders_due_together_with_two_channels_make_six_deliveries(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        add_channel(server.base_url, "钩子", receiver.url("json", f"/hook/{SECRET}"))
+        add_channel(server.base_url, "ntfy", receiver.url("ntfy", f"/{SECRET}"))
+        due = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=5)
+        for text in ("吃药", "喝水", "开会"):
+            create(server, text=text, at=local(due), mode="plain")
+        wait_until(lambda: len(receiver.arrivals()) >= 6, 40, message="six deliveries")
+        time.sleep(1.5)  # a seventh would arrive now
+        runs = {r: runs_of(server.base_url, r)[0]["channels"] for r in ("1", "2", "3")}
+        log = server.log_text()
+    webhook = Counter(a["body"]["message"] for a in receiver.arrivals(f"/hook/{SECRET}"))
+    ntfy = Counter((a["body"]["topic"], a["body"]["message"]) for a in receiver.arrivals("/"))
+    assert webhook == Counter({"吃药": 1, "喝水": 1, "开会": 1})
+    assert ntfy == Counter({(SECRET, "吃药"): 1, (SECRET, "喝水"): 1, (SECRET, "开会"): 1})
+    assert [a["body"]["title"] for a in receiver.arrivals(f"/hook/{SECRET}")].count("⏰ 吃药") == 1
+    assert all(o["status"] == "sent" and o["attempts"] == 1 for r in runs.values() for o in r.values())
+    assert SECRET not in json.dumps(runs) and SECRET not in log
+
+
+def test_a_refused_push_is_retried_and_recorded_once_delivered(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2, PUSH_RETRY_SECONDS="1,1,1") as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        add_channel(server.base_url, "钩子", receiver.url("json", "/hook"))
+        receiver.script({"status": 503}, {"status": 500, "body": {"error": f"token {SECRET} overloaded"}})
+        create(server, text="吃药", at=local(datetime.now(ZONE) + timedelta(seconds=4)), mode="plain")
+        outcome = wait_until(
+            lambda: (runs := runs_of(server.base_url, "1")) and runs[0]["channels"]["1"]["status"] == "sent" and runs,
+            30,
+            message="the push delivered",
+        )[0]["channels"]["1"]
+        time.sleep(2)  # a second delivery would arrive now
+        log = server.log_text()
+    assert len(receiver.requests) == 3 and len(receiver.arrivals()) == 1
+    assert outcome["attempts"] == 3 and outcome["channel_name"] == "钩子"
+    assert "retrying" in log and SECRET not in log
+
+
+def test_a_push_the_leader_was_killed_before_sending_goes_out_once_after_the_restart(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    slow_retry = {"PUSH_RETRY_SECONDS": "4"}
+    server = gunicorn(upstream, tmp_path, workers=2, **slow_retry).start()
+    try:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        add_channel(server.base_url, "钩子", receiver.url("json", "/hook"))
+        receiver.script({"status": 503})  # the first try is refused: the push waits in the outbox
+        create(server, text="关火", at=local(datetime.now(ZONE) + timedelta(seconds=4)), mode="plain")
+        wait_until(lambda: receiver.requests, 30, message="the first try")
+        os.killpg(server.pid, signal.SIGKILL)  # every process, mid-wait
+    finally:
+        server.stop()
+    assert reminder_messages(data_dir) and receiver.arrivals() == []
+    for _ in range(2):  # the restart sends it; a second restart must not send it again
+        with gunicorn(upstream, tmp_path, workers=2, **slow_retry):
+            wait_until(lambda: receiver.arrivals(), 30, message="the push after the restart")
+            time.sleep(1.5)
+    assert len(receiver.arrivals()) == 1 and len(reminder_messages(data_dir)) == 1
+
+
+def test_a_slow_channel_delays_neither_the_next_reminder_nor_a_chat(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2, PUSH_TIMEOUT="20") as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        add_channel(server.base_url, "慢", receiver.url("json", "/slow"))
+        receiver.script({"delay": 15})
+        first = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+        create(server, text="一", at=local(first), mode="plain")
+        create(server, text="二", at=local(first + timedelta(seconds=3)), mode="plain")
+        wait_until(lambda: len(reminder_messages(data_dir)) == 2, 20, message="both reminders stored")
+        second_stored = time.time()
+        chat = requests.post(server.base_url + "/api/chat", json={"message": "你好"}, timeout=10)
+        assert "一" not in [a["body"]["message"] for a in receiver.arrivals()], "the first push is still hanging"
+        wait_until(lambda: len(receiver.arrivals()) == 2, 30, message="both pushes")
+    # Loose on purpose: a push holding the delivery thread would put the second message 15 s late.
+    assert second_stored - (first.timestamp() + 3) < 10 and chat.status_code == 200
+
+
+def test_the_env_reminder_is_pushed_too(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    with gunicorn(upstream, tmp_path, workers=2, NOTIFY_URLS=receiver.url("json", "/env")) as server:
+        wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+        assert requests.post(server.base_url + "/api/schedule/run", json={}, timeout=30).status_code == 200
+        arrival = wait_until(lambda: receiver.arrivals("/env"), 20, message="the push")[0]
+    assert arrival["body"]["message"].startswith("收到：")
