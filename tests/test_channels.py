@@ -122,7 +122,7 @@ def test_a_reminder_names_only_channels_that_exist(api, receiver):
 
 def test_three_reminders_due_together_with_two_channels_make_six_deliveries(upstream, receiver, tmp_path):
     data_dir = tmp_path / "data"
-    with gunicorn(upstream, tmp_path, workers=2) as server:
+    with gunicorn(upstream, tmp_path, workers=2, LOG_LEVEL="DEBUG") as server:  # no secret even in DEBUG lines
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
         add_channel(server.base_url, "钩子", receiver.url("json", f"/hook/{SECRET}"))
         add_channel(server.base_url, "ntfy", receiver.url("ntfy", f"/{SECRET}"))
@@ -146,7 +146,7 @@ def test_a_refused_push_is_retried_and_recorded_once_delivered(upstream, receive
     data_dir = tmp_path / "data"
     with gunicorn(upstream, tmp_path, workers=2, PUSH_RETRY_SECONDS="1,1,1") as server:
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
-        add_channel(server.base_url, "钩子", receiver.url("json", "/hook"))
+        add_channel(server.base_url, "钩子", receiver.url("json", f"/hook/{SECRET}"))
         receiver.script({"status": 503}, {"status": 500, "body": {"error": f"token {SECRET} overloaded"}})
         create(server, text="吃药", at=local(datetime.now(ZONE) + timedelta(seconds=4)), mode="plain")
         outcome = wait_until(
