@@ -245,7 +245,12 @@ class Channels:
         self.store = ChannelStore(settings.data_dir, settings.notify_url_list)
         self.webpush = webpush  # webpush.WebPush, when browser push is wired
         self.outbox = PushOutbox(settings.data_dir, settings.push_retries, poke)
-        self.pusher = Pusher(self.outbox, self.by_id, self.send, settings.push_timeout)
+        self.pusher = Pusher(self.outbox, self.by_id, self.send, settings.push_timeout, warm=self._warm)
+
+    def _warm(self) -> None:
+        """Load Apprise's plugins in the leader now (~0.5 s) if any channel will need them."""
+        if self.store.all():
+            _apprise().Apprise.instantiate("json://localhost", suppress_exceptions=True)
 
     def by_id(self) -> dict[str, dict[str, Any]]:
         """Every channel by id, Apprise URLs included: for sending, never for showing."""
@@ -291,3 +296,4 @@ class Channels:
         chosen = reminder.get("channels")
         channels = [c for channel_id, c in self.by_id().items() if chosen is None or channel_id in chosen]
         self.outbox.enqueue(occurrence, reminder["id"], reminder["text"], message, channels)
+        self.pusher.wake()  # in the leader, at once; from another worker the outbox's poke wakes it

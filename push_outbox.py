@@ -159,9 +159,15 @@ class Pusher:
     """The leader's thread that sends what the outbox holds; `wake()` when something was added."""
 
     def __init__(
-        self, outbox: PushOutbox, channels: Callable[[], dict[str, dict[str, Any]]], send: Sender, timeout: float
+        self,
+        outbox: PushOutbox,
+        channels: Callable[[], dict[str, dict[str, Any]]],
+        send: Sender,
+        timeout: float,
+        warm: Callable[[], None] = lambda: None,
     ):
         self.outbox = outbox
+        self.warm = warm  # loads what sending needs, so the first reminder is not the one that waits for it
         self.channels = channels  # id → channel, as they stand when an entry is sent
         self.send = send
         self.timeout = timeout
@@ -189,6 +195,10 @@ class Pusher:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
+        try:
+            self.warm()
+        except Exception:
+            log.exception("Could not prepare for pushing; the first push will try again")
         while not self._stopping.is_set():
             try:
                 wait = self._send_due()

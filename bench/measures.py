@@ -521,3 +521,57 @@ def measure_reminders(count: int, work: Path) -> list[Row]:
         Row(section, f"leader CPU over 10 s with nothing due: {count} reminders / none",
             f"{idle_cpu[0] * 1000:.0f} ms / {idle_cpu[1] * 1000:.0f} ms"),
     ]  # fmt: skip
+
+
+# ---- push channels -----------------------------------------------------------------------
+
+
+def measure_push(count: int, work: Path) -> list[Row]:
+    """`count` plain reminders due together, pushed to two local channels (json:// and ntfy://): how long after
+    its message was stored each push arrived, and what Apprise adds to the leader's memory (other workers never
+    load it)."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from tests.support.receivers import Receiver  # noqa: PLC0415
+
+    history_file = work / "push" / "chat_history.json"
+    build_history(history_file, 10)
+    receiver = Receiver()
+    arrived: dict[str, float] = {}
+    env = {"SCHEDULER_ENABLED": "true", "CRON_MONTH": "2", "CRON_DAY": "29", "TIMEZONE": "UTC"}
+    env["NOTIFY_URLS"] = f"{receiver.url('json', '/hook')} {receiver.url('ntfy', '/topic')}"
+    try:
+        with fake_upstream(0.0) as upstream, Server(app_env(upstream, history_file, **env), name="push") as server:
+            deadline = time.time() + 15
+            while (leader := leader_pid(history_file.parent)) is None and time.time() < deadline:
+                time.sleep(0.05)
+            before = rss_mb(leader)
+            due = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
+            for number in range(count):
+                body = {"text": f"r{number}", "at": due.replace(tzinfo=None).isoformat(), "mode": "plain"}
+                created = requests.post(server.base_url + "/api/reminders", json=body, timeout=10)
+                assert created.status_code == 201, created.text
+            while len(receiver.arrivals()) < 2 * count and time.time() < due.timestamp() + 60:
+                for request in receiver.arrivals():
+                    arrived.setdefault(json.dumps(request["body"], sort_keys=True), time.time())
+                time.sleep(0.002)
+            for request in receiver.arrivals():
+                arrived.setdefault(json.dumps(request["body"], sort_keys=True), time.time())
+            after = rss_mb(leader)
+            others = [rss_mb(pid) for pid in server.worker_pids() if pid != leader]
+            stored = {m["content"]: m for m in HistoryStore(history_file).recent(500) if m.get("reminder_id")}
+    finally:
+        receiver.close()
+    lags = []
+    for key, at in arrived.items():
+        message = json.loads(key)["message"]
+        lags.append(at - datetime.fromisoformat(stored[message]["timestamp"]).timestamp())
+    section = "push"
+    return [
+        Row(section, f"{count} reminders × 2 channels: pushes arrived", f"{len(arrived)} of {2 * count}",
+            f"{2 * count}", len(arrived) == 2 * count),
+        Row(section, "push arrival after the message was stored, p50 / max", f"{ms(percentile(lags, 0.5))} / "
+            f"{ms(max(lags))}", "≤ 100 ms", max(lags) <= 0.1),
+        Row(section, "leader RSS before / after its first pushes (Apprise loaded)", f"{before:.1f} / {after:.1f} MB"),
+        Row(section, "other workers' RSS (Apprise never loaded)", " / ".join(f"{mb:.1f} MB" for mb in others)),
+    ]  # fmt: skip

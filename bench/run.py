@@ -27,6 +27,7 @@ from measures import (  # noqa: E402
     measure_growth,
     measure_guarded,
     measure_overhead,
+    measure_push,
     measure_reminders,
     measure_throughput,
 )
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--stream-burst", type=int, default=100, help="simultaneous streams")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per target")
-    section_names = ["overhead", "guarded", "concurrency", "growth", "throughput", "reminders"]
+    section_names = ["overhead", "guarded", "concurrency", "growth", "throughput", "reminders", "push"]
     parser.add_argument("--only", choices=section_names, action="append")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
@@ -143,6 +144,7 @@ def main() -> None:
             "growth": lambda: measure_growth(30, 100, 50, work),
             "throughput": lambda: measure_throughput(args.seconds, args.rounds, work),
             "reminders": lambda: measure_reminders(1000, work),
+            "push": lambda: measure_push(20, work),
         }
         rows: list[Row] = []
         loads = []
