@@ -25,7 +25,7 @@ from history_store import file_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FINISHED_KEPT = 2000  # sent and failed entries kept for the runs' channel outcomes, newest first
+FINISHED_KEPT = 1000  # sent and failed entries kept for the runs' channel outcomes (read by every listing)
 PARALLEL_SENDS = 8
 MAX_SLEEP_SECONDS = 300.0
 TITLE_CHARS = 60

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
+from push_outbox import FINISHED_KEPT, PushOutbox
 from scheduler import leader_pid
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
@@ -207,3 +208,21 @@ def test_the_env_reminder_is_pushed_too(upstream, receiver, tmp_path):
         assert requests.post(server.base_url + "/api/schedule/run", json={}, timeout=30).status_code == 200
         arrival = wait_until(lambda: receiver.arrivals("/env"), 20, message="the push")[0]
     assert arrival["body"]["message"].startswith("收到：")
+
+
+def test_the_outbox_keeps_a_bounded_record_of_finished_pushes(tmp_path):
+    outbox = PushOutbox(tmp_path, retry_seconds=())
+    channel = {"id": "1", "name": "钩子"}
+    outbox.enqueue("1@0", "1", "喝水", {"id": 0, "content": "喝水"}, [channel])
+    sent = {**outbox.read()["pushes"]["1@0#1"], "status": "sent"}
+    finished = {
+        f"1@{n}#1": {**sent, "occurrence": f"1@{n}", "updated_at": f"2026-11-{1 + n // 100:02d}T00:00:{n % 60:02d}"}
+        for n in range(FINISHED_KEPT + 5)
+    }
+    (tmp_path / "push_outbox.json").write_text(json.dumps({"version": 1, "pushes": finished}))
+    outbox.enqueue("2@0", "2", "吃药", {"id": 0, "content": "吃药"}, [channel])
+    outbox.enqueue("3@0", "3", "开会", {"id": 0, "content": "开会"}, [channel])
+    outbox.record("3@0#1", True, "Sent.")  # a finished push: the oldest finished ones make room
+    pushes = outbox.read()["pushes"]
+    assert len(pushes) == FINISHED_KEPT + 1 and pushes["2@0#1"]["status"] == "pending"
+    assert pushes["3@0#1"]["status"] == "sent" and "1@0#1" not in pushes
