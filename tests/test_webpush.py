@@ -11,16 +11,19 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect
 
 from config import ConfigError, load_settings
+from history_store import file_lock
 from tests.support.browser import PHONE, screenshot
 from tests.support.client import app_env
 from tests.support.push_service import PushService, Subscriber, b64url
 from tests.support.servers import ROOT, Gunicorn, free_port, one_connection_per_worker
+from tests.support.waiting import wait_until
 from webpush import MAX_SUBSCRIPTIONS, WebPush
 
 CONTACT = "mailto:ops@example.com"
@@ -71,26 +74,35 @@ def test_the_key_pair_is_made_once_and_survives_a_restart(serve):
     assert pem.read_text().startswith("-----BEGIN PRIVATE KEY-----")
 
 
-def test_two_gunicorn_workers_starting_together_agree_on_one_key(upstream, tmp_path):
+def lock_waiters(path: Path) -> int:
+    """How many processes wait for the flock on `path` (their lines in /proc/locks start with `->`)."""
+    inode = f":{path.stat().st_ino}"
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line.split() and line.split()[-3].endswith(inode))
+
+
+def test_two_gunicorn_workers_asking_at_once_agree_on_one_key(upstream, tmp_path):
     data_dir = tmp_path / "data"
     args = ["-w", "2", "-k", "gthread", "--threads", "4", "--keep-alive", "60", "--graceful-timeout", "5"]
     server = Gunicorn(app_env(upstream, data_dir), args, tmp_path / "gunicorn.log")
     server.args = [*args, "-b", f"127.0.0.1:{server.port}"]
+    keys: list[str] = []
+
+    def ask(connection) -> None:
+        connection.request("GET", "/api/push/key")
+        keys.append(json.loads(connection.getresponse().read())["public_key"])
+
     with server, one_connection_per_worker(server) as connections:
-        keys: list[str] = []
-        start = threading.Barrier(len(connections))
-
-        def ask(connection) -> None:
-            start.wait()  # both workers make their first key request at the same moment
-            connection.request("GET", "/api/push/key")
-            keys.append(json.loads(connection.getresponse().read())["public_key"])
-
-        threads = [threading.Thread(target=ask, args=(c,)) for c in connections]
-        for thread in threads:
-            thread.start()
+        lock = data_dir / "vapid_private.pem.lock"
+        # Held here, so both workers find no key and then wait for the lock together: the worst case, every time.
+        with file_lock(lock):
+            threads = [threading.Thread(target=ask, args=(c,)) for c in connections]
+            for thread in threads:
+                thread.start()
+            wait_until(lambda: lock_waiters(lock) == 2, 30, message="both workers waiting for the key lock")
         for thread in threads:
             thread.join(30)
-        assert len(keys) == 2 and keys[0] == keys[1]
+    assert len(keys) == 2 and keys[0] == keys[1]
     assert WebPush(data_dir, CONTACT).public_key == keys[0]
 
 
