@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import stat
@@ -281,7 +282,11 @@ def test_an_unreachable_push_service_is_an_answer_not_an_exception(api, push_ser
     assert (delivered, answer) == (False, f"cannot connect to 127.0.0.1:{port}: connection refused")
 
 
-def test_no_endpoint_path_or_key_reaches_a_response_or_the_gunicorn_log(upstream, push_service, tmp_path):
+def test_no_endpoint_path_or_key_reaches_a_response_or_a_log(upstream, push_service, tmp_path, caplog):
+    # The sending below runs in this process, as the delivery thread would in a worker: log as the app sets it up
+    # at LOG_LEVEL=DEBUG (urllib3 kept at INFO, as app._configure_logging does: its DEBUG lines quote every URL).
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="urllib3")
     data_dir = tmp_path / "data"
     env = app_env(upstream, data_dir, PUSH_CONTACT=CONTACT, LOG_LEVEL="DEBUG")
     server = Gunicorn(env, ["-w", "2", "-k", "gthread", "--threads", "4"], tmp_path / "gunicorn.log")
@@ -300,7 +305,7 @@ def test_no_endpoint_path_or_key_reaches_a_response_or_the_gunicorn_log(upstream
         texts.append(str(WebPush(data_dir, CONTACT).send("push-1", REMINDER, timeout=10)))
         texts.append(requests.delete(url, json={"endpoint": phone.endpoint}, timeout=10).text)
     assert "subscription expired, removed" in texts[-2]
-    for text in [*texts, server.log_text()]:
+    for text in [*texts, server.log_text(), caplog.text]:
         assert not any(secret in text for secret in secrets_of(phone)), text
 
 
