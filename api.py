@@ -547,3 +547,60 @@ def logout() -> Any:
 def openapi_document() -> Any:
     """This API's OpenAPI 3.1 description."""
     return document(current_app)
+
+
+# ---- browser push ----------------------------------------------------------------------------
+# Imported here, not at the top, so this section stays one block (other features add their routes above).
+
+from responses import (  # noqa: E402
+    SUBSCRIPTION_REFUSED,
+    TOO_MANY_SUBSCRIPTIONS,
+    UNSUBSCRIBE_REFUSED,
+    PushKey,
+    PushSubscribed,
+    PushUnsubscribed,
+)
+from schemas import PushSubscribe, PushUnsubscribe  # noqa: E402
+from webpush import WebPush  # noqa: E402
+
+
+def _webpush() -> WebPush:
+    """The app's browser push keys and subscriptions."""
+    return current_app.extensions["webpush"]
+
+
+@api.get("/push/key", security=TOKEN_OR_COOKIE, responses={200: PushKey, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def push_key() -> Any:
+    """The VAPID application server key a browser subscribes with (made once, kept in the data folder)."""
+    return {"success": True, "public_key": _webpush().public_key}
+
+
+@api.post(
+    "/push/subscriptions",
+    security=TOKEN_OR_COOKIE,
+    responses={
+        201: PushSubscribed,
+        **TAKES_JSON,
+        400: SUBSCRIPTION_REFUSED,
+        409: TOO_MANY_SUBSCRIPTIONS,
+        **GUARDED,
+        503: STORAGE_UNAVAILABLE,
+    },
+)
+def push_subscribe(body: PushSubscribe) -> Any:
+    """Store this browser's push subscription: `{"subscription": <PushSubscription.toJSON()>, "name": "…"}`.
+
+    The same endpoint again keeps its channel id. The answer shows the push service's host, never the endpoint.
+    """
+    channel = _webpush().subscribe(body.subscription, body.name, _now())
+    return {"success": True, "channel": channel}, 201
+
+
+@api.delete(
+    "/push/subscriptions",
+    security=TOKEN_OR_COOKIE,
+    responses={200: PushUnsubscribed, **TAKES_JSON, 400: UNSUBSCRIBE_REFUSED, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def push_unsubscribe(body: PushUnsubscribe) -> Any:
+    """Stop pushing to the browser with this subscription `endpoint`; `removed` says whether it was stored."""
+    return {"success": True, "removed": _webpush().unsubscribe(body.endpoint)}

@@ -32,6 +32,7 @@ from security import (
     warn_about_untrusted_forwarding,
 )
 from upstream_client import UpstreamClient
+from webpush import WebPush
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
-    channels = Channels(settings, poke=reminders.poke)  # a push queued in any worker wakes the leader
+    webpush = WebPush(settings.data_dir, settings.push_contact)
+    app.extensions["webpush"] = webpush
+    channels = Channels(settings, poke=reminders.poke, webpush=webpush)  # a push queued in any worker wakes the leader
     app.extensions["channels"] = channels
     app.extensions["reminders"] = Reminders(settings, service, reminders, channels)
 
@@ -76,6 +79,12 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         responses={200: {"description": "The chat page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
     )(index)
     app.get("/favicon.ico", responses={204: {"description": "No icon; answered so browsers stop asking."}})(favicon)
+    app.get(
+        "/sw.js",
+        responses={
+            200: {"description": "The service worker.", "content": {"text/javascript": {"schema": {"type": "string"}}}}
+        },
+    )(service_worker)
     app.before_request(warn_about_untrusted_forwarding)
     app.before_request(refuse_cross_site)  # first: a forged request is refused before it counts as a guess
     app.before_request(authenticate)
@@ -109,6 +118,13 @@ def index() -> Response:
 def favicon() -> Response:
     """An empty answer: browsers ask for /favicon.ico on every page, and a 404 fills logs and consoles."""
     return Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
+
+def service_worker() -> Response:
+    """The service worker that shows push notifications, served from / so its scope is the whole page."""
+    response = send_from_directory(STATIC_DIR, "sw.js", mimetype="text/javascript", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"  # a new version reaches browsers at once
+    return response
 
 
 def error_response(error: AppError) -> Response:

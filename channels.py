@@ -277,11 +277,15 @@ class Channels:
                 f'"channels" names {", ".join(unknown)}, which GET /api/channels does not list.', code="unknown_channel"
             )
 
-    def send(self, channel: dict[str, Any], title: str, body: str, timeout: float) -> tuple[bool, str]:
+    def send(
+        self, channel: dict[str, Any], title: str, body: str, timeout: float, tag: str = "test"
+    ) -> tuple[bool, str]:
+        """One message to one channel: (delivered, what the service said). `tag` names the occurrence, so a
+        browser shows a push sent again in place of the first."""
         if channel["kind"] == "webpush":
             if self.webpush is None:
                 return False, "Browser push is not available on this server."
-            return self.webpush.send(channel["id"], {"title": title, "body": body, "tag": title, "url": "/"}, timeout)
+            return self.webpush.send(channel["id"], {"title": title, "body": body, "tag": tag, "url": "/"}, timeout)
         return send_apprise(channel["url"], title, body, timeout)
 
     def test(self, channel_id: str) -> tuple[bool, str]:

@@ -89,6 +89,13 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _push_contact(value: str) -> str:
+    """`value` unchanged if push services accept it as the VAPID `sub` (a mailto: address or an https URL)."""
+    if not re.fullmatch(r"mailto:[^@\s]+@[^@\s]+|https://[^/\s]+\S*", value):
+        raise ValueError(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the app, typed; built by `load_settings`."""
@@ -247,6 +254,13 @@ class Settings:
     )
     max_body_bytes: int = setting(
         64 * 1024, env="MAX_BODY_BYTES", minimum=1024, help="Largest accepted request body in bytes."
+    )
+    push_contact: str = setting(
+        "mailto:admin@localhost",
+        env="PUSH_CONTACT",
+        parse=_push_contact,
+        form="a mailto: address or an https:// URL, e.g. mailto:you@example.com",
+        help="Contact sent to browser push services with each push (mailto: or https URL).",
     )
 
     @property

@@ -32,8 +32,8 @@ TITLE_CHARS = 60
 BODY_CHARS = 2000
 PENDING = ("pending", "retrying")
 
-# (channel, title, body, timeout) → (delivered, answer)
-Sender = Callable[[dict[str, Any], str, str, float], tuple[bool, str]]
+# (channel, title, body, timeout, tag) → (delivered, answer)
+Sender = Callable[[dict[str, Any], str, str, float, str], tuple[bool, str]]
 
 
 class PushOutbox:
@@ -228,7 +228,7 @@ class Pusher:
             if channel is None:  # deleted since, or a browser that unsubscribed: nothing left to send to
                 self.outbox.record(key, False, "The channel no longer exists.", retry=False)
                 return
-            delivered, answer = self.send(channel, entry["title"], entry["body"], self.timeout)
+            delivered, answer = self.send(channel, entry["title"], entry["body"], self.timeout, entry["occurrence"])
             outcome = self.outbox.record(key, delivered, answer)
             if outcome and outcome["status"] != "sent":
                 log.warning(

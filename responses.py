@@ -403,3 +403,52 @@ NO_BODY = {
         "content": {"application/json": {"schema": {}}},
     }
 }
+
+
+# ---- browser push ----------------------------------------------------------------------------
+
+
+class PushKey(BaseModel):
+    """The VAPID application server key browsers subscribe with."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The application server key (VAPID), base64url."))
+    success: Literal[True]
+    public_key: str = Field(description="The uncompressed P-256 point, base64url: `applicationServerKey`.")
+
+
+class PushChannel(BaseModel):
+    """A browser subscribed to push; its endpoint and keys are never shown."""
+
+    id: str = Field(description="`push-<n>`; the same browser subscribing again keeps it.")
+    name: str
+    service: str = Field(description="The push service's host, e.g. fcm.googleapis.com.")
+    created_at: str
+
+
+class PushSubscribed(BaseModel):
+    """The browser's subscription, stored."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The subscription, stored; shown as a channel."))
+    success: Literal[True]
+    channel: PushChannel
+
+
+class PushUnsubscribed(BaseModel):
+    """Whether a subscription with that endpoint was there to remove."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Whether a subscription with that endpoint was removed."))
+    success: Literal[True]
+    removed: bool
+
+
+SUBSCRIPTION_REFUSED = _error(
+    "The subscription is malformed: not an https endpoint (http only for localhost), or `p256dh`/`auth` not "
+    "base64url keys of 65/16 bytes",
+    ["invalid_json", "missing_subscription", "invalid_subscription", "invalid_name"],
+)
+UNSUBSCRIBE_REFUSED = _error(
+    "The body needs the subscription's `endpoint`", ["invalid_json", "missing_endpoint", "invalid_endpoint"]
+)
+TOO_MANY_SUBSCRIPTIONS = _error(
+    "There are 100 push subscriptions already; remove some first", ["too_many_subscriptions"]
+)

@@ -289,3 +289,55 @@ def body_example(model: type[BaseModel]) -> str:
     """The example a body model declares, as JSON, for error sentences."""
     example = (model.model_config.get("json_schema_extra") or {}).get("example", {})  # type: ignore[union-attr]
     return json.dumps(example, ensure_ascii=False)
+
+
+# ---- browser push ----------------------------------------------------------------------------
+
+
+# Documented in full, checked by WebPush.subscribe: its sentences say which part is wrong (`invalid_subscription`).
+PUSH_SUBSCRIPTION_SCHEMA = {
+    "type": "object",
+    "description": "The browser's PushSubscription as its toJSON() gives it.",
+    "required": ["endpoint", "keys"],
+    "properties": {
+        "endpoint": {
+            "type": "string",
+            "description": "The push service URL (https; http only for localhost). A secret: never shown.",
+        },
+        "keys": {
+            "type": "object",
+            "required": ["p256dh", "auth"],
+            "properties": {
+                "p256dh": {"type": "string", "description": "Its P-256 public key (65 bytes), base64url."},
+                "auth": {"type": "string", "description": "Its authentication secret (16 bytes), base64url."},
+            },
+        },
+    },
+}
+
+
+class PushSubscribe(Schema):
+    """A browser subscribing to reminders: its PushSubscription and a name for it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "subscription": {
+                    "endpoint": "https://fcm.googleapis.com/fcm/send/…",
+                    "keys": {"p256dh": "…", "auth": "…"},
+                },
+                "name": "Chrome · Android",
+            }
+        }
+    )
+
+    subscription: Annotated[dict[str, Any], WithJsonSchema(PUSH_SUBSCRIPTION_SCHEMA)]
+    name: Annotated[str | None, Strict(), Field(max_length=100, description="Shown in the channel list.")] = None
+
+
+class PushUnsubscribe(Schema):
+    """Which browser stops getting pushes: its subscription's endpoint."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"endpoint": "https://fcm.googleapis.com/fcm/send/…"}})
+
+    endpoint: Annotated[str, Strict()]

@@ -33,6 +33,9 @@ PROTECTED = [
     ("GET", "/api/schedule/preview", {"params": {"cron": "0 8 * * *"}}),
     ("POST", "/api/reminders/1/snooze", {"json": {"message_id": 1}}),
     ("POST", "/api/reminders/1/done", {"json": {"message_id": 1}}),
+    ("GET", "/api/push/key", {}),
+    ("POST", "/api/push/subscriptions", {"json": {"subscription": {"endpoint": "https://push.example.com/x"}}}),
+    ("DELETE", "/api/push/subscriptions", {"json": {"endpoint": "https://push.example.com/x"}}),
     ("GET", "/api/no-such-route", {}),
 ]
 WRONG_CREDENTIALS = {

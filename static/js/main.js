@@ -7,6 +7,7 @@ import { MessageHistory } from './history.js';
 import { applyTranslations, errorText, t } from './i18n.js';
 import { Login } from './login.js';
 import { Poller, pollInterval } from './poll.js';
+import { PushBell } from './push.js';
 import { Reminders } from './reminders.js';
 import { configureSanitizer, noteReasoningToggle } from './render.js';
 import { ReminderPanel } from './reminder_panel.js';
@@ -43,6 +44,7 @@ const chat = new Chat({
 const reminders = new Reminders({
   scheduleInfo: byId('schedule-info'), warning: byId('reminder-warning'), bell: byId('notify-toggle'),
 });
+const pushBell = new PushBell({ button: byId('push-toggle') });
 const reminderPanel = new ReminderPanel({
   dialog: byId('reminders-panel'), openButton: byId('reminders-open'), closeButton: byId('reminders-close'),
   newButton: byId('reminder-new'), status: byId('reminders-status'), list: byId('reminder-list'),
@@ -133,6 +135,7 @@ async function start() {
   markReady(true);
   if (login.shown) return;
   chatReady = true;
+  pushBell.load();
   reminders.refreshSchedule();
   reminderPanel.load();
   poller.start();
