@@ -20,6 +20,7 @@ import requests
 
 from push_outbox import FINISHED_KEPT, PushOutbox
 from scheduler import leader_pid
+from tests.support.push_service import PushService
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
 from tests.test_reminders import ZONE, create, gunicorn, local, reminder_messages
@@ -226,3 +227,32 @@ def test_the_outbox_keeps_a_bounded_record_of_finished_pushes(tmp_path):
     pushes = outbox.read()["pushes"]
     assert len(pushes) == FINISHED_KEPT + 1 and pushes["2@0#1"]["status"] == "pending"
     assert pushes["3@0#1"]["status"] == "sent" and "1@0#1" not in pushes
+
+
+def test_a_reminder_reaches_a_subscribed_browser_once_through_its_push_service(upstream, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    contact = "mailto:reminders@example.com"
+    push_service = PushService(contact=contact).start()
+    try:
+        with gunicorn(upstream, tmp_path, workers=2, PUSH_CONTACT=contact) as server:
+            wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
+            push_service.vapid_key = requests.get(server.base_url + "/api/push/key", timeout=10).json()["public_key"]
+            phone = push_service.subscriber()
+            body = {"subscription": phone.subscription(), "name": "Chrome · Android"}
+            channel = requests.post(server.base_url + "/api/push/subscriptions", json=body, timeout=10).json()[
+                "channel"
+            ]
+            assert [
+                c["id"] for c in requests.get(server.base_url + "/api/channels", timeout=10).json()["channels"]
+            ] == [channel["id"]]
+            at = datetime.now(ZONE).replace(microsecond=0) + timedelta(seconds=4)
+            create(server, text="收衣服", at=local(at), mode="plain")
+            wait_until(lambda: push_service.delivered_to(phone), 30, message="the push")
+            time.sleep(1.5)  # a second would arrive now
+            outcome = runs_of(server.base_url, "1")[0]["channels"][channel["id"]]
+    finally:
+        push_service.stop()
+    assert push_service.refusals == []
+    [payload] = push_service.delivered_to(phone)
+    assert (payload["title"], payload["body"], payload["tag"]) == ("⏰ 收衣服", "收衣服", f"1@{at.isoformat()}")
+    assert outcome["status"] == "sent" and outcome["answer"] == "HTTP 201 Created"
