@@ -664,4 +664,4 @@ def test_desktop_light_screenshot_and_page_weight(serve, upstream, open_page):
     assert "/static/vendor/marked/marked.umd.js" in sizes and "/static/js/main.js" in sizes
     app_modules = {f"/static/js/{module.name}" for module in (ROOT / "static" / "js").glob("*.js")}
     assert app_modules <= sizes.keys(), f"modules the page never loaded: {sorted(app_modules - sizes.keys())}"
-    assert total < 120_000, report
+    assert total < 130_000, report  # 120 kB before the push channels panel (issue 13) added ~6.5 kB
