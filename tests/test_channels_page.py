@@ -340,6 +340,7 @@ def seed_channels(api, receiver: Receiver) -> None:
     add_channel(api, "工作群（企业微信）" + "很长的名字" * 6, "wecombot://ABCDEFGHIJKLMN")
     add_channel(api, "钉钉", "dingtalk://ABCDEFGHIJKLMNOP/")
     add_channel(api, "Webhook", receiver.url("hook/" + "x" * 90))
+    add_channel(api, "Gateway", "json://notifications-gateway-for-the-whole-team.internal.example.com/hook")
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
@@ -382,6 +383,17 @@ def test_the_panel_speaks_the_browsers_language_and_never_scrolls_sideways_at_ph
     screenshot(page, f"channels-panel-phone-{locale}")
     assert SECRET not in page.content()
 
+    page.keyboard.press("Escape")
+    page.click("#reminders-open")
+    page.click("#reminder-new")
+    page.locator("#reminder-send-to input[value=chosen]").check()
+    expect(page.locator("#reminder-channels input")).to_have_count(6)
+    page.locator("#reminder-send-to").scroll_into_view_if_needed()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    body = page.locator("#reminders-panel .drawer-body")
+    assert body.evaluate("b => b.scrollWidth <= b.clientWidth"), "the reminder form never scrolls sideways"
+    screenshot(page, f"reminder-form-channels-phone-{locale}")
+
 
 def brightness(css_color: str) -> float:
     """0 (black) … 255 (white), weighted as the eye sees (Rec. 709 luma)."""
@@ -394,7 +406,7 @@ def test_the_panel_follows_dark_mode(serve, upstream, open_page, receiver):
     seed_channels(api, receiver)
     page = open_page(api.base_url, color_scheme="dark")
     panel = open_channels(page)
-    expect(page.locator(".channel-item")).to_have_count(5)
+    expect(page.locator(".channel-item")).to_have_count(6)
     assert brightness(panel.evaluate("e => getComputedStyle(e).backgroundColor")) < 60
     assert brightness(page.locator(".channel-name").first.evaluate("e => getComputedStyle(e).color")) > 150
     screenshot(page, "channels-panel-dark-zh-CN")
