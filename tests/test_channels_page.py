@@ -373,6 +373,7 @@ def test_the_panel_speaks_the_browsers_language_and_never_scrolls_sideways_at_ph
     page.fill("#channel-url", "bark://")
     page.click("#channel-save")
     expect(page.locator("#channel-url-error")).to_be_visible()
+    screenshot(page, f"channels-form-refused-phone-{locale}")
     channel_item(page, "Webhook").get_by_role("button", name="Test" if english else "测试").click()
     expect(channel_item(page, "Webhook").locator(".channel-answer")).to_contain_text(
         "✓ Delivered" if english else "✓ 已送达"
