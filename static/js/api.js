@@ -124,6 +124,21 @@ export const markReminderDone = (id, messageId) => requestJson(
   `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: { message_id: messageId } },
 );
 
+/** Every push channel (NOTIFY_URLS ones first, browsers last), each URL masked by the server. */
+export const listChannels = () => requestJson('/api/channels');
+
+/** Add a channel `{name, url}`; a URL Apprise cannot use is ApiError 400 `invalid_channel_url` with a sentence. */
+export const createChannel = fields => requestJson('/api/channels', { method: 'POST', body: fields });
+
+/** Rename a channel or replace its URL (`{name?, url?}`). */
+export const changeChannel = (id, changes) =>
+  requestJson(`/api/channels/${encodeURIComponent(id)}`, { method: 'PATCH', body: changes });
+
+export const deleteChannel = id => requestJson(`/api/channels/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+/** Send a test message to a channel now: `{delivered, answer}` (what the service said). */
+export const testChannel = id => requestJson(`/api/channels/${encodeURIComponent(id)}/test`, { method: 'POST' });
+
 /** Any call of this API by method and path (an Undo request built elsewhere). */
 export const callApi = ({ method, path, body }) => requestJson(path, { method, body });
 

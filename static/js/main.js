@@ -1,6 +1,7 @@
 /** Wiring: the only file that looks up the page's elements; hands them to the modules and runs the first load. */
 
 import { authEvents, clearHistory, getHealth } from './api.js';
+import { ChannelPanel } from './channel_panel.js';
 import { Chat } from './chat.js';
 import { Composer } from './composer.js';
 import { MessageHistory } from './history.js';
@@ -53,9 +54,17 @@ const reminderPanel = new ReminderPanel({
   atRow: byId('reminder-at-row'), cronRow: byId('reminder-cron-row'), presets: byId('reminder-presets'),
   preview: byId('reminder-preview'), previewList: byId('reminder-preview-list'),
   save: byId('reminder-save'), cancel: byId('reminder-cancel'),
+  sendTo: byId('reminder-send-to'), channels: byId('reminder-channels'),
 }, {
   onChange: () => reminderThread.refresh(),
   onSent: () => poller.soon(0),
+});
+new ChannelPanel({
+  dialog: byId('channels-panel'), openButton: byId('channels-open'), closeButton: byId('channels-close'),
+  newButton: byId('channel-new'), status: byId('channels-status'), list: byId('channel-list'),
+  form: byId('channel-form'), formTitle: byId('channel-form-title'), formError: byId('channel-form-error'),
+  name: byId('channel-name'), url: byId('channel-url'), nameError: byId('channel-name-error'),
+  urlError: byId('channel-url-error'), save: byId('channel-save'), cancel: byId('channel-cancel'),
 });
 const reminderThread = new ReminderThread({
   thread, list: byId('message-list'), onChange: () => reminderPanel.load(),

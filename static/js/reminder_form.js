@@ -1,7 +1,8 @@
-/** The create/edit form of the reminders panel: text, one-off or recurring schedule (with presets), mode, and the
-next three times previewed while the schedule is typed. */
+/** The create/edit form of the reminders panel: text, one-off or recurring schedule (with presets), mode, the push
+channels it goes to, and the next three times previewed while the schedule is typed. */
 
-import { changeReminder, createReminder, previewSchedule } from './api.js';
+import { changeReminder, createReminder, listChannels, previewSchedule } from './api.js';
+import { serviceLabel } from './channel_views.js';
 import { LANG, apiErrorText, t } from './i18n.js';
 import { make } from './render.js';
 import { CRON_PRESETS, debounce, formatRun, reminderFields } from './schedule.js';
@@ -31,6 +32,8 @@ export class ReminderForm {
   #previewCall = 0;  // numbers the preview requests: only the newest one's answer is shown
   #previewAbort = null;
   #schedulePreview = debounce(() => this.#preview(), PREVIEW_DELAY_MS);
+  #channelsShown = false;  // the "Send to" field is filled: only then does a save send `channels`
+  #channelsCall = 0;
 
   /** `el`: the form and its fields (see index.html); `onSaved()`: a reminder was created or changed. */
   constructor(el, { onSaved = () => {} } = {}) {
@@ -39,11 +42,14 @@ export class ReminderForm {
     el.cancel.addEventListener('click', () => this.close());
     el.form.addEventListener('submit', event => { event.preventDefault(); this.#save(); });
     el.form.addEventListener('input', event => {
-      if (event.target.name !== 'text' && event.target.name !== 'mode') this.#schedulePreview();
+      if (['kind', 'at', 'cron'].includes(event.target.name)) this.#schedulePreview();
       event.target.removeAttribute('aria-invalid');
       el.formError.hidden = true;  // the user is fixing it
     });
-    el.form.addEventListener('change', event => { if (event.target.name === 'kind') this.#showKind(); });
+    el.form.addEventListener('change', event => {
+      if (event.target.name === 'kind') this.#showKind();
+      if (event.target.name === 'send-to') el.channels.hidden = event.target.value !== 'chosen';
+    });
     for (const preset of CRON_PRESETS) {
       const button = make('button', 'chip', t(preset.key));
       button.type = 'button';
@@ -73,7 +79,47 @@ export class ReminderForm {
     el.at.value = reminder?.at ? reminder.at.slice(0, 16) : localInputValue(new Date(Date.now() + 3_600_000));
     el.form.hidden = false;
     this.#showKind();
+    this.#showChannels(reminder);
     el.text.focus();
+  }
+
+  /** Fill "Send to" with the channels there are, ticking the reminder's; hidden while there is none to choose. */
+  async #showChannels(reminder) {
+    const el = this.#el;
+    const call = ++this.#channelsCall;
+    this.#channelsShown = false;
+    el.sendTo.hidden = true;
+    let channels;
+    try {
+      ({ channels } = await listChannels());
+    } catch {
+      return;  // the field stays hidden and a save leaves the reminder's channels as they are
+    }
+    if (call !== this.#channelsCall || el.form.hidden) return;
+    const chosen = reminder?.channels ?? null;
+    el.channels.replaceChildren(...channels.map(channel => {
+      const box = make('input');
+      box.type = 'checkbox';
+      box.name = 'channel';
+      box.value = channel.id;
+      box.checked = chosen?.includes(channel.id) ?? false;
+      const label = make('label', 'chip channel-choice');
+      label.title = serviceLabel(channel, t);
+      label.append(box, ` ${channel.name}`);
+      return label;
+    }));
+    el.form.elements['send-to'].value = chosen === null ? 'all' : 'chosen';
+    el.channels.hidden = chosen === null;
+    el.sendTo.hidden = !channels.length;
+    this.#channelsShown = channels.length > 0;
+  }
+
+  /** The `channels` to save: null for every channel, else the ids ticked; undefined when the field is not shown. */
+  #chosenChannels() {
+    const el = this.#el;
+    if (!this.#channelsShown) return undefined;
+    if (el.form.elements['send-to'].value !== 'chosen') return null;
+    return [...el.channels.querySelectorAll('input:checked')].map(box => box.value);
   }
 
   close() {
@@ -81,6 +127,7 @@ export class ReminderForm {
     this.#previewAbort?.abort();
     this.#el.form.hidden = true;
     this.#editing = null;
+    this.#channelsCall++;
   }
 
   #showKind() {
@@ -138,12 +185,14 @@ export class ReminderForm {
   async #save() {
     const el = this.#el;
     const fields = this.#fields();
+    const channels = this.#chosenChannels();
+    if (channels !== undefined) fields.channels = channels;
     const editing = this.#editing;
     el.save.disabled = true;
     el.formError.hidden = true;
     try {
       if (editing) {
-        const changes = { text: fields.text, mode: fields.mode };
+        const changes = { text: fields.text, mode: fields.mode, channels: fields.channels };
         if (fields.cron !== undefined && fields.cron !== editing.cron) changes.cron = fields.cron;
         if (fields.at !== undefined && fields.at !== editing.at) changes.at = fields.at;
         await changeReminder(editing.id, changes);

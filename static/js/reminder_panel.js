@@ -4,6 +4,7 @@
  */
 
 import { changeReminder, deleteReminder, listReminders, runReminder } from './api.js';
+import { pushOutcome } from './channel_views.js';
 import { LANG, apiErrorText, t } from './i18n.js';
 import { make } from './render.js';
 import { ReminderForm } from './reminder_form.js';
@@ -84,10 +85,11 @@ export class ReminderPanel {
   #item(reminder) {
     const readOnly = reminder.source === 'env';
     const warning = lastRunWarning(reminder, t, LANG);
+    const pushed = pushOutcome(reminder.last_run, t);
     const item = make('li', 'reminder-item');
     item.dataset.id = reminder.id;
     item.classList.toggle('paused', !reminder.enabled);
-    item.classList.toggle('failed', Boolean(warning));
+    item.classList.toggle('failed', Boolean(warning) || pushed.warnings.length > 0);
 
     const head = make('div', 'reminder-head');
     const text = make('p', 'reminder-text', reminder.text);
@@ -117,6 +119,8 @@ export class ReminderPanel {
       const last = reminder.last_run;
       item.append(make('p', 'reminder-last', t('lastRunOk', { time: formatRun(last.time, LANG) })));
     }
+    for (const line of pushed.warnings) item.append(make('p', 'reminder-warning push-warning', line));
+    if (pushed.sent && !pushed.warnings.length) item.append(make('p', 'reminder-last push-sent', t('pushSent', { count: pushed.sent })));
 
     const buttons = make('div', 'reminder-buttons');
     if (!readOnly && !reminder.done) {
