@@ -483,7 +483,7 @@ def change_channel(path: ChannelPath, body: ChannelChange) -> Any:
 )
 def delete_channel(path: ChannelPath) -> Any:
     """Delete a channel; pushes still queued for it are recorded as failed."""
-    _channels().store.delete(path.channel_id)
+    _channels().delete(path.channel_id)
     return {"success": True}
 
 

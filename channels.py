@@ -16,6 +16,7 @@ that never touches a channel should not pay.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from config import Settings
 from errors import BadRequest, Conflict, NotFound, StorageError
@@ -71,38 +72,54 @@ def notifier(url: str) -> Any:
     plugin = _apprise().Apprise.instantiate(url.strip(), suppress_exceptions=True)
     if not plugin:
         scheme = url.split("://", 1)[0]
+        named = f"scheme {scheme!r}" if SCHEME.fullmatch(scheme) else "an unknown scheme"  # never a password
         raise BadRequest(
-            f'"url" is not a channel Apprise can send to (scheme {scheme!r}, or its tokens are missing or malformed); '
+            f'"url" is not a channel Apprise can send to ({named}, or its tokens are missing or malformed); '
             "see https://github.com/caronc/apprise/wiki for each service's form.",
             code="invalid_channel_url",
         )
     return plugin
 
 
+SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}")
+# Services whose "host" is the token itself: never shown, whatever it looks like.
+TOKEN_HOSTS = frozenset({"dingtalk", "feishu", "lark", "pushplus", "schan", "wecombot", "tgram", "wxpusher"})
+
+
 def masked(url: str) -> str:
     """`url` as anyone may see it: scheme and host, the host hidden when it is a token (as for wecombot://KEY)."""
     scheme, _, rest = url.partition("://")
+    if not SCHEME.fullmatch(scheme):
+        return HIDDEN
     try:
         parts = urlsplit(f"{scheme}://{rest}")
         host, port = parts.hostname or "", parts.port
     except ValueError:
         host, port = "", None
-    if not _looks_like_a_host(host):
+    if scheme in TOKEN_HOSTS or not _looks_like_a_host(host):
         return f"{scheme}://{HIDDEN}"
     return f"{scheme}://{host}{f':{port}' if port else ''}/{HIDDEN}" if parts.path.strip("/") else f"{scheme}://{host}"
 
 
 def _looks_like_a_host(host: str) -> bool:
-    """A name with a dot (api.day.app), an IP address or localhost; anything else may well be a token."""
-    if host in ("localhost",) or re.fullmatch(r"[\d.]+|\[?[0-9a-f:]+\]?", host):
-        return bool(host)
-    return "." in host and all(re.fullmatch(r"[a-z0-9-]{1,63}", label) for label in host.split("."))
+    """An IP address, localhost or a dotted name ending in a word (api.day.app); anything else may be a token."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    labels = host.split(".")
+    return host == "localhost" or (
+        len(labels) > 1
+        and all(re.fullmatch(r"[a-z0-9-]{1,63}", label) for label in labels)
+        and re.fullmatch(r"[a-z][a-z-]*", labels[-1]) is not None
+    )
 
 
 def scrub(text: str, url: str) -> str:
     """`text` without any part of `url` that may be a secret (tokens, user, password, path, query values)."""
     shown = masked(url)
-    for part in sorted(set(re.split(r"[/:@?&=#,]+", url.split("://", 1)[-1])), key=len, reverse=True):
+    parts = set(re.split(r"[/:@?&=#,]+", url.split("://", 1)[-1]))
+    parts |= {unquote(part) for part in parts}  # a service may answer with the decoded form
+    for part in sorted(parts, key=len, reverse=True):
         if len(part) >= 4 and part not in shown:
             text = text.replace(part, HIDDEN)
     return text
@@ -268,6 +285,14 @@ class Channels:
         if found is None:
             raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
         return found
+
+    def delete(self, channel_id: str) -> None:
+        """Delete an added channel, or forget a browser's subscription (a lost phone)."""
+        if channel_id.startswith("push-") and self.webpush is not None:
+            if not self.webpush.remove(channel_id):
+                raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
+            return
+        self.store.delete(channel_id)
 
     def check_ids(self, ids: list[str] | None) -> None:
         """400 `unknown_channel` when a reminder names a channel that does not exist."""

@@ -75,6 +75,8 @@ def _access_token(value: str) -> str:
 def _seconds_list(value: str) -> str:
     """`value` normalised if it is comma-separated positive numbers of seconds; ValueError otherwise."""
     numbers = [float(item) for item in value.split(",")]
+    if numbers == [0]:
+        return "0"  # one try only
     if not all(0 < number <= 86400 for number in numbers) or len(numbers) > 10:
         raise ValueError(value)
     return ",".join(_number_text(number) for number in numbers)
@@ -197,7 +199,7 @@ class Settings:
         "30,120,600",
         env="PUSH_RETRY_SECONDS",
         parse=_seconds_list,
-        form="seconds between the tries of a failed push, comma separated, e.g. 30,120,600 (nothing: one try only)",
+        form="seconds between the tries of a failed push, comma separated, e.g. 30,120,600, or 0 for one try only",
         help="Seconds between the tries of a push a channel refused; one more try per number.",
     )
     push_timeout: float = setting(10.0, env="PUSH_TIMEOUT", help="Seconds one push to one channel may take.")
@@ -287,11 +289,12 @@ class Settings:
 
     @property
     def notify_url_list(self) -> tuple[str, ...]:
-        return tuple(url for url in re.split(r"[\s,]+", self.notify_urls) if url)
+        # A comma separates URLs only before the next scheme: one inside a URL (?to=a,b, a password) stays.
+        return tuple(url for url in re.split(r"\s+|,(?=\s*[a-z][a-z0-9+.-]*://)", self.notify_urls) if url)
 
     @property
     def push_retries(self) -> tuple[float, ...]:
-        return tuple(float(item) for item in self.push_retry_seconds.split(",") if item)
+        return tuple(float(item) for item in self.push_retry_seconds.split(",") if float(item) > 0)
 
     def cron_trigger(self) -> WallClockTrigger:
         """The reminder schedule as an APScheduler trigger on the configured zone's wall clock, weekdays numbered

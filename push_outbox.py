@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,13 @@ class PushOutbox:
             data = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return {"version": 1, "pushes": {}}
-        except (OSError, ValueError) as error:
+        except ValueError as error:  # not worth stopping reminders for: set it aside, start a new one
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            log.error("The push outbox %s cannot be read (%s); moved to %s", self.path.name, error, aside.name)
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            return {"version": 1, "pushes": {}}
+        except OSError as error:
             raise StorageError(f"The push outbox {self.path.name} cannot be read: {error}.") from None
         return data
 
@@ -174,6 +181,7 @@ class Pusher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._in_flight: set[str] = set()
+        self._busy_channels: set[str] = set()  # one send at a time per channel: a slow one holds up only itself
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -214,9 +222,10 @@ class Pusher:
         channels = self.channels()
         for key, entry in ready:
             with self._lock:
-                if key in self._in_flight:
+                if key in self._in_flight or entry["channel"] in self._busy_channels:
                     continue
                 self._in_flight.add(key)
+                self._busy_channels.add(entry["channel"])
             assert self._pool is not None
             self._pool.submit(self._send_one, key, entry, channels.get(entry["channel"]))
         if soonest is None:
@@ -225,6 +234,12 @@ class Pusher:
 
     def _send_one(self, key: str, entry: dict[str, Any], channel: dict[str, Any] | None) -> None:
         try:
+            # `entry` was read before this key was reserved: a send finishing meanwhile may have recorded it.
+            current = self.outbox.read()["pushes"].get(key)
+            if current is None or current["status"] not in PENDING:
+                return
+            if datetime.fromisoformat(current["next_try"]) > datetime.now(UTC):
+                return
             if channel is None:  # deleted since, or a browser that unsubscribed: nothing left to send to
                 self.outbox.record(key, False, "The channel no longer exists.", retry=False)
                 return
@@ -241,4 +256,5 @@ class Pusher:
         finally:
             with self._lock:
                 self._in_flight.discard(key)
+                self._busy_channels.discard(entry["channel"])
             self._wake.set()  # a retry may now be due sooner than the pusher planned

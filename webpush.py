@@ -241,11 +241,16 @@ class WebPush:
             self._write(data)
         return True
 
-    def _remove(self, subscription_id: str) -> None:
+    def remove(self, subscription_id: str) -> bool:
+        """Forget subscription `subscription_id` (a lost phone, from the channels panel); whether there was one."""
         with self._locked():
             data = self._read()
-            data["subscriptions"] = [r for r in data["subscriptions"] if r["id"] != subscription_id]
+            kept = [r for r in data["subscriptions"] if r["id"] != subscription_id]
+            if len(kept) == len(data["subscriptions"]):
+                return False
+            data["subscriptions"] = kept
             self._write(data)
+        return True
 
     # ---- sending ----
 
@@ -269,7 +274,7 @@ class WebPush:
         answer = f"HTTP {status} {_reason(status)}".rstrip()
         if status in GONE:
             try:
-                self._remove(subscription_id)
+                self.remove(subscription_id)
             except StorageError as error:
                 return False, f"{answer}: subscription expired; removing it failed: {error.message}"
             log.info("Push subscription %s (%s) answered %s: removed", subscription_id, host, status)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
+from channels import Channels, masked, scrub
 from push_outbox import FINISHED_KEPT, PushOutbox
 from scheduler import leader_pid
 from tests.support.push_service import PushService
@@ -256,3 +257,91 @@ def test_a_reminder_reaches_a_subscribed_browser_once_through_its_push_service(u
     [payload] = push_service.delivered_to(phone)
     assert (payload["title"], payload["body"], payload["tag"]) == ("⏰ 收衣服", "收衣服", f"1@{at.isoformat()}")
     assert outcome["status"] == "sent" and outcome["answer"] == "HTTP 201 Created"
+
+
+# ---- from review: masking, parallel sends, damaged files ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"dingtalk://{'a1' * 32}/", "dingtalk://•••"),  # a hex token looks like an IPv6 address to a regex
+        (f"pushplus://{'0f' * 16}", "pushplus://•••"),
+        ("json://1234567890/hook", "json://•••"),  # digits only: a token, not an address
+        ("json://[::1]:8080/hook", "json://::1:8080/•••"),
+        ("ntfys://ntfy.sh/topic", "ntfys://ntfy.sh/•••"),
+        ("mailto:hunter22x@host?a=://x", "•••"),  # not a scheme: nothing of it is shown
+    ],
+)
+def test_masked_urls_show_scheme_and_host_only(url, shown):
+    assert masked(url) == shown
+
+
+def test_a_comma_inside_a_notify_url_stays_in_it(make_settings):
+    settings = make_settings(NOTIFY_URLS="mailtos://me:pa,ss99word@smtp.qq.com?to=a@x.com,b@x.com, json://h/x")
+    assert settings.notify_url_list == ("mailtos://me:pa,ss99word@smtp.qq.com?to=a@x.com,b@x.com", "json://h/x")
+
+
+def test_a_service_answer_loses_the_secret_even_decoded():
+    assert "secret" not in scrub("Sent to topic 'my-secret-topic'.", "ntfy://127.0.0.1/my%2Dsecret%2Dtopic")
+
+
+def test_many_pushes_in_parallel_are_each_sent_once(make_settings, receiver):
+    settings = make_settings(PUSH_RETRY_SECONDS="1")
+    channels = Channels(settings, poke=lambda: None)
+    for number in range(8):
+        channels.store.create(f"c{number}", receiver.url("json", f"/c{number}"), datetime.now(ZONE))
+    receiver.script(*[{"delay": number % 7 * 0.01} for number in range(400)])  # sends finish out of order
+    channels.pusher.start()
+    try:
+        for number in range(40):
+            reminder = {"id": str(number), "text": "喝水", "channels": None}
+            channels.enqueue(f"{number}@t", reminder, {"id": number, "content": f"第{number}次"})
+            time.sleep(0.01)
+        wait_until(lambda: len(receiver.requests) >= 320, 60, message="320 pushes")
+        time.sleep(1)  # a 321st would arrive now
+    finally:
+        channels.pusher.stop()
+    sent = Counter((a["path"], a["body"]["message"]) for a in receiver.arrivals())
+    assert len(sent) == 320 and set(sent.values()) == {1}, {k: n for k, n in sent.items() if n > 1}
+
+
+def test_a_slow_channel_does_not_hold_up_the_others(make_settings):
+    slow, fast = Receiver(), Receiver()
+    slow.script(*[{"delay": 8}] * 16)
+    channels = Channels(make_settings(PUSH_TIMEOUT="20"), poke=lambda: None)
+    channels.store.create("慢", slow.url("json", "/slow"), datetime.now(ZONE))
+    channels.store.create("快", fast.url("json", "/fast"), datetime.now(ZONE))
+    channels.pusher.start()
+    try:
+        for number in range(16):
+            reminder = {"id": str(number), "text": "喝水", "channels": None}
+            channels.enqueue(f"{number}@t", reminder, {"id": number, "content": f"第{number}次"})
+        wait_until(lambda: len(fast.arrivals()) == 16, 6, message="all 16 on the fast channel")
+        assert slow.arrivals() == [], "the slow channel's first push is still hanging"
+    finally:
+        channels.pusher.stop()
+        slow.close()
+        fast.close()
+
+
+def test_a_damaged_outbox_is_set_aside_and_reminders_are_still_listed(api):
+    (api.settings.data_dir / "push_outbox.json").write_text("{not json")
+    assert api.get("/api/reminders").status_code == 200
+    assert [p.name.split(".corrupt-")[0] for p in api.settings.data_dir.glob("*.corrupt-*")] == ["push_outbox.json"]
+
+
+def test_push_retry_seconds_0_means_one_try(make_settings):
+    assert make_settings(PUSH_RETRY_SECONDS="0").push_retries == ()
+
+
+def test_a_browser_subscription_is_removed_from_the_channels_panel(api):
+    phone = PushService(contact=api.settings.push_contact).start()
+    try:
+        body = {"subscription": phone.subscriber().subscription(), "name": "丢了的手机"}
+        channel = api.post("/api/push/subscriptions", json=body).json()["channel"]
+    finally:
+        phone.stop()
+    assert api.delete(f"/api/channels/{channel['id']}").status_code == 200
+    assert api.get("/api/channels").json()["channels"] == []
+    assert api.delete(f"/api/channels/{channel['id']}").status_code == 404
