@@ -267,6 +267,7 @@ def test_a_reminder_reaches_a_subscribed_browser_once_through_its_push_service(u
     [
         (f"dingtalk://{'a1' * 32}/", "dingtalk://•••"),  # a hex token looks like an IPv6 address to a regex
         (f"pushplus://{'0f' * 16}", "pushplus://•••"),
+        ("wecombot://key.looks.like-a.host", "wecombot://•••"),  # its host is its key, whatever it looks like
         ("json://1234567890/hook", "json://•••"),  # digits only: a token, not an address
         ("json://[::1]:8080/hook", "json://::1:8080/•••"),
         ("ntfys://ntfy.sh/topic", "ntfys://ntfy.sh/•••"),
