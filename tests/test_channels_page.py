@@ -21,14 +21,11 @@ from playwright.sync_api import Locator, Page, expect
 from scheduler import leader_pid
 from tests.support.browser import PHONE, screenshot
 from tests.support.client import app_env
+from tests.support.push_service import PushService
 from tests.support.servers import Gunicorn
 from tests.support.waiting import wait_until
 
-pytestmark = [
-    pytest.mark.browser,
-    # Apprise's email plugin imports imghdr (deprecated in 3.11) when a URL is first checked in this process.
-    pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning"),
-]
+pytestmark = [pytest.mark.browser]  # (Apprise's imghdr warning is ignored in pyproject.toml)
 ZONE = ZoneInfo("Asia/Shanghai")  # app_env's TIMEZONE
 IN_SHANGHAI = {"timezone_id": "Asia/Shanghai"}
 SECRET = "SECRETTOKEN123"
@@ -215,6 +212,25 @@ def test_notify_urls_channels_are_listed_read_only(serve, upstream, open_page, r
     expect(row.locator(".channel-answer")).to_contain_text("✓ 已送达")
     assert [path for path, _ in receiver.posts] == ["/env-hook"]
     assert "env-hook" not in page.content()
+
+
+def test_a_browser_subscription_is_listed_and_can_be_deleted_but_not_renamed(serve, upstream, open_page):
+    api = serve()
+    push_service = PushService(contact=api.settings.push_contact).start()
+    try:
+        body = {"subscription": push_service.subscriber().subscription(), "name": "丢了的手机"}
+        assert api.post("/api/push/subscriptions", json=body).status_code == 201
+    finally:
+        push_service.stop()
+    page = open_page(api.base_url)
+    open_channels(page)
+    row = page.locator(".channel-item[data-id='push-1']")
+    expect(row.locator(".channel-name")).to_have_text("丢了的手机")
+    expect(row.get_by_role("button", name="修改")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="删除").click()
+    expect(row).to_have_count(0)
+    assert api.get("/api/channels").json()["channels"] == []
 
 
 # ---- the reminder form's "Send to" ---------------------------------------------------------------

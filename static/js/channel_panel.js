@@ -8,7 +8,7 @@
 import { changeChannel, createChannel, deleteChannel, listChannels, testChannel } from './api.js';
 import { apiErrorText, t } from './i18n.js';
 import { make } from './render.js';
-import { isEditable, serviceLabel } from './channel_views.js';
+import { isDeletable, isEditable, serviceLabel } from './channel_views.js';
 
 // Which field an error code is about: its sentence shows under that field.
 const FIELD_OF_CODE = {
@@ -88,8 +88,8 @@ export class ChannelPanel {
 
     const buttons = make('div', 'reminder-buttons');
     buttons.append(this.#button(t('testChannel'), 'test', button => this.#test(channel, button)));
-    if (isEditable(channel)) {
-      buttons.append(this.#button(t('rename'), 'edit', () => this.#openForm(channel)));
+    if (isEditable(channel)) buttons.append(this.#button(t('rename'), 'edit', () => this.#openForm(channel)));
+    if (isDeletable(channel)) {
       buttons.append(this.#button(t('delete'), 'delete', async () => {
         if (!window.confirm(t('confirmDeleteChannel', { name: channel.name }))) return;
         await deleteChannel(channel.id);

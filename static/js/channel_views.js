@@ -30,6 +30,11 @@ export function isEditable(channel) {
   return channel?.source === 'user' && channel?.kind !== 'webpush';
 }
 
+/** Whether the page may delete the channel: added here, or a browser's subscription (a lost phone); not NOTIFY_URLS. */
+export function isDeletable(channel) {
+  return channel?.source === 'user' || channel?.source === 'browser';
+}
+
 /**
  * What a run's pushes say: `warnings`, one sentence per channel that failed or is being retried (its name and
  * the service's answer), and `sent`, how many channels got it. A run pushed nowhere says nothing.

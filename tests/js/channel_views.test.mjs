@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { isEditable, pushOutcome, serviceLabel } from '../../static/js/channel_views.js';
+import { isDeletable, isEditable, pushOutcome, serviceLabel } from '../../static/js/channel_views.js';
 import { createTranslator } from '../../static/js/i18n.js';
 
 const zh = createTranslator('zh-CN').t;
@@ -55,5 +55,13 @@ describe('pushOutcome', () => {
       { warnings: [], sent: 1 });
     assert.deepEqual(pushOutcome({ status: 'ok' }, en), { warnings: [], sent: 0 });
     assert.deepEqual(pushOutcome(null, en), { warnings: [], sent: 0 });
+  });
+});
+
+describe('isDeletable', () => {
+  it('lets added channels and browser subscriptions go, never NOTIFY_URLS', () => {
+    assert.equal(isDeletable({ source: 'user', kind: 'apprise' }), true);
+    assert.equal(isDeletable({ source: 'browser', kind: 'webpush' }), true);
+    assert.equal(isDeletable({ source: 'env', kind: 'apprise' }), false);
   });
 });
