@@ -259,10 +259,10 @@ def list_reminders() -> Any:
     """Every reminder with its next three fire times and last outcome; the read-only .env one first."""
     now = _now()
     listed = [describe(reminder, now) for reminder in _reminders().store.all()]
-    outbox = _channels().outbox.read()["pushes"].values()
+    pushed = _channels().outbox.outcomes()
     for reminder in listed:
         if reminder["last_run"]:
-            reminder["last_run"] = _with_outcomes(reminder["id"], reminder["last_run"], outbox)
+            reminder["last_run"] = _with_outcomes(reminder["id"], reminder["last_run"], pushed)
     return {"success": True, "reminders": [_reminders().as_reminder(), *listed]}
 
 
@@ -336,20 +336,15 @@ def reminder_runs(path: ReminderPath) -> Any:
     if path.reminder_id == "env":
         last = _reminders().as_reminder()["last_run"]
         return {"success": True, "runs": [last] if last else []}
-    outbox = _channels().outbox.read()["pushes"].values()
+    pushed = _channels().outbox.outcomes()
     runs = _reminders().store.runs(path.reminder_id)
-    return {"success": True, "runs": [_with_outcomes(path.reminder_id, run, outbox) for run in runs]}
+    return {"success": True, "runs": [_with_outcomes(path.reminder_id, run, pushed) for run in runs]}
 
 
-def _with_outcomes(reminder_id: str, run: dict[str, Any], outbox: Any) -> dict[str, Any]:
+def _with_outcomes(reminder_id: str, run: dict[str, Any], pushed: dict[str, Any]) -> dict[str, Any]:
     """`run` with how its message was pushed to each channel, if it was."""
-    occurrence = f"{reminder_id}@{run.get('scheduled_for')}"
-    pushed = {p["channel"]: _outcome(p) for p in outbox if p["occurrence"] == occurrence}
-    return {**run, "channels": pushed} if pushed else run
-
-
-def _outcome(push: dict[str, Any]) -> dict[str, Any]:
-    return {key: push[key] for key in ("channel_name", "status", "attempts", "answer", "updated_at")}
+    outcomes = pushed.get(f"{reminder_id}@{run.get('scheduled_for')}")
+    return {**run, "channels": outcomes} if outcomes else run
 
 
 @api.get(

@@ -45,6 +45,7 @@ class PushOutbox:
         self.lock_path = data_dir / "push_outbox.json.lock"
         self.retry_seconds = retry_seconds
         self.poke = poke  # wakes the leader's pusher from another process
+        self._outcomes: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # by the file's stat
 
     def read(self) -> dict[str, Any]:
         try:
@@ -139,13 +140,22 @@ class PushOutbox:
             _prune(data["pushes"])
             return dict(entry)
 
-    def outcomes(self, occurrence: str) -> dict[str, dict[str, Any]]:
-        """Each channel's outcome for `occurrence`, by channel id."""
-        return {
-            entry["channel"]: {k: entry[k] for k in ("channel_name", "status", "attempts", "answer", "updated_at")}
-            for entry in self.read()["pushes"].values()
-            if entry["occurrence"] == occurrence
-        }
+    def outcomes(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each occurrence's pushes: occurrence → channel id → its outcome. Worked out again only when the file
+        changed: every reminders listing asks. Callers must not change what it returns."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        stat_key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if self._outcomes is not None and self._outcomes[0] == stat_key:
+            return self._outcomes[1]
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for entry in self.read()["pushes"].values():
+            outcome = {key: entry[key] for key in ("channel_name", "status", "attempts", "answer", "updated_at")}
+            found.setdefault(entry["occurrence"], {})[entry["channel"]] = outcome
+        self._outcomes = (stat_key, found)
+        return found
 
 
 def _prune(pushes: dict[str, dict[str, Any]]) -> None:

@@ -212,7 +212,7 @@ class Reminders:
     def _push(self, outcome: Message | AppError, occurrence: str) -> Message | AppError:
         """Queue a stored message for every channel (the .env reminder names none, so all)."""
         if self.channels is not None and not isinstance(outcome, AppError):
-            reminder = {"id": "env", "text": self.settings.scheduled_message_prompt, "channels": None}
+            reminder = {"id": "env", "text": "提醒 · Reminder", "channels": None}  # its prompt makes no title
             self.channels.enqueue(occurrence, reminder, outcome)
         return outcome
 

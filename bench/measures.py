@@ -480,6 +480,7 @@ def measure_reminders(count: int, work: Path) -> list[Row]:
     for history_file in files.values():
         build_history(history_file, 100)
     build_reminders(files["many"].parent / "reminders.json", count)
+    build_outbox(files["many"].parent / "push_outbox.json", count)  # full: every listing joins it
     env = {"SCHEDULER_ENABLED": "true", "CRON_MONTH": "2", "CRON_DAY": "29"}  # the .env one never fires here
     with (
         fake_upstream(0.0) as upstream,
@@ -512,7 +513,8 @@ def measure_reminders(count: int, work: Path) -> list[Row]:
     listed_p50, listed_p95 = percentile(listing, 0.5), percentile(listing, 0.95)
     wake_p50, edited_p50 = percentile(unchanged, 0.5), percentile(edited, 0.5)
     return [
-        Row(section, f"GET /api/reminders with {count} reminders, p50 / p95", f"{ms(listed_p50)} / {ms(listed_p95)}",
+        Row(section, f"GET /api/reminders with {count} reminders and a full push outbox, p50 / p95",
+            f"{ms(listed_p50)} / {ms(listed_p95)}",
             "≤ 50 ms", listed_p95 <= 0.050),
         Row(section, f"leader's wake-up pass, {count} reminders, file unchanged, p50", ms(wake_p50), "≤ 5 ms",
             wake_p50 <= 0.005),
@@ -524,6 +526,22 @@ def measure_reminders(count: int, work: Path) -> list[Row]:
 
 
 # ---- push channels -----------------------------------------------------------------------
+
+
+def build_outbox(path: Path, reminders: int) -> None:
+    """A push outbox as full as it gets: FINISHED_KEPT sent pushes, for reminders 1 … `reminders`."""
+    from push_outbox import FINISHED_KEPT  # noqa: PLC0415
+
+    pushes = {}
+    for number in range(FINISHED_KEPT):
+        occurrence = f"{number % reminders + 1}@2026-11-{number // reminders + 1:02d}T08:00:00+00:00"
+        pushes[f"{occurrence}#1"] = {
+            "occurrence": occurrence, "reminder_id": str(number % reminders + 1), "message_id": number,
+            "channel": "1", "channel_name": "手机", "title": "⏰ 喝水", "body": "喝水", "status": "sent",
+            "attempts": 1, "next_try": "2026-11-01T08:00:00+00:00", "answer": "Sent.",
+            "updated_at": f"2026-11-01T08:{number // 60 % 60:02d}:{number % 60:02d}+00:00",
+        }  # fmt: skip
+    path.write_text(json.dumps({"version": 1, "pushes": pushes}))
 
 
 def measure_push(count: int, work: Path) -> list[Row]:
