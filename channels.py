@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from config import Settings
 from errors import BadRequest, Conflict, NotFound, StorageError
-from history_store import file_lock, write_json_atomic
+from history_store import changing_json
 from push_outbox import Pusher, PushOutbox
 
 log = logging.getLogger(__name__)
@@ -156,23 +156,14 @@ class ChannelStore:
 
     def _read(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_bytes())
+            return json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return {"version": 1, "next_id": 1, "channels": []}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:  # not set aside: it holds what the user typed in
             raise StorageError(f"The channels file {self.path.name} cannot be read: {error}.") from None
-        return data
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[dict[str, Any]]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with file_lock(self.lock_path):
-                data = self._read()
-                yield data
-                write_json_atomic(self.path, data)
-        except OSError as error:
-            raise StorageError(f"The channels cannot be saved: {error.strerror or error}.") from None
+    def _changing(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        return changing_json(self.path, self.lock_path, self._read, "The channels")
 
     def all(self) -> list[dict[str, Any]]:
         """Every Apprise channel, URL included: for sending, never for showing."""

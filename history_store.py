@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,40 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def read_json_or_set_aside(path: Path, empty: Callable[[], Any], what: str) -> Any:
+    """`path` parsed, or `empty()` when there is none. A file that does not parse is moved aside (logged) and
+    `empty()` returned: for files not worth stopping reminders for. StorageError when it cannot be read at all."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return empty()
+    except ValueError as error:
+        aside = path.with_name(f"{path.name}.corrupt-{datetime.now():%Y%m%dT%H%M%S}")
+        log.error("%s %s cannot be read (%s); moved to %s, starting afresh", what, path.name, error, aside.name)
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        return empty()
+    except OSError as error:
+        raise StorageError(f"{what} {path.name} cannot be read: {error.strerror or error}.") from None
+
+
+@contextlib.contextmanager
+def changing_json(path: Path, lock_path: Path, read: Callable[[], Any], what: str) -> Iterator[Any]:
+    """Under `lock_path`: `read()`, let the caller change the result, and replace `path` atomically if it changed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(lock_path):
+            data = read()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:
+                write_json_atomic(path, data)
+    except OSError as error:
+        raise StorageError(
+            f"{what} cannot be saved: {error.strerror or error} (is the data folder writable?)."
+        ) from None
 
 
 @contextlib.contextmanager

@@ -11,18 +11,16 @@ when the process dies is sent again by the next leader: the one case where a cha
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from errors import StorageError
-from history_store import file_lock, write_json_atomic
+from history_store import changing_json, read_json_or_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +46,10 @@ class PushOutbox:
         self._outcomes: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # by the file's stat
 
     def read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return {"version": 1, "pushes": {}}
-        except ValueError as error:  # not worth stopping reminders for: set it aside, start a new one
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            log.error("The push outbox %s cannot be read (%s); moved to %s", self.path.name, error, aside.name)
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
-            return {"version": 1, "pushes": {}}
-        except OSError as error:
-            raise StorageError(f"The push outbox {self.path.name} cannot be read: {error}.") from None
-        return data
+        return read_json_or_set_aside(self.path, lambda: {"version": 1, "pushes": {}}, "The push outbox")
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[dict[str, Any]]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with file_lock(self.lock_path):
-                data = self.read()
-                before = json.dumps(data, sort_keys=True)
-                yield data
-                if json.dumps(data, sort_keys=True) != before:
-                    write_json_atomic(self.path, data)
-        except OSError as error:
-            raise StorageError(f"The push outbox cannot be saved: {error.strerror or error}.") from None
+    def _changing(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        return changing_json(self.path, self.lock_path, self.read, "The push outbox")
 
     def enqueue(
         self, occurrence: str, reminder_id: str, subject: str, message: dict[str, Any], channels: list[dict[str, Any]]

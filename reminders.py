@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron import WallClockTrigger, wall_to_instant
 from errors import AppError, BadRequest, Conflict, NotFound, StorageError
-from history_store import file_lock, write_json_atomic
+from history_store import file_lock, read_json_or_set_aside, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -219,18 +219,7 @@ class ReminderStore:
         return data
 
     def _read_runs(self) -> dict[str, list[dict[str, Any]]]:
-        try:
-            runs = json.loads(self.runs_path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except ValueError as error:  # a log is not worth stopping delivery for: set it aside, start a new one
-            aside = self.runs_path.with_name(f"{self.runs_path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            log.error("The reminders' log %s cannot be read (%s); moved to %s", self.runs_path.name, error, aside.name)
-            with contextlib.suppress(OSError):
-                os.replace(self.runs_path, aside)
-            return {}
-        except OSError as error:
-            raise StorageError(f"The reminders' log {self.runs_path.name} cannot be read: {error}.") from None
+        runs = read_json_or_set_aside(self.runs_path, dict, "The reminders' log")
         return runs if isinstance(runs, dict) else {}
 
     @contextlib.contextmanager
