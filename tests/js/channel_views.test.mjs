@@ -59,7 +59,7 @@ describe('pushOutcome', () => {
 });
 
 describe('isDeletable', () => {
-  it('lets added channels and browser subscriptions go, never NOTIFY_URLS', () => {
+  test('lets added channels and browser subscriptions go, never NOTIFY_URLS', () => {
     assert.equal(isDeletable({ source: 'user', kind: 'apprise' }), true);
     assert.equal(isDeletable({ source: 'browser', kind: 'webpush' }), true);
     assert.equal(isDeletable({ source: 'env', kind: 'apprise' }), false);
