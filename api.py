@@ -37,11 +37,14 @@ from responses import (
     REMINDER_NOT_FOUND,
     REMINDER_REFUSED,
     STORAGE_UNAVAILABLE,
+    SUBSCRIPTION_REFUSED,
     TAKES_JSON,
     TAKES_REMINDER_MESSAGE,
     TOO_MANY_CHANNELS,
     TOO_MANY_REMINDERS,
+    TOO_MANY_SUBSCRIPTIONS,
     UNAUTHORIZED,
+    UNSUBSCRIBE_REFUSED,
     ChannelList,
     ChannelResult,
     ChannelTested,
@@ -49,6 +52,9 @@ from responses import (
     Cleared,
     Health,
     History,
+    PushKey,
+    PushSubscribed,
+    PushUnsubscribed,
     ReminderList,
     ReminderMessageDone,
     ReminderPreview,
@@ -66,6 +72,8 @@ from schemas import (
     ChatRequest,
     HistoryQuery,
     LoginRequest,
+    PushSubscribe,
+    PushUnsubscribe,
     ReminderChange,
     ReminderCreate,
     ReminderMessage,
@@ -75,6 +83,7 @@ from schemas import (
     body_example,
 )
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
+from webpush import WebPush
 
 api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
 # Guarded routes may be called with the token, with the login cookie, or with neither while no ACCESS_TOKEN is set.
@@ -494,6 +503,51 @@ def test_channel(path: ChannelPath) -> Any:
     return {"success": True, "delivered": delivered, "answer": answer}
 
 
+# ---- browser push ----------------------------------------------------------------------------
+
+
+def _webpush() -> WebPush:
+    """The app's browser push keys and subscriptions."""
+    return current_app.extensions["webpush"]
+
+
+@api.get("/push/key", security=TOKEN_OR_COOKIE, responses={200: PushKey, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def push_key() -> Any:
+    """The VAPID application server key a browser subscribes with (made once, kept in the data folder)."""
+    return {"success": True, "public_key": _webpush().public_key}
+
+
+@api.post(
+    "/push/subscriptions",
+    security=TOKEN_OR_COOKIE,
+    responses={
+        201: PushSubscribed,
+        **TAKES_JSON,
+        400: SUBSCRIPTION_REFUSED,
+        409: TOO_MANY_SUBSCRIPTIONS,
+        **GUARDED,
+        503: STORAGE_UNAVAILABLE,
+    },
+)
+def push_subscribe(body: PushSubscribe) -> Any:
+    """Store this browser's push subscription: `{"subscription": <PushSubscription.toJSON()>, "name": "…"}`.
+
+    The same endpoint again keeps its channel id. The answer shows the push service's host, never the endpoint.
+    """
+    channel = _webpush().subscribe(body.subscription, body.name, _now())
+    return {"success": True, "channel": channel}, 201
+
+
+@api.delete(
+    "/push/subscriptions",
+    security=TOKEN_OR_COOKIE,
+    responses={200: PushUnsubscribed, **TAKES_JSON, 400: UNSUBSCRIBE_REFUSED, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def push_unsubscribe(body: PushUnsubscribe) -> Any:
+    """Stop pushing to the browser with this subscription `endpoint`; `removed` says whether it was stored."""
+    return {"success": True, "removed": _webpush().unsubscribe(body.endpoint)}
+
+
 @api.post(
     "/login",
     responses={200: Success, **TAKES_JSON, 401: UNAUTHORIZED, 429: RATE_LIMITED, 503: STORAGE_UNAVAILABLE},
@@ -542,60 +596,3 @@ def logout() -> Any:
 def openapi_document() -> Any:
     """This API's OpenAPI 3.1 description."""
     return document(current_app)
-
-
-# ---- browser push ----------------------------------------------------------------------------
-# Imported here, not at the top, so this section stays one block (other features add their routes above).
-
-from responses import (  # noqa: E402
-    SUBSCRIPTION_REFUSED,
-    TOO_MANY_SUBSCRIPTIONS,
-    UNSUBSCRIBE_REFUSED,
-    PushKey,
-    PushSubscribed,
-    PushUnsubscribed,
-)
-from schemas import PushSubscribe, PushUnsubscribe  # noqa: E402
-from webpush import WebPush  # noqa: E402
-
-
-def _webpush() -> WebPush:
-    """The app's browser push keys and subscriptions."""
-    return current_app.extensions["webpush"]
-
-
-@api.get("/push/key", security=TOKEN_OR_COOKIE, responses={200: PushKey, **GUARDED, 503: STORAGE_UNAVAILABLE})
-def push_key() -> Any:
-    """The VAPID application server key a browser subscribes with (made once, kept in the data folder)."""
-    return {"success": True, "public_key": _webpush().public_key}
-
-
-@api.post(
-    "/push/subscriptions",
-    security=TOKEN_OR_COOKIE,
-    responses={
-        201: PushSubscribed,
-        **TAKES_JSON,
-        400: SUBSCRIPTION_REFUSED,
-        409: TOO_MANY_SUBSCRIPTIONS,
-        **GUARDED,
-        503: STORAGE_UNAVAILABLE,
-    },
-)
-def push_subscribe(body: PushSubscribe) -> Any:
-    """Store this browser's push subscription: `{"subscription": <PushSubscription.toJSON()>, "name": "…"}`.
-
-    The same endpoint again keeps its channel id. The answer shows the push service's host, never the endpoint.
-    """
-    channel = _webpush().subscribe(body.subscription, body.name, _now())
-    return {"success": True, "channel": channel}, 201
-
-
-@api.delete(
-    "/push/subscriptions",
-    security=TOKEN_OR_COOKIE,
-    responses={200: PushUnsubscribed, **TAKES_JSON, 400: UNSUBSCRIBE_REFUSED, **GUARDED, 503: STORAGE_UNAVAILABLE},
-)
-def push_unsubscribe(body: PushUnsubscribe) -> Any:
-    """Stop pushing to the browser with this subscription `endpoint`; `removed` says whether it was stored."""
-    return {"success": True, "removed": _webpush().unsubscribe(body.endpoint)}

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -414,13 +415,13 @@ def test_the_service_worker_shows_a_pushed_reminder_as_a_notification(api, open_
                 "data": json.dumps({**REMINDER, "tag": tag}),
             },
         )
-    shown = page.wait_for_function(
-        """async () => {
-          const registration = await navigator.serviceWorker.ready;
-          const shown = await registration.getNotifications();
-          return shown.length ? shown.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url})) : null;
-        }""",
-        polling=100,
-        timeout=20_000,
-    ).json_value()
+    notifications = """async () => {
+      const registration = await navigator.serviceWorker.ready;
+      const shown = await registration.getNotifications();
+      return shown.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}));
+    }"""
+    # Polled from here: page.evaluate awaits the promise; wait_for_function would count the promise as truthy.
+    shown = wait_until(lambda: page.evaluate(notifications), 20, message="the notification")
+    time.sleep(0.5)  # the second push of the same occurrence would show a second notification now
+    shown = page.evaluate(notifications)
     assert shown == [{"title": "定时提醒", "body": "喝水", "tag": REMINDER["tag"], "url": "/"}]
