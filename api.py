@@ -486,8 +486,9 @@ def change_channel(path: ChannelPath, body: ChannelChange) -> Any:
     responses={200: Success, **CHANGES_STATE, 409: CHANNEL_READ_ONLY, **GUARDED, **NAMES_A_CHANNEL},
 )
 def delete_channel(path: ChannelPath) -> Any:
-    """Delete a channel; pushes still queued for it are recorded as failed."""
+    """Delete a channel (reminders naming it stop naming it); pushes still queued for it end as failed."""
     _channels().delete(path.channel_id)
+    _reminders().store.forget_channel(path.channel_id)
     return {"success": True}
 
 

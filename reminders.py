@@ -334,6 +334,13 @@ class ReminderStore:
             data["reminders"].remove(reminder)
             data["runs"].pop(reminder_id, None)
 
+    def forget_channel(self, channel_id: str) -> None:
+        """A channel was deleted: reminders that named it no longer do (one that named only it pushes nowhere)."""
+        with self.changing() as data:
+            for reminder in data["reminders"]:
+                if channel_id in (reminder.get("channels") or []):
+                    reminder["channels"] = [c for c in reminder["channels"] if c != channel_id]
+
     def runs(self, reminder_id: str) -> list[dict[str, Any]]:
         """The delivery log, newest first."""
         _find(self.read(), reminder_id)

@@ -297,6 +297,7 @@ class Reminders:
             "timezone": status["timezone"],
             "enabled": status["enabled"],
             "mode": "generate",
+            "channels": None,  # every channel
             "created_at": None,
             "source": "env",
             "last_run": status["last_run"],

@@ -346,3 +346,17 @@ def test_a_browser_subscription_is_removed_from_the_channels_panel(api):
     assert api.delete(f"/api/channels/{channel['id']}").status_code == 200
     assert api.get("/api/channels").json()["channels"] == []
     assert api.delete(f"/api/channels/{channel['id']}").status_code == 404
+
+
+def test_deleting_a_channel_takes_it_out_of_the_reminders_that_named_it(api, receiver):
+    phone = add_channel(api.base_url, "手机", receiver.url("json", "/phone"))
+    group = add_channel(api.base_url, "群", receiver.url("json", "/group"))
+    both = api.post(
+        "/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "channels": [phone["id"], group["id"]]}
+    )
+    only = api.post("/api/reminders", json={"text": "吃药", "cron": "0 8 * * *", "channels": [phone["id"]]})
+    assert both.status_code == only.status_code == 201
+    assert api.delete(f"/api/channels/{phone['id']}").status_code == 200
+    shown = {r["text"]: r["channels"] for r in api.get("/api/reminders").json()["reminders"]}
+    assert shown["喝水"] == [group["id"]] and shown["吃药"] == []  # named only it: pushed nowhere, not everywhere
+    assert api.session.patch(f"{api.base_url}/api/reminders/2", json={"text": "吃药了吗"}).status_code == 200
