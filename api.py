@@ -269,10 +269,11 @@ def list_reminders() -> Any:
     now = _now()
     listed = [describe(reminder, now) for reminder in _reminders().store.all()]
     pushed = _channels().outbox.outcomes()
+    listed = [_reminders().as_reminder(), *listed]
     for reminder in listed:
         if reminder["last_run"]:
-            reminder["last_run"] = _with_outcomes(reminder["id"], reminder["last_run"], pushed)
-    return {"success": True, "reminders": [_reminders().as_reminder(), *listed]}
+            reminder["last_run"] = _with_outcomes(reminder["last_run"], pushed)
+    return {"success": True, "reminders": listed}
 
 
 @api.post(
@@ -344,15 +345,16 @@ def reminder_runs(path: ReminderPath) -> Any:
     """A reminder's delivery log, newest first (at most 50; the .env reminder keeps only its last run)."""
     if path.reminder_id == "env":
         last = _reminders().as_reminder()["last_run"]
-        return {"success": True, "runs": [last] if last else []}
+        runs = [last] if last else []
+    else:
+        runs = _reminders().store.runs(path.reminder_id)
     pushed = _channels().outbox.outcomes()
-    runs = _reminders().store.runs(path.reminder_id)
-    return {"success": True, "runs": [_with_outcomes(path.reminder_id, run, pushed) for run in runs]}
+    return {"success": True, "runs": [_with_outcomes(run, pushed) for run in runs]}
 
 
-def _with_outcomes(reminder_id: str, run: dict[str, Any], pushed: dict[str, Any]) -> dict[str, Any]:
+def _with_outcomes(run: dict[str, Any], pushed: dict[Any, Any]) -> dict[str, Any]:
     """`run` with how its message was pushed to each channel, if it was."""
-    outcomes = pushed.get(f"{reminder_id}@{run.get('scheduled_for')}")
+    outcomes = pushed.get(run.get("message_id")) if run.get("message_id") is not None else None
     return {**run, "channels": outcomes} if outcomes else run
 
 

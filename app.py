@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
-    webpush = WebPush(settings.data_dir, settings.push_contact)
+    webpush = WebPush(settings.data_dir, settings.push_contact, on_removed=reminders.forget_channel)
     app.extensions["webpush"] = webpush
     channels = Channels(settings, poke=reminders.poke, webpush=webpush)  # a push queued in any worker wakes the leader
     app.extensions["channels"] = channels

@@ -280,7 +280,7 @@ class Channels:
     def delete(self, channel_id: str) -> None:
         """Delete an added channel, or forget a browser's subscription (a lost phone)."""
         if channel_id.startswith("push-") and self.webpush is not None:
-            if not self.webpush.remove(channel_id):
+            if not self.webpush.remove(channel_id):  # which tells the reminders (app.py wires it)
                 raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
             return
         self.store.delete(channel_id)
@@ -314,6 +314,10 @@ class Channels:
     def enqueue(self, occurrence: str, reminder: dict[str, Any], message: dict[str, Any]) -> None:
         """Queue the stored `message` of `occurrence` for each of the reminder's channels (all when it names none)."""
         chosen = reminder.get("channels")
-        channels = [c for channel_id, c in self.by_id().items() if chosen is None or channel_id in chosen]
-        self.outbox.enqueue(occurrence, reminder["id"], reminder["text"], message, channels)
+        try:
+            channels = [c for channel_id, c in self.by_id().items() if chosen is None or channel_id in chosen]
+            self.outbox.enqueue(occurrence, reminder["id"], reminder["text"], message, channels)
+        except StorageError as error:  # the message is in the conversation: a push problem must not undo that
+            log.error("Reminder %s is not pushed: %s", occurrence, error.message)
+            return
         self.pusher.wake()  # in the leader, at once; from another worker the outbox's poke wakes it

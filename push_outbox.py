@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # sent and failed entries kept for the runs' channel outcomes (read by every listing)
 PARALLEL_SENDS = 8
 MAX_SLEEP_SECONDS = 300.0
+RETRY_SECONDS = 5.0  # after the outbox could not be read or written
 TITLE_CHARS = 60
 BODY_CHARS = 2000
 PENDING = ("pending", "retrying")
@@ -116,8 +117,8 @@ class PushOutbox:
             _prune(data["pushes"])
             return dict(entry)
 
-    def outcomes(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Each occurrence's pushes: occurrence → channel id → its outcome. Worked out again only when the file
+    def outcomes(self) -> dict[Any, dict[str, dict[str, Any]]]:
+        """Each message's pushes: message id → channel id → its outcome. Worked out again only when the file
         changed: every reminders listing asks. Callers must not change what it returns."""
         try:
             stat = os.stat(self.path)
@@ -126,10 +127,10 @@ class PushOutbox:
         stat_key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         if self._outcomes is not None and self._outcomes[0] == stat_key:
             return self._outcomes[1]
-        found: dict[str, dict[str, dict[str, Any]]] = {}
+        found: dict[Any, dict[str, dict[str, Any]]] = {}
         for entry in self.read()["pushes"].values():
             outcome = {key: entry[key] for key in ("channel_name", "status", "attempts", "answer", "updated_at")}
-            found.setdefault(entry["occurrence"], {})[entry["channel"]] = outcome
+            found.setdefault(entry["message_id"], {})[entry["channel"]] = outcome
         self._outcomes = (stat_key, found)
         return found
 
@@ -168,6 +169,8 @@ class Pusher:
         self._stopping = threading.Event()
         self._in_flight: set[str] = set()
         self._busy_channels: set[str] = set()  # one send at a time per channel: a slow one holds up only itself
+        # Outcomes that could not be written (a full disk): kept here and written later, never sent again.
+        self._unrecorded: dict[str, tuple[bool, str]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -197,12 +200,18 @@ class Pusher:
             try:
                 wait = self._send_due()
             except Exception:
-                log.exception("Pushing reminders failed; trying again shortly")
-                wait = 5.0
+                log.exception("Pushing reminders failed; trying again in %g s", RETRY_SECONDS)
+                wait = RETRY_SECONDS
             self._wake.wait(wait)
             self._wake.clear()
 
     def _send_due(self) -> float:
+        with self._lock:
+            unrecorded = dict(self._unrecorded)
+        for key, (delivered, answer) in unrecorded.items():
+            self.outbox.record(key, delivered, answer)  # raises while the disk is still full: tried again in 5 s
+            with self._lock:
+                self._unrecorded.pop(key, None)
         now = datetime.now(UTC)
         ready, soonest = self.outbox.due(now)
         channels = self.channels()
@@ -214,11 +223,13 @@ class Pusher:
                 self._busy_channels.add(entry["channel"])
             assert self._pool is not None
             self._pool.submit(self._send_one, key, entry, channels.get(entry["channel"]))
-        if soonest is None:
-            return MAX_SLEEP_SECONDS
-        return max(0.05, min((soonest - now).total_seconds(), MAX_SLEEP_SECONDS))
+        wait = MAX_SLEEP_SECONDS if soonest is None else (soonest - now).total_seconds()
+        if self._unrecorded:  # written by a send that just failed to record: try again soon, not at once
+            wait = min(wait, RETRY_SECONDS)
+        return max(0.05, min(wait, MAX_SLEEP_SECONDS))
 
     def _send_one(self, key: str, entry: dict[str, Any], channel: dict[str, Any] | None) -> None:
+        outcome: tuple[bool, str] | None = None
         try:
             # `entry` was read before this key was reserved: a send finishing meanwhile may have recorded it.
             current = self.outbox.read()["pushes"].get(key)
@@ -229,18 +240,30 @@ class Pusher:
             if channel is None:  # deleted since, or a browser that unsubscribed: nothing left to send to
                 self.outbox.record(key, False, "The channel no longer exists.", retry=False)
                 return
-            delivered, answer = self.send(channel, entry["title"], entry["body"], self.timeout, entry["occurrence"])
-            outcome = self.outbox.record(key, delivered, answer)
-            if outcome and outcome["status"] != "sent":
+            try:
+                outcome = self.send(channel, entry["title"], entry["body"], self.timeout, entry["occurrence"])
+            except Exception as error:  # counted as a try, so a bug cannot make it spin
+                log.exception("Push of %s to channel %s failed", entry["occurrence"], entry["channel"])
+                outcome = (False, f"Internal error ({type(error).__name__}); see the server log.")
+            recorded = self.outbox.record(key, *outcome)
+            if recorded and recorded["status"] != "sent":
                 log.warning(
-                    "Push of %s to channel %s: %s (%s)", entry["occurrence"], channel["id"], outcome["status"], answer
+                    "Push of %s to channel %s: %s (%s)",
+                    entry["occurrence"],
+                    channel["id"],
+                    recorded["status"],
+                    outcome[1],
                 )
-        except Exception as error:  # counted as a try, so a bug cannot make it spin
-            log.exception("Push of %s to channel %s failed", entry["occurrence"], entry["channel"])
-            with contextlib.suppress(Exception):
-                self.outbox.record(key, False, f"Internal error ({type(error).__name__}); see the server log.")
+            self._wake.set()  # a retry may now be due sooner than the pusher planned
+        except Exception:
+            log.exception(
+                "The outcome of pushing %s to channel %s cannot be recorded", entry["occurrence"], entry["channel"]
+            )
+            if outcome is not None:
+                with self._lock:
+                    self._unrecorded[key] = outcome
+                self._wake.set()  # the pusher writes it later (RETRY_SECONDS apart), never sends it again
         finally:
             with self._lock:
                 self._in_flight.discard(key)
                 self._busy_channels.discard(entry["channel"])
-            self._wake.set()  # a retry may now be due sooner than the pusher planned

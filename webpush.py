@@ -20,6 +20,7 @@ import binascii
 import json
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -122,9 +123,10 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 class WebPush:
     """The VAPID key pair and the push subscriptions of one data folder, and sending a payload to one."""
 
-    def __init__(self, data_dir: Path, contact: str):
+    def __init__(self, data_dir: Path, contact: str, on_removed: Callable[[str], None] = lambda subscription_id: None):
         self.data_dir = Path(data_dir)
         self.contact = contact
+        self.on_removed = on_removed  # e.g. reminders naming the channel stop naming it
         self.key_path = self.data_dir / KEY_FILE
         self.path = self.data_dir / SUBSCRIPTIONS_FILE
         self._lock_path = self.data_dir / f"{SUBSCRIPTIONS_FILE}.lock"
@@ -232,25 +234,22 @@ class WebPush:
 
     def unsubscribe(self, endpoint: str) -> bool:
         """Forget the subscription with this endpoint; whether there was one."""
-        with self._locked():
-            data = self._read()
-            kept = [r for r in data["subscriptions"] if r["endpoint"] != endpoint]
-            if len(kept) == len(data["subscriptions"]):
-                return False
-            data["subscriptions"] = kept
-            self._write(data)
-        return True
+        return self._forget(lambda record: record["endpoint"] == endpoint)
 
     def remove(self, subscription_id: str) -> bool:
         """Forget subscription `subscription_id` (a lost phone, from the channels panel); whether there was one."""
+        return self._forget(lambda record: record["id"] == subscription_id)
+
+    def _forget(self, chosen: Callable[[dict[str, Any]], bool]) -> bool:
         with self._locked():
             data = self._read()
-            kept = [r for r in data["subscriptions"] if r["id"] != subscription_id]
-            if len(kept) == len(data["subscriptions"]):
-                return False
-            data["subscriptions"] = kept
-            self._write(data)
-        return True
+            gone = [r["id"] for r in data["subscriptions"] if chosen(r)]
+            data["subscriptions"] = [r for r in data["subscriptions"] if not chosen(r)]
+            if gone:
+                self._write(data)
+        for subscription_id in gone:
+            self.on_removed(subscription_id)
+        return bool(gone)
 
     # ---- sending ----
 

@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
+import history_store
 from channels import Channels, masked, scrub
 from push_outbox import FINISHED_KEPT, PushOutbox
 from scheduler import leader_pid
 from tests.support.push_service import PushService
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
-from tests.test_reminders import ZONE, create, gunicorn, local, reminder_messages
+from tests.test_reminders import ZONE, create, gunicorn, listed, local, reminder_messages
 
 SECRET = "Sec7retToken9"  # in every channel URL: it must never come back out
 
@@ -209,7 +210,10 @@ def test_the_env_reminder_is_pushed_too(upstream, receiver, tmp_path):
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
         assert requests.post(server.base_url + "/api/schedule/run", json={}, timeout=30).status_code == 200
         arrival = wait_until(lambda: receiver.arrivals("/env"), 20, message="the push")[0]
-    assert arrival["body"]["message"].startswith("收到：")
+        env = wait_until(lambda: (env := listed(server)["env"])["last_run"].get("channels") and env, 10)
+        runs = runs_of(server.base_url, "env")
+    assert arrival["body"]["message"].startswith("收到：") and arrival["body"]["title"] == "⏰ 提醒 · Reminder"
+    assert env["last_run"]["channels"]["env-1"]["status"] == "sent" == runs[0]["channels"]["env-1"]["status"]
 
 
 def test_the_outbox_keeps_a_bounded_record_of_finished_pushes(tmp_path):
@@ -360,3 +364,51 @@ def test_deleting_a_channel_takes_it_out_of_the_reminders_that_named_it(api, rec
     shown = {r["text"]: r["channels"] for r in api.get("/api/reminders").json()["reminders"]}
     assert shown["喝水"] == [group["id"]] and shown["吃药"] == []  # named only it: pushed nowhere, not everywhere
     assert api.session.patch(f"{api.base_url}/api/reminders/2", json={"text": "吃药了吗"}).status_code == 200
+
+
+def test_a_push_whose_outcome_cannot_be_written_is_not_sent_again(make_settings, receiver, monkeypatch):
+    channels = Channels(make_settings(), poke=lambda: None)
+    channels.store.create("钩子", receiver.url("json", "/hook"), datetime.now(ZONE))
+    channels.enqueue("1@t", {"id": "1", "text": "喝水", "channels": None}, {"id": 1, "content": "喝水"})
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(history_store, "write_json_atomic", disk_full)  # the disk fills up once the push is queued
+        channels.pusher.start()
+        try:
+            wait_until(lambda: receiver.requests, 10, message="the push")
+            time.sleep(1.5)  # a push sent again would arrive now
+            assert len(receiver.requests) == 1
+        finally:
+            patched.undo()  # the disk has room again: the outcome is written, still without sending again
+        try:
+            wait_until(lambda: channels.outbox.read()["pushes"]["1@t#1"]["status"] == "sent", 15, message="recorded")
+        finally:
+            channels.pusher.stop()
+    assert len(receiver.requests) == 1
+
+
+def test_a_browser_that_unsubscribes_is_taken_out_of_the_reminders_that_named_it(api):
+    push_service = PushService(contact=api.settings.push_contact).start()
+    try:
+        phone = push_service.subscriber()
+        body = {"subscription": phone.subscription(), "name": "手机"}
+        channel = api.post("/api/push/subscriptions", json=body).json()["channel"]
+    finally:
+        push_service.stop()
+    made = api.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "channels": [channel["id"]]})
+    assert made.status_code == 201
+    gone = api.session.delete(api.base_url + "/api/push/subscriptions", json={"endpoint": phone.endpoint})
+    assert gone.json()["removed"] is True
+    [reminder] = [r for r in api.get("/api/reminders").json()["reminders"] if r["source"] == "user"]
+    assert reminder["channels"] == []
+
+
+def test_a_damaged_channels_file_costs_the_pushes_not_the_reminder(api):
+    made = api.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "mode": "plain"}).json()["reminder"]
+    (api.settings.data_dir / "channels.json").write_text("{not json")
+    sent = api.post(f"/api/reminders/{made['id']}/run", json={})
+    assert sent.status_code == 200 and sent.json()["message"]["content"] == "喝水"
+    assert len([m for m in api.history() if m.get("reminder_id")]) == 1

@@ -22,8 +22,12 @@ export class ChannelPanel {
   #editing = null;  // the channel the form changes; null while it adds one
 
   /** `el`: the dialog, its list and its form (see index.html). */
-  constructor(el) {
+  #onDeleted;
+
+  /** `onDeleted(channel)`: after a channel is deleted here (the push button forgets this browser's). */
+  constructor(el, { onDeleted = () => {} } = {}) {
     this.#el = el;
+    this.#onDeleted = onDeleted;
     el.openButton.addEventListener('click', () => this.open());
     el.closeButton.addEventListener('click', () => this.close());
     el.dialog.addEventListener('click', event => { if (event.target === el.dialog) this.close(); });  // the backdrop
@@ -93,6 +97,7 @@ export class ChannelPanel {
       buttons.append(this.#button(t('delete'), 'delete', async () => {
         if (!window.confirm(t('confirmDeleteChannel', { name: channel.name }))) return;
         await deleteChannel(channel.id);
+        await this.#onDeleted(channel);
         await this.load();
       }));
     }

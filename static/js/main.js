@@ -65,7 +65,7 @@ new ChannelPanel({
   form: byId('channel-form'), formTitle: byId('channel-form-title'), formError: byId('channel-form-error'),
   name: byId('channel-name'), url: byId('channel-url'), nameError: byId('channel-name-error'),
   urlError: byId('channel-url-error'), save: byId('channel-save'), cancel: byId('channel-cancel'),
-});
+}, { onDeleted: channel => pushBell.forget(channel.id).catch(() => {}) });
 const reminderThread = new ReminderThread({
   thread, list: byId('message-list'), onChange: () => reminderPanel.load(),
 });

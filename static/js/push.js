@@ -89,6 +89,7 @@ function failureReason(error) {
 export class PushBell {
   #button;
   #state = 'off';
+  #channelId = null;  // this browser's channel on the server, `push-<n>`
 
   constructor({ button }) {
     this.#button = button;
@@ -113,11 +114,21 @@ export class PushBell {
         return this.#show('off');
       }
       // Told again: the server may have dropped it (a 410 once) or lost its data folder; the same id comes back.
-      await savePushSubscription(subscription.toJSON(), deviceName(navigator.userAgent));
+      this.#channelId = await this.#save(subscription);
       this.#show('on');
     } catch {
       this.#show('off');
     }
+  }
+
+  /** The channel `channelId` was deleted in the channels panel: when it is this browser, stop its subscription
+   * here too, or the next load would hand it to the server again. */
+  async forget(channelId) {
+    if (channelId !== this.#channelId) return;
+    this.#channelId = null;
+    const registration = await navigator.serviceWorker.getRegistration('/');
+    await (await registration?.pushManager.getSubscription())?.unsubscribe();
+    this.#show('off');
   }
 
   /** Click: subscribe when off (asking for permission on this click), unsubscribe when on. */
@@ -143,12 +154,18 @@ export class PushBell {
       userVisibleOnly: true, applicationServerKey: keyBytes(key),
     });
     try {
-      await savePushSubscription(subscription.toJSON(), deviceName(navigator.userAgent));
+      this.#channelId = await this.#save(subscription);
     } catch (error) {
       await subscription.unsubscribe().catch(() => {});  // the server does not know it: leave nothing half-made
       throw error;
     }
     this.#show('on');
+  }
+
+  /** Hand the subscription to the server; its channel id. */
+  async #save(subscription) {
+    const { channel } = await savePushSubscription(subscription.toJSON(), deviceName(navigator.userAgent));
+    return channel.id;
   }
 
   async #unsubscribe() {
