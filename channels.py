@@ -6,7 +6,7 @@ from NOTIFY_URLS are read-only (ids `env-1`, `env-2` …); the rest live in `dat
 (mkstemp makes it 0600: the URLs hold tokens). Browser push subscriptions (webpush.py) are channels too, ids `push-<n>`.
 
 A channel URL is a secret. Outside this module it is shown `masked()`: scheme and host only, and not even the host
-when Apprise treats it as a token (`wecombot://•••`). What a service answered is scrubbed of the URL's parts before
+when it may be a token (`wecombot://•••`). What a service answered is scrubbed of the URL's parts before
 anyone sees it, and Apprise's own log, which prints URLs, never reaches the app's log.
 
 Apprise is imported only when a URL is checked or a message sent: loading its plugins costs ~18 MB, which a worker
