@@ -490,7 +490,6 @@ def change_channel(path: ChannelPath, body: ChannelChange) -> Any:
 def delete_channel(path: ChannelPath) -> Any:
     """Delete a channel (reminders naming it stop naming it); pushes still queued for it end as failed."""
     _channels().delete(path.channel_id)
-    _reminders().store.forget_channel(path.channel_id)
     return {"success": True}
 
 

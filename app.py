@@ -66,9 +66,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
+    # A channel deleted or a browser gone: reminders that named it stop naming it.
     webpush = WebPush(settings.data_dir, settings.push_contact, on_removed=reminders.forget_channel)
     app.extensions["webpush"] = webpush
-    channels = Channels(settings, poke=reminders.poke, webpush=webpush)  # a push queued in any worker wakes the leader
+    # A push queued in any worker wakes the leader.
+    channels = Channels(settings, poke=reminders.poke, webpush=webpush, on_removed=reminders.forget_channel)
     app.extensions["channels"] = channels
     app.extensions["reminders"] = Reminders(settings, service, reminders, channels)
 

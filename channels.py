@@ -169,12 +169,6 @@ class ChannelStore:
         """Every Apprise channel, URL included: for sending, never for showing."""
         return [*self.env_channels(), *self._read()["channels"]]
 
-    def get(self, channel_id: str) -> dict[str, Any]:
-        found = next((c for c in self.all() if c["id"] == channel_id), None)
-        if found is None:
-            raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
-        return found
-
     def create(self, name: Any, url: Any, now: datetime) -> dict[str, Any]:
         name, url = _checked_name(name), _checked_url(url)
         with self._changing() as data:
@@ -229,8 +223,12 @@ def public(channel: dict[str, Any]) -> dict[str, Any]:
 def _find(data: dict[str, Any], channel_id: str) -> dict[str, Any]:
     found = next((c for c in data["channels"] if c["id"] == channel_id), None)
     if found is None:
-        raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
+        raise _missing(channel_id)
     return found
+
+
+def _missing(channel_id: str) -> NotFound:
+    return NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
 
 
 def _checked_name(name: Any) -> str:
@@ -249,9 +247,16 @@ def _checked_url(url: Any) -> str:
 class Channels:
     """Every channel (Apprise URLs and browser push subscriptions), the push outbox, and the leader's pusher."""
 
-    def __init__(self, settings: Settings, poke: Callable[[], None], webpush: Any = None):
+    def __init__(
+        self,
+        settings: Settings,
+        poke: Callable[[], None],
+        webpush: Any = None,
+        on_removed: Callable[[str], None] = lambda channel_id: None,
+    ):
         self.store = ChannelStore(settings.data_dir, settings.notify_url_list)
-        self.webpush = webpush  # webpush.WebPush, when browser push is wired
+        self.webpush = webpush  # webpush.WebPush, when browser push is wired (it tells `on_removed` itself)
+        self.on_removed = on_removed  # e.g. reminders naming the channel stop naming it
         self.outbox = PushOutbox(settings.data_dir, settings.push_retries, poke)
         self.pusher = Pusher(self.outbox, self.by_id, self.send, settings.push_timeout, warm=self._warm)
 
@@ -274,16 +279,17 @@ class Channels:
     def shown(self, channel_id: str) -> dict[str, Any]:
         found = next((channel for channel in self.listed() if channel["id"] == channel_id), None)
         if found is None:
-            raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
+            raise _missing(channel_id)
         return found
 
     def delete(self, channel_id: str) -> None:
         """Delete an added channel, or forget a browser's subscription (a lost phone)."""
         if channel_id.startswith("push-") and self.webpush is not None:
-            if not self.webpush.remove(channel_id):  # which tells the reminders (app.py wires it)
-                raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
+            if not self.webpush.remove(channel_id):
+                raise _missing(channel_id)
             return
         self.store.delete(channel_id)
+        self.on_removed(channel_id)
 
     def check_ids(self, ids: list[str] | None) -> None:
         """400 `unknown_channel` when a reminder names a channel that does not exist."""
@@ -308,7 +314,7 @@ class Channels:
         """Send a test message to one channel now; what the service said."""
         channel = self.by_id().get(channel_id)
         if channel is None:
-            raise NotFound(f"There is no channel {channel_id!r}.", code="channel_not_found")
+            raise _missing(channel_id)
         return self.send(channel, TEST_TITLE, TEST_BODY, self.pusher.timeout)
 
     def enqueue(self, occurrence: str, reminder: dict[str, Any], message: dict[str, Any]) -> None:
