@@ -9,6 +9,7 @@ import { changeChannel, createChannel, deleteChannel, listChannels, testChannel 
 import { apiErrorText, t } from './i18n.js';
 import { make } from './render.js';
 import { isDeletable, isEditable, serviceLabel } from './channel_views.js';
+import { Drawer } from './drawer.js';
 
 // Which field an error code is about: its sentence shows under that field.
 const FIELD_OF_CODE = {
@@ -18,20 +19,19 @@ const FIELD_OF_CODE = {
 
 export class ChannelPanel {
   #el;
+  #drawer;
+  #onDeleted;
   #channels = [];
   #editing = null;  // the channel the form changes; null while it adds one
 
-  /** `el`: the dialog, its list and its form (see index.html). */
-  #onDeleted;
-
-  /** `onDeleted(channel)`: after a channel is deleted here (the push button forgets this browser's). */
+  /**
+   * `el`: the dialog, its list and its form (see index.html); `onDeleted(channel)`: after a channel is deleted
+   * here (the push button forgets this browser's).
+   */
   constructor(el, { onDeleted = () => {} } = {}) {
     this.#el = el;
     this.#onDeleted = onDeleted;
-    el.openButton.addEventListener('click', () => this.open());
-    el.closeButton.addEventListener('click', () => this.close());
-    el.dialog.addEventListener('click', event => { if (event.target === el.dialog) this.close(); });  // the backdrop
-    el.dialog.addEventListener('close', () => { this.#closeForm(); el.openButton.focus(); });
+    this.#drawer = new Drawer(el, { onOpen: () => this.load(), onClose: () => this.#closeForm() });
     el.newButton.addEventListener('click', () => this.#openForm(null));
     el.cancel.addEventListener('click', () => this.#closeForm());
     el.form.addEventListener('submit', event => { event.preventDefault(); this.#save(); });
@@ -42,39 +42,17 @@ export class ChannelPanel {
     });
   }
 
-  get isOpen() {
-    return this.#el.dialog.open;
-  }
-
-  /** Show the panel (focus on its first control) and load the list. */
-  open() {
-    this.#status('');
-    if (!this.isOpen) this.#el.dialog.showModal();
-    this.#el.newButton.focus();
-    return this.load();
-  }
-
-  close() {
-    this.#el.dialog.close();
-  }
-
   async load() {
     try {
       ({ channels: this.#channels } = await listChannels());
-      if (this.#el.status.classList.contains('failed')) this.#status('');
+      this.#drawer.clearFailure();
     } catch (error) {
-      this.#status(t('channelsLoadFailed', { reason: apiErrorText(error) }), { failed: true });
+      this.#drawer.status(t('channelsLoadFailed', { reason: apiErrorText(error) }), { failed: true });
       return;
     }
     const items = this.#channels.map(channel => this.#item(channel));
     if (!items.length) items.push(make('li', 'reminder-empty', t('channelsEmpty')));
     this.#el.list.replaceChildren(...items);
-  }
-
-  #status(text, { failed = false } = {}) {
-    this.#el.status.textContent = text;
-    this.#el.status.hidden = !text;
-    this.#el.status.classList.toggle('failed', failed);
   }
 
   // ---- the list ----------------------------------------------------------------------------

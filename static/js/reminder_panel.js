@@ -6,6 +6,7 @@
 import { changeReminder, deleteReminder, listReminders, runReminder } from './api.js';
 import { pushOutcome } from './channel_views.js';
 import { LANG, apiErrorText, t } from './i18n.js';
+import { Drawer } from './drawer.js';
 import { make } from './render.js';
 import { ReminderForm } from './reminder_form.js';
 import { knowReminders } from './reminder_views.js';
@@ -13,6 +14,7 @@ import { describeSchedule, formatRun, lastRunWarning } from './schedule.js';
 
 export class ReminderPanel {
   #el;
+  #drawer;
   #onChange;
   #onSent;
   #reminders = [];
@@ -26,28 +28,9 @@ export class ReminderPanel {
     this.#el = el;
     this.#onChange = onChange;
     this.#onSent = onSent;
-    el.openButton.addEventListener('click', () => this.open());
-    el.closeButton.addEventListener('click', () => this.close());
-    el.dialog.addEventListener('click', event => { if (event.target === el.dialog) this.close(); });  // the backdrop
     this.#form = new ReminderForm(el, { onSaved: () => this.load().then(() => el.newButton.focus()) });
-    el.dialog.addEventListener('close', () => { this.#form.close(); el.openButton.focus(); });
+    this.#drawer = new Drawer(el, { onOpen: () => this.load(), onClose: () => this.#form.close() });
     el.newButton.addEventListener('click', () => this.#form.open(null));
-  }
-
-  get isOpen() {
-    return this.#el.dialog.open;
-  }
-
-  /** Show the panel (focus on its first control) and load the list. */
-  open() {
-    this.#status('');
-    if (!this.isOpen) this.#el.dialog.showModal();
-    this.#el.newButton.focus();
-    return this.load();
-  }
-
-  close() {
-    this.#el.dialog.close();
   }
 
   /** Load the reminders and draw them; tells onChange, also while the panel is closed (the thread's notes). */
@@ -55,9 +38,9 @@ export class ReminderPanel {
     try {
       const { reminders } = await listReminders();
       this.#reminders = reminders;
-      if (this.#el.status.classList.contains('failed')) this.#status('');
+      this.#drawer.clearFailure();
     } catch (error) {
-      this.#status(t('remindersLoadFailed', { reason: apiErrorText(error) }), { failed: true });
+      this.#drawer.status(t('remindersLoadFailed', { reason: apiErrorText(error) }), { failed: true });
       return;
     }
     knowReminders(this.#reminders);
@@ -66,12 +49,6 @@ export class ReminderPanel {
   }
 
   /** The line above the list: a load failure, or what a button did (e.g. sent now). */
-  #status(text, { failed = false } = {}) {
-    this.#el.status.textContent = text;
-    this.#el.status.hidden = !text;
-    this.#el.status.classList.toggle('failed', failed);
-  }
-
   // ---- the list ----------------------------------------------------------------------------
 
   #drawList() {
@@ -129,7 +106,7 @@ export class ReminderPanel {
     }
     buttons.append(this.#button(t('runNow'), 'run', async () => {
       await runReminder(reminder.id);
-      this.#status(t('sentNow'));
+      this.#drawer.status(t('sentNow'));
       this.#onSent();
     }));
     if (!readOnly) {
