@@ -146,10 +146,7 @@ class ReminderDelivery:
                 all_finished = self._send_claimed(occurrence, reminder) and all_finished
             except Exception:
                 log.exception("Reminder %s cannot be finished; trying again in %g s", occurrence.key, RETRY_SECONDS)
-                self._failures[occurrence.key] = (
-                    self._failures.get(occurrence.key, (0, 0.0))[0],
-                    time.monotonic() + RETRY_SECONDS,
-                )
+                self._put_off(occurrence.key, self._tries(occurrence.key))  # not a failed send: no try counted
                 all_finished = False
         return all_finished
 
@@ -199,15 +196,22 @@ class ReminderDelivery:
         try:
             self._send(occurrence, reminder)
         except Exception as error:
-            tries = self._failures.get(occurrence.key, (0, 0.0))[0] + 1
+            tries = self._tries(occurrence.key) + 1
             log.exception("Reminder %s could not be sent (try %d of %d)", occurrence.key, tries, MAX_SEND_TRIES)
             if tries < MAX_SEND_TRIES:
-                self._failures[occurrence.key] = (tries, time.monotonic() + RETRY_SECONDS)
+                self._put_off(occurrence.key, tries)
                 return False
             problem = f"Not sent: an internal error ({type(error).__name__}); the server log has the details."
             self.store.finish(occurrence, self._last_run(occurrence.scheduled_for, "failed", problem, None))
         self._failures.pop(occurrence.key, None)
         return True
+
+    def _tries(self, key: str) -> int:
+        return self._failures.get(key, (0, 0.0))[0]
+
+    def _put_off(self, key: str, tries: int) -> None:
+        """Leave occurrence `key` for RETRY_SECONDS, `tries` failed sends so far."""
+        self._failures[key] = (tries, time.monotonic() + RETRY_SECONDS)
 
     def _send(self, occurrence: Occurrence, reminder: dict[str, Any]) -> tuple[Message, AppError | None]:
         """Store the occurrence's message (once) and finish its claim with the outcome."""
