@@ -293,7 +293,9 @@ class Channels:
 
     def check_ids(self, ids: list[str] | None) -> None:
         """400 `unknown_channel` when a reminder names a channel that does not exist."""
-        unknown = sorted(set(ids or []) - set(self.by_id()))
+        if not ids:  # null (every channel) or none: nothing to look up
+            return
+        unknown = sorted(set(ids) - set(self.by_id()))
         if unknown:
             raise BadRequest(
                 f'"channels" names {", ".join(unknown)}, which GET /api/channels does not list.', code="unknown_channel"
