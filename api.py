@@ -354,7 +354,7 @@ def reminder_runs(path: ReminderPath) -> Any:
 
 def _with_outcomes(run: dict[str, Any], pushed: dict[Any, Any]) -> dict[str, Any]:
     """`run` with how its message was pushed to each channel, if it was."""
-    outcomes = pushed.get(run.get("message_id")) if run.get("message_id") is not None else None
+    outcomes = pushed.get(run.get("message_id"))  # a run with no message (missed) has none
     return {**run, "channels": outcomes} if outcomes else run
 
 
