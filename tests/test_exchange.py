@@ -256,6 +256,15 @@ def test_chatgpt_tool_calls_browsing_thoughts_and_empty_replies_are_left_out() -
     ]
 
 
+@pytest.mark.parametrize("content_type", ["code", "execution_output", "reasoning_recap", "something_new"])
+def test_only_text_and_multimodal_text_content_is_imported(content_type: str) -> None:
+    berlin = chatgpt_sample()[1]
+    reply = berlin["mapping"]["c1d2e3f4-0006-4a5b-8c6d-7e8f90a1b2c3"]["message"]
+    reply["content"]["content_type"] = content_type  # its parts kept: only the type says it is no text
+    contents = [m["content"] for m in parse_import(berlin)[0].messages]
+    assert contents[-1] == "[image]\nWhat building is this?"
+
+
 def test_without_current_node_the_newest_leaf_is_taken() -> None:
     sample = chatgpt_sample()
     berlin = sample[1]

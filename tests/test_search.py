@@ -154,7 +154,7 @@ def test_messages_whose_folding_changes_length_keep_their_own_offsets() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    ["append", "rewrite last", "remove last", "edit first", "clear", "fresh copies"],
+    ["append", "append two", "rewrite last", "remove last", "edit first", "edit second last", "clear", "fresh copies"],
 )
 def test_a_refolded_conversation_searches_like_a_fresh_index(change: str) -> None:
     stamps = [f"2026-11-26T09:{n:02d}:00+08:00" for n in range(10)]
@@ -164,14 +164,17 @@ def test_a_refolded_conversation_searches_like_a_fresh_index(change: str) -> Non
     index.search(library.sources(), "note")
     after = {
         "append": before + [message(8, "note 8 吃药", stamps[8])],
+        # a term right at the end of a message that is not the last: a start offset one off would cut it
+        "append two": before + [message(8, "alpha 吃药", stamps[8]), message(9, "beta", stamps[9])],
         "rewrite last": before[:-1] + [message(7, "note rewritten", stamps[7])],
         "remove last": before[:-1],
         "edit first": [message(1, "first note edited 吃药", stamps[1])] + before[1:],
+        "edit second last": before[:-2] + [message(6, "note edited 吃药", stamps[6])] + before[-1:],
         "clear": [],
         "fresh copies": [dict(m) for m in before] + [message(8, "ß 吃药", stamps[8])],
     }[change]
     library.change("main", after)
-    for query in ["note", "吃药", "ss note", "第7条", "rewritten", "edited"]:
+    for query in ["note", "吃药", "ss note", "第7条", "rewritten", "edited", "alpha 吃药", "beta"]:
         assert index.search(library.sources(), query) == SearchIndex().search(library.sources(), query), query
 
 
