@@ -103,7 +103,7 @@ def _title(meta: Meta, labels: Mapping[str, str]) -> str:
 
 
 def _local_time(timestamp: object) -> str:
-    """ "2026-11-26 09:30:00 +08:00": the time as the user saw it, with its offset."""
+    """The time as the user saw it, with its offset: 2026-11-26 09:30:00 +08:00."""
     moment = _moment(timestamp)
     if moment is None:
         return str(timestamp or "")
@@ -227,9 +227,9 @@ def _iso(moment: datetime) -> str:
 
 def _from_epoch(value: object) -> str | None:
     """ChatGPT's epoch seconds as ISO-8601 in UTC; None when absent or not a sane number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    try:
+    try:  # NaN, infinities and numbers past year 9999 all raise here
         return _iso(datetime.fromtimestamp(value, UTC))
     except (OverflowError, OSError, ValueError):
         return None
@@ -265,8 +265,8 @@ def _newest_leaf(mapping: Mapping[str, Any], name: str) -> str | None:
         order, node_id = order_and_id
         message = mapping[node_id].get("message")
         stamp = message.get("create_time") if isinstance(message, dict) else None
-        usable = isinstance(stamp, int | float) and not isinstance(stamp, bool) and math.isfinite(stamp)
-        return (stamp if usable else -math.inf, order)
+        usable = isinstance(stamp, int | float) and not isinstance(stamp, bool) and -1e12 < stamp < 1e12
+        return (float(stamp) if usable else -math.inf, order)
 
     return max(enumerate(leaves), key=created)[1] if leaves else None
 

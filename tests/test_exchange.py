@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -435,3 +436,61 @@ def test_titles_are_trimmed_to_a_sane_length() -> None:
     berlin = chatgpt_sample()[1]
     berlin["title"] = "  " + "长" * 1000
     assert parse_import(berlin)[0].title == "长" * MAX_TITLE_CHARS
+
+
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    1e308,
+    10**400,
+    float("nan"),
+    "",
+    "x",
+    [],
+    {},
+    ["a"],
+    {"a": 1},
+    [None],
+    [{}],
+]
+
+
+def places(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside `value`."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += places(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += places(child, (*path, index))
+    return found
+
+
+def test_a_thousand_damaged_exports_give_conversations_or_value_error_never_another_exception() -> None:
+    rng = random.Random(14)
+    sample = chatgpt_sample() + exported()
+    paths = places(sample)[1:]
+    for _ in range(1000):
+        damaged = copy.deepcopy(sample)
+        for path in rng.sample(paths, 3):
+            parent = damaged
+            try:
+                for key in path[:-1]:
+                    parent = parent[key]
+                if rng.random() < 0.2 and isinstance(parent, dict):
+                    del parent[path[-1]]
+                else:
+                    parent[path[-1]] = rng.choice(ODD_VALUES)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier damage already replaced the way there
+        try:
+            imported = parse_import(damaged)
+        except ValueError:
+            continue
+        for conversation in imported:
+            assert isinstance(conversation.key, str) and isinstance(conversation.title, str)
+            assert all(isinstance(m["content"], str) and isinstance(m["timestamp"], str) for m in conversation.messages)
+            assert all(m["role"] in ("user", "assistant") and "id" not in m for m in conversation.messages)
