@@ -257,6 +257,12 @@ class Settings:
     max_body_bytes: int = setting(
         64 * 1024, env="MAX_BODY_BYTES", minimum=1024, help="Largest accepted request body in bytes."
     )
+    import_max_bytes: int = setting(
+        64 * 1024 * 1024,
+        env="IMPORT_MAX_BYTES",
+        minimum=1024,
+        help="Largest accepted import (POST /api/import) in bytes.",
+    )
     push_contact: str = setting(
         "mailto:admin@localhost",
         env="PUSH_CONTACT",

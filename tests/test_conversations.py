@@ -345,3 +345,149 @@ def test_migration_runs_once_and_an_interrupted_one_starts_over_from_the_untouch
     assert list(store.visible()) == visible
     assert not (data_dir / "chat_history.json").exists()
     assert (data_dir / "chat_history.json.migrated").read_bytes() == original["chat_history.json"]
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+
+def search(api, q: str, **params: Any) -> list[dict[str, Any]]:
+    response = api.get("/api/search", params={"q": q, **params})
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def test_search_finds_chinese_words_and_any_case_across_conversations_newest_first(api):
+    health = create(api, title="健康")
+    chat_in(api, None, "记得每天吃药")
+    chat_in(api, health["id"], "晚上吃药了吗")
+    chat_in(api, health["id"], "Meeting with Dr. Wang about the MEDICINE")
+    found = search(api, "吃药")
+    assert [(r["conversation_id"], r["role"]) for r in found] == [
+        (health["id"], "assistant"),
+        (health["id"], "user"),
+        ("main", "assistant"),
+        ("main", "user"),
+    ]
+    assert found[1]["snippet"] == "晚上吃药了吗"
+    message = api.history(conversation_id=health["id"])[0]
+    assert (found[1]["message_id"], found[1]["timestamp"]) == (message["id"], message["timestamp"])
+    assert [r["snippet"] for r in search(api, "medicine meeting")][-1] == "Meeting with Dr. Wang about the MEDICINE"
+    assert search(api, "吃饭") == [] and len(search(api, "吃药", limit=1)) == 1
+    for bad in ({"q": ""}, {"q": "   "}, {"q": "x" * 201}, {}, {"q": "药", "limit": 0}):
+        response = api.get("/api/search", params=bad)
+        assert response.status_code == 400 and response.json()["code"] in ("invalid_q", "missing_q", "invalid_limit")
+
+
+def test_search_sees_new_messages_and_not_deleted_or_cleared_ones(api):
+    doomed = create(api, title="待删")
+    chat_in(api, doomed["id"], "独一无二的词")
+    assert len(search(api, "独一无二")) == 2
+    api.delete(f"/api/conversations/{doomed['id']}")
+    assert search(api, "独一无二") == []
+    chat_in(api, None, "另一个独特的词")
+    assert len(search(api, "独特")) == 2
+    api.delete("/api/history")
+    assert search(api, "独特") == []
+
+
+def test_search_reaches_messages_rotated_into_archives(serve):
+    api = serve(HISTORY_LIVE_LIMIT="20")
+    for number in range(30):
+        chat_in(api, None, f"第{number}号备忘")
+    assert [r["snippet"] for r in search(api, "第0号")] == ["收到：第0号备忘", "第0号备忘"]
+    assert list((api.settings.data_dir / "conversations" / "main-archive").glob("*.json"))
+
+
+# ---- export and import -------------------------------------------------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "chatgpt_conversations.json"
+
+
+def test_one_conversation_exports_as_markdown_and_json(api):
+    trip = create(api, title="旅行计划")
+    chat_in(api, trip["id"], "去**杭州**")
+    markdown = api.get(f"/api/conversations/{trip['id']}/export", params={"format": "markdown"})
+    assert markdown.status_code == 200 and markdown.headers["Content-Type"].startswith("text/markdown")
+    assert "attachment" in markdown.headers["Content-Disposition"]
+    assert "旅行计划" in markdown.text and "去**杭州**" in markdown.text and "收到：去**杭州**" in markdown.text
+    saved = api.get(f"/api/conversations/{trip['id']}/export", params={"format": "json"}).json()
+    assert saved["conversation"]["id"] == trip["id"] and saved["messages"] == api.history(conversation_id=trip["id"])
+    assert api.get("/api/conversations/000000000000/export").status_code == 404
+    assert api.get(f"/api/conversations/{trip['id']}/export", params={"format": "pdf"}).status_code == 400
+
+
+WITHOUT_IDS = ("id", "reply_to")
+
+
+def comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if k not in WITHOUT_IDS} for m in messages]
+
+
+def test_export_then_import_on_another_server_gives_the_same_conversations_and_twice_adds_nothing(serve, tmp_path):
+    source = serve()
+    trip = create(source, title="旅行")
+    chat_in(source, trip["id"], "去杭州")
+    chat_in(source, None, "主线")
+    reminder = source.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "mode": "plain"}).json()
+    source.post(f"/api/reminders/{reminder['reminder']['id']}/run", json={})
+    exported = source.get("/api/export")
+    assert exported.status_code == 200 and "conversations.json" in exported.headers["Content-Disposition"]
+    data = exported.json()
+    assert {c["title"] for c in data} == {"旅行", ""} and all("mapping" in c and "current_node" in c for c in data)
+
+    target = serve(CHAT_HISTORY_FILE=str(tmp_path / "other" / "chat_history.json"))
+    response = target.post("/api/import", json=data)
+    assert response.status_code == 200, response.text
+    assert (response.json()["imported"], response.json()["skipped"]) == (2, 0)
+    imported = {c["title"]: c["id"] for c in response.json()["conversations"]}
+    assert comparable(every_message(target, imported["旅行"])) == comparable(every_message(source, trip["id"]))
+    assert comparable(every_message(target, imported[""])) == comparable(every_message(source, "main"))
+    again = target.post("/api/import", files={"file": ("conversations.json", exported.content, "application/json")})
+    assert again.status_code == 200, again.text
+    assert (again.json()["imported"], again.json()["skipped"]) == (0, 2)
+    back_home = source.post("/api/import", json=data).json()  # our own export, into the server it came from
+    assert (back_home["imported"], back_home["skipped"]) == (0, 2)
+    assert len(listed(target)) == 3 and len(listed(source)) == 2
+
+
+def test_a_chatgpt_export_imports_as_a_json_body_or_a_file(api):
+    upload = {"file": ("conversations.json", FIXTURE.read_bytes(), "application/json")}
+    response = api.post("/api/import", files=upload)
+    assert response.status_code == 200, response.text
+    created = response.json()["conversations"]
+    assert [c["title"] for c in created] == ["吃药提醒", "Packing for Berlin"]
+    berlin = api.history(conversation_id=created[1]["id"])
+    assert berlin[0]["content"] == "What should I pack for **Berlin in December**?"
+    assert {m["role"] for m in berlin} == {"user", "assistant"}
+    assert created[1]["created_at"] == "2024-11-26T00:00:10.000+00:00"
+    as_body = api.post("/api/import", data=FIXTURE.read_bytes(), headers={"Content-Type": "application/json"})
+    assert (as_body.json()["imported"], as_body.json()["skipped"]) == (0, 2)
+    assert len(search(api, "Berlin")) >= 1
+
+
+def test_bad_imports_get_a_clear_400_and_change_nothing(api):
+    for body, kind in (
+        (b"not json", "application/json"),
+        (b'{"mapping": 5}', "application/json"),
+        (b"[1, 2]", "application/json"),
+    ):
+        response = api.post("/api/import", data=body, headers={"Content-Type": kind})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_import"), response.text
+    form = api.post("/api/import", files={"other": ("x.json", b"[]", "application/json")})
+    assert form.status_code == 400
+    assert api.post("/api/import", data=b"[]", headers={"Content-Type": "text/plain"}).status_code == 415
+    cross_site = api.post(
+        "/api/import", files={"file": ("c.json", FIXTURE.read_bytes())}, headers={"Origin": "https://evil.example"}
+    )
+    assert cross_site.status_code == 403
+    assert [c["id"] for c in listed(api)] == ["main"]
+
+
+def test_an_import_larger_than_the_chat_body_limit_is_accepted_up_to_its_own(serve):
+    api = serve(IMPORT_MAX_BYTES="200000")
+    big = json.loads(FIXTURE.read_text())
+    big[0]["title"] = "大" + "。" * 100_000  # about 300 KB: over MAX_BODY_BYTES (64 KB) and IMPORT_MAX_BYTES
+    too_big = api.post("/api/import", json=big)
+    assert (too_big.status_code, too_big.json()["code"]) == (413, "payload_too_large")
+    big[0]["title"] = "大" + "。" * 30_000  # about 90 KB: over MAX_BODY_BYTES, under IMPORT_MAX_BYTES
+    assert api.post("/api/import", json=big).status_code == 200
