@@ -629,7 +629,8 @@ class HistoryStore:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         shutil.copyfile(self.path, aside)
         archived = [last for _first, last, _name in self._archives(-1)]
-        next_id = max([log_state.next_id, *(last + 1 for last in archived)])  # never give an archived id again
+        # Never give an id again: not an archived one, nor one a line that did not parse may have held.
+        next_id = max([log_state.next_id + log_state.bad, *(last + 1 for last in archived)])
         log.warning(
             "History log %s had %d unreadable line(s)%s; copied it to %s and kept the rest",
             self.path.name,

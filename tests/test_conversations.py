@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,16 @@ def test_without_the_model_the_title_is_the_first_words_and_a_users_title_is_nev
     upstream.script({"content": "回答"}, *[{"kind": "status", "status": 500, "body": {"error": {"message": "x"}}}] * 3)
     chat_in(api, fresh["id"], "Please summarise the quarterly report for the board meeting")
     assert wait_until(lambda: title_of(api, fresh["id"]), 15, message="a title") == "Please summarise the…"
+    racing = create(api)  # renamed while the model is still thinking of a title
+    upstream.script({"content": "回答"}, {"content": "模型的标题", "delay": 1.0})
+    chat_in(api, racing["id"], "随便说点什么")
+    asked_title = lambda: any(
+        "随便说点什么" in r["messages"][-1]["content"] and len(r["messages"]) == 2 for r in upstream.requests
+    )  # noqa: E731
+    wait_until(asked_title, 10, message="the title request")
+    api.patch(f"/api/conversations/{racing['id']}", json={"title": "我改的"})
+    time.sleep(2.5)  # the title request answers after 1 s
+    assert title_of(api, racing["id"]) == "我改的"
     named = create(api, title="我起的名字")
     chat_in(api, named["id"], "随便聊聊")
     chat_in(api, "main", "主线不需要标题")
@@ -192,6 +204,34 @@ def test_a_reminder_whose_conversation_was_deleted_reminds_in_main(api):
     api.delete(f"/api/conversations/{doomed['id']}")
     assert api.post(f"/api/reminders/{reminder['id']}/run", json={}).status_code == 200
     assert contents(api) == ["别忘了"]
+
+
+def test_a_turn_in_one_conversation_holds_back_only_that_conversations_reminders(api, upstream):
+    busy = create(api, title="忙")
+    to_main = api.post("/api/reminders", json={"text": "主线提醒", "cron": "0 9 * * *", "mode": "plain"}).json()
+    to_busy = api.post(
+        "/api/reminders", json={"text": "忙线提醒", "cron": "0 9 * * *", "mode": "plain", "conversation_id": busy["id"]}
+    ).json()
+    slow = ["慢", "慢", "地", "说"]
+    upstream.script({"content": "".join(slow), "pieces": slow, "chunk_delay": 0.5})
+    with api.session.post(
+        f"{api.base_url}/api/chat/stream", json={"message": "说吧", "conversation_id": busy["id"]}, stream=True
+    ) as turn:
+        lines = turn.iter_lines()
+        next(line for line in lines if b'"delta"' in line)  # the reply is under way
+        landed: dict[str, Any] = {}
+        held = threading.Thread(
+            target=lambda: landed.update(
+                api.post(f"/api/reminders/{to_busy['reminder']['id']}/run", json={}).json()["message"]
+            )
+        )
+        held.start()
+        sent = api.post(f"/api/reminders/{to_main['reminder']['id']}/run", json={}).json()["message"]
+        assert sent["content"] == "主线提醒"
+        assert not landed and held.is_alive(), "the busy conversation's reminder did not wait for the turn"
+        done = json.loads(next(line for line in lines if b'"done"' in line)[6:])["message"]
+    held.join(30)
+    assert landed["id"] == done["id"] + 1, "the reminder landed between the question and its answer"
 
 
 # ---- the index ---------------------------------------------------------------------------------
