@@ -532,3 +532,26 @@ def test_an_import_larger_than_the_chat_body_limit_is_accepted_up_to_its_own(ser
     assert (too_big.status_code, too_big.json()["code"]) == (413, "payload_too_large")
     big[0]["title"] = "大" + "。" * 30_000  # about 90 KB: over MAX_BODY_BYTES, under IMPORT_MAX_BYTES
     assert api.post("/api/import", json=big).status_code == 200
+
+
+def test_a_migration_that_fails_leaves_the_old_files_in_place_and_the_next_start_completes_it(
+    make_settings, tmp_path, monkeypatch, caplog
+):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    visible = write_legacy_v2(data_dir, live=30, archived=100)
+    before = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*.json")}
+    settings = make_settings()
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(HistoryStore, "write_log", disk_full)
+        Conversations(settings)
+    assert "cannot be prepared" in caplog.text
+    legacy = {
+        p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*.json") if "conversations" not in p.parts
+    }
+    assert legacy == before
+    assert list(Conversations(settings).store("main").visible()) == visible
