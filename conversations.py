@@ -199,7 +199,7 @@ class Conversations:
                         continue
                     meta = self.create(
                         item.title,
-                        messages=item.messages,
+                        messages=_answering(item.messages),
                         pinned=item.pinned,
                         created_at=item.created_at,
                         source=source,
@@ -321,6 +321,24 @@ class Conversations:
             archived,
             main_log,
         )
+
+
+def _answering(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with each reply's `reply_to` set to the question before it, as renumbered from 1 on import.
+
+    Another server's ids, or none at all (ChatGPT), would leave replies answering nothing, and the model's
+    context leaves out questions that look unanswered.
+    """
+    answered: list[dict[str, Any]] = []
+    question: int | None = None
+    for number, message in enumerate(messages, start=1):
+        fields = {key: value for key, value in message.items() if key != "reply_to"}
+        if message.get("role") == "user":
+            question = number
+        elif question is not None and not message.get("is_scheduled"):
+            fields["reply_to"] = question
+        answered.append(fields)
+    return answered
 
 
 def not_found(conversation_id: str) -> NotFound:

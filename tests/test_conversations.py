@@ -491,7 +491,7 @@ def test_export_then_import_on_another_server_gives_the_same_conversations_and_t
     assert len(listed(target)) == 3 and len(listed(source)) == 2
 
 
-def test_a_chatgpt_export_imports_as_a_json_body_or_a_file(api):
+def test_a_chatgpt_export_imports_as_a_json_body_or_a_file(api, upstream):
     upload = {"file": ("conversations.json", FIXTURE.read_bytes(), "application/json")}
     response = api.post("/api/import", files=upload)
     assert response.status_code == 200, response.text
@@ -500,6 +500,11 @@ def test_a_chatgpt_export_imports_as_a_json_body_or_a_file(api):
     berlin = api.history(conversation_id=created[1]["id"])
     assert berlin[0]["content"] == "What should I pack for **Berlin in December**?"
     assert {m["role"] for m in berlin} == {"user", "assistant"}
+    # Each reply answers the question before it, so the model sees the imported turns as context.
+    assert all(m["reply_to"] == berlin[i - 1]["id"] for i, m in enumerate(berlin) if m["role"] == "assistant")
+    api.post("/api/chat", json={"message": "And in January?", "conversation_id": created[1]["id"]})
+    asked = upstream.requests[0]["messages"]
+    assert [m["content"] for m in asked[1:3]] == [berlin[0]["content"], berlin[1]["content"]]
     assert created[1]["created_at"] == "2024-11-26T00:00:10.000+00:00"
     as_body = api.post("/api/import", data=FIXTURE.read_bytes(), headers={"Content-Type": "application/json"})
     assert (as_body.json()["imported"], as_body.json()["skipped"]) == (0, 2)
