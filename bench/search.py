@@ -85,7 +85,7 @@ def through_the_api(chats: dict[str, list[dict[str, Any]]]) -> None:
     import tempfile
 
     import requests
-    from processes import Server, app_env, fake_upstream
+    from processes import Server, app_env, fake_upstream, rss_mb
 
     from config import load_settings
     from conversations import Conversations
@@ -104,17 +104,19 @@ def through_the_api(chats: dict[str, list[dict[str, Any]]]) -> None:
                 assert response.status_code == 200, response.text
                 return (time.perf_counter() - started) * 1000
 
+            before = rss_mb(server.worker_pids()[0])
             cold = ask("吃药")
             warm = sorted(ask(q) for q in QUERIES * 2)
             target = next(c["id"] for c in session.get(f"{server.base_url}/api/conversations").json()["conversations"])
             session.post(f"{server.base_url}/api/chat", json={"message": "meeting notes", "conversation_id": target})
             changed = ask("meeting")
+            after = rss_mb(server.worker_pids()[0])
             p95 = warm[min(len(warm) - 1, round(0.95 * len(warm)) - 1)]
             total = sum(len(m) for m in chats.values())
             label, p50 = f"API, {total} messages, 50 chats", statistics.median(warm)
             print(
                 f"{label:<32} cold {cold:7.1f} ms   warm p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   "
-                f"after a chat turn {changed:6.1f} ms"
+                f"after a chat turn {changed:6.1f} ms   worker RSS {before:.0f} → {after:.0f} MB"
             )
 
 
