@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from tests.support.forward_proxy import ForwardProxy
 from tests.support.servers import free_port
 from upstream_client import chat_completions_url
 
@@ -222,3 +224,37 @@ def test_the_base_url_log_line_hides_credentials_and_query(serve, upstream, capl
 )
 def test_chat_completions_url_extends_only_a_base_url(api_url, used):
     assert chat_completions_url(api_url) == (used or api_url)
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def forward_proxy(monkeypatch) -> Iterator[ForwardProxy]:
+    """A forward proxy on loopback, and an environment with no proxy variable set but the test's own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    proxy = ForwardProxy().start()
+    yield proxy
+    proxy.stop()
+
+
+def test_a_proxy_set_in_the_environment_carries_every_model_call(serve, upstream, forward_proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    api = serve()
+    api.session.trust_env = False  # the test's own calls to the app go straight to it
+    for question in ("经过代理吗", "再来一次"):
+        assert api.chat(question).status_code == 200
+    assert forward_proxy.targets == [upstream.url, upstream.url]
+    assert len(upstream.requests) == 2
+
+
+def test_no_proxy_naming_the_api_host_bypasses_the_proxy(serve, upstream, forward_proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    api = serve()
+    api.session.trust_env = False
+    assert api.chat("不经过代理").status_code == 200
+    assert forward_proxy.targets == []
+    assert len(upstream.requests) == 1
