@@ -54,9 +54,10 @@ def app_env(upstream_url: str, history_file: Path, **extra: str) -> dict[str, st
 
 
 class Server:
-    """`gunicorn -c gunicorn.conf.py MODULE:app` from the project root, in its own process group."""
+    """`gunicorn -c gunicorn.conf.py MODULE:app` from the project root (or `root`), in its own process group."""
 
-    def __init__(self, env: dict[str, str], module: str = "wsgi:app", name: str = "app"):
+    def __init__(self, env: dict[str, str], module: str = "wsgi:app", name: str = "app", root: Path = ROOT):
+        self.root = root  # another checkout of the project (bench/run.py --before) runs its own code and config
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         # The bench runs Gunicorn's defaults (WEB_CONCURRENCY, GUNICORN_THREADS) unless the caller's shell sets them.
@@ -70,7 +71,7 @@ class Server:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.module]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         wait_until_healthy(self.base_url, 30, self.process)
         return self

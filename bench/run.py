@@ -1,20 +1,27 @@
 """Benchmarks: the app under real Gunicorn (production config) against a loopback fake upstream.
 
-    .venv/bin/python bench/run.py            # prints a table and writes bench/results.md
+    .venv/bin/python bench/run.py                    # prints a table and writes bench/results.md
+    .venv/bin/python bench/run.py --before 56401e7   # the overhead and concurrency of that commit beside this one
 
 Every figure is a side-by-side comparison taken within one run, interleaved, so that noise from
 the machine falls on both sides alike: the app vs a direct call to the upstream, 100 vs 100,000
-stored messages, the app vs bare Flask under the same Gunicorn config.
+stored messages, the app vs bare Flask under the same Gunicorn config. With --before, the
+overhead and concurrency sections also run the project as it was at that commit (its own code,
+gunicorn.conf.py and data layout, this virtualenv), interleaved call by call and burst by burst
+with this checkout and the direct calls, so before and after are measured on the same machine at
+the same moments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from history_files import check_against_store, configured_live_limit  # noqa: E402
 from measures import (  # noqa: E402
+    THIS,
     Row,
     measure_concurrency,
     measure_growth,
@@ -34,6 +42,21 @@ from measures import (  # noqa: E402
 from processes import ROOT  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
+
+
+def short_commit(commit: str) -> str:
+    """`commit`'s abbreviated hash (it must name a commit of this repository)."""
+    command = ["git", "rev-parse", "--short", f"{commit}^{{commit}}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """The project's files at `commit` in a temporary folder; `git archive` leaves the repository untouched."""
+    with tempfile.TemporaryDirectory(prefix="chat-bench-before-") as folder:
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
 
 
 def load_average() -> str:
@@ -129,18 +152,27 @@ def main() -> None:
     parser.add_argument("--stream-burst", type=int, default=100, help="simultaneous streams")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per target")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts per target in the concurrency section")
+    parser.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also measure this commit's app in the overhead and concurrency sections (e.g. 56401e7)",
+    )
     section_names = ["overhead", "guarded", "concurrency", "growth", "throughput", "reminders", "push"]
     parser.add_argument("--only", choices=section_names, action="append")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="chat-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as folder, contextlib.ExitStack() as checkouts:
         work = Path(folder)
         check_against_store(61, 10, work / "self-check")  # the builder writes what the store would
+        apps = {THIS: ROOT}
+        if args.before:
+            apps[f"before: {short_commit(args.before)}"] = checkouts.enter_context(checkout(args.before))
         sections = {
-            "overhead": lambda: measure_overhead(args.chats, args.streams, work),
+            "overhead": lambda: measure_overhead(args.chats, args.streams, work, apps),
             "guarded": lambda: measure_guarded(args.chats, work),
-            "concurrency": lambda: measure_concurrency(args.burst, args.stream_burst, work),
+            "concurrency": lambda: measure_concurrency(args.burst, args.stream_burst, work, apps, args.bursts),
             "growth": lambda: measure_growth(30, 100, 50, work),
             "throughput": lambda: measure_throughput(args.seconds, args.rounds, work),
             "reminders": lambda: measure_reminders(1000, work),
