@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.fake_upstream import API_KEY
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.servers import free_port
 from upstream_client import chat_completions_url
@@ -144,6 +145,27 @@ def test_each_request_carries_the_model_and_bearer_key(api, upstream):
     api.chat("模型是谁")
     assert upstream.requests[0]["model"] == "fake/model"
     assert upstream.requests[0]["stream"] is False
+
+
+def test_each_call_sends_the_key_its_json_and_what_it_accepts(api, upstream):
+    assert api.chat("要整段").status_code == 200
+    assert api.post("/api/chat/stream", json={"message": "要流式"}).status_code == 200
+    whole, streamed = upstream.headers
+    for headers in (whole, streamed):
+        assert headers["Authorization"] == f"Bearer {API_KEY}"
+        assert headers["Content-Type"] == "application/json"
+    assert (whole["Accept"], streamed["Accept"]) == ("application/json", "text/event-stream")
+    assert upstream.requests[0]["messages"][-1] == {"role": "user", "content": "要整段"}
+    assert upstream.requests[1]["messages"][-1] == {"role": "user", "content": "要流式"}
+    assert upstream.requests[1]["stream"] is True
+
+
+def test_a_cookie_the_api_sets_goes_back_with_the_next_calls(api, upstream):
+    upstream.script({"kind": "status", "status": 503, "headers": {"Set-Cookie": "lb=node-2; Path=/"}})
+    assert api.chat("粘住同一台").status_code == 200  # retried after the 503
+    assert api.chat("还是那台").status_code == 200
+    assert "Cookie" not in upstream.headers[0]
+    assert [headers.get("Cookie") for headers in upstream.headers[1:]] == ["lb=node-2", "lb=node-2"]
 
 
 def test_a_reply_body_cut_off_mid_way_is_502(api, upstream):
