@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,21 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.fake_upstream import API_KEY, PATH  # noqa: E402
 from tests.support.servers import free_port, stop_process_group, wait_until_healthy  # noqa: E402
+
+
+def short_commit(commit: str) -> str:
+    """`commit`'s abbreviated hash (it must name a commit of this repository)."""
+    command = ["git", "rev-parse", "--short", f"{commit}^{{commit}}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """The project's files at `commit` in a temporary folder; `git archive` leaves the repository untouched."""
+    with tempfile.TemporaryDirectory(prefix="chat-bench-before-") as folder:
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:

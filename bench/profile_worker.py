@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from breakdown import parts, print_breakdown  # noqa: E402
 from history_files import build_history  # noqa: E402
-from processes import OUT, Server, app_env, cpu_seconds, fake_upstream, warm  # noqa: E402
+from processes import OUT, ROOT, Server, app_env, checkout, cpu_seconds, fake_upstream, warm  # noqa: E402
 
 
 def drive(url: str, method: str, stop: threading.Event, done: list[int] | None = None) -> int:
@@ -158,6 +159,7 @@ def main() -> None:
         help="instead: N simultaneous chats against a 1 s upstream, every worker sampled",
     )
     parser.add_argument("--module", default="wsgi:app", help="e.g. bench.bare_app:app to profile the baseline")
+    parser.add_argument("--before", metavar="COMMIT", help="profile the app as it was at this commit instead")
     parser.add_argument("--cpu", action="store_true", help="sample only the thread holding the GIL (CPU time)")
     parser.add_argument(
         "--breakdown",
@@ -168,12 +170,13 @@ def main() -> None:
     method = "POST" if args.path.startswith("/api/chat") else "GET"
     OUT.mkdir(parents=True, exist_ok=True)
     extra = {} if args.burst else {"WEB_CONCURRENCY": "1"}
-    with tempfile.TemporaryDirectory(prefix="chat-profile-") as folder:
+    with tempfile.TemporaryDirectory(prefix="chat-profile-") as folder, contextlib.ExitStack() as checkouts:
+        root = checkouts.enter_context(checkout(args.before)) if args.before else ROOT
         history_file = Path(folder) / "chat_history.json"
         build_history(history_file, args.stored)
         with (
             fake_upstream(1.0 if args.burst else 0.0) as upstream,
-            Server(app_env(upstream, history_file, **extra), args.module, "profile") as server,
+            Server(app_env(upstream, history_file, **extra), args.module, "profile", root) as server,
         ):
             warm(server.base_url)
             if args.burst:
@@ -187,6 +190,8 @@ def main() -> None:
                 spying.join()
                 print(f"{ok}/{args.burst} simultaneous requests to {args.path} in {wall:.3f} s")
                 summarise(OUT / "profile.txt", args.top)
+                title = "CPU under the GIL, every thread" if args.cpu else "wall time in request threads"
+                print_breakdown(parts(OUT / "profile.txt", requests_only=not args.cpu), RATE, args.burst, title)
                 return
             stop = threading.Event()
             if args.breakdown:

@@ -21,7 +21,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,24 +38,9 @@ from measures import (  # noqa: E402
     measure_reminders,
     measure_throughput,
 )
-from processes import ROOT  # noqa: E402
+from processes import ROOT, checkout, short_commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
-
-
-def short_commit(commit: str) -> str:
-    """`commit`'s abbreviated hash (it must name a commit of this repository)."""
-    command = ["git", "rev-parse", "--short", f"{commit}^{{commit}}"]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-
-@contextlib.contextmanager
-def checkout(commit: str) -> Iterator[Path]:
-    """The project's files at `commit` in a temporary folder; `git archive` leaves the repository untouched."""
-    with tempfile.TemporaryDirectory(prefix="chat-bench-before-") as folder:
-        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-        yield Path(folder)
 
 
 def load_average() -> str:
