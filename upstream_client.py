@@ -29,6 +29,10 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 BACKOFF_BASE_SECONDS = 0.5
 CHAT_COMPLETIONS_PATH = "/chat/completions"
+# After a stream's [DONE]: how long, and for how many reads, to wait for the end of the body so that the
+# connection can be used again (the end comes with [DONE] or right after it).
+DRAIN_SECONDS = 0.2
+DRAIN_READS = 4
 
 
 @dataclass
@@ -301,17 +305,38 @@ class UpstreamClient:
 
 
 class UpstreamStream:
-    """The pieces of one streamed reply; `close()` drops the upstream connection at once, started or not."""
+    """The pieces of one streamed reply; `close()` drops the upstream connection at once, started or not, unless
+    the reply came whole: then the connection goes back to the pool for the next turn (no new TCP and TLS
+    handshake, which costs a turn's first token tens of milliseconds against a distant API)."""
 
     def __init__(self, response: requests.Response, pieces: Iterator[StreamPiece]):
         self._response = response
         self._pieces = pieces
+        self._whole = False
 
     def __iter__(self) -> Iterator[StreamPiece]:
-        return self._pieces
+        yield from self._pieces
+        self._whole = True  # [DONE] or the body's end arrived: nothing is left but the body's last bytes
 
     def close(self) -> None:
-        self._response.close()
+        if self._whole:
+            self._read_to_end()
+        self._response.close()  # drops the connection unless the body was read to its end (urllib3 kept it)
+
+    def _read_to_end(self) -> None:
+        """Read the few bytes that end the body after [DONE], if they come at once; urllib3 then pools the
+        connection. A provider that keeps the stream open is not waited for: the connection is dropped."""
+        raw = self._response.raw
+        connection = raw.connection
+        if connection is None or connection.sock is None:
+            return  # already read to its end and pooled
+        connection.sock.settimeout(DRAIN_SECONDS)  # urllib3 sets the timeouts again before the next request
+        try:
+            for _ in range(DRAIN_READS):
+                if not raw.read1(65536):
+                    return
+        except (urllib3.exceptions.HTTPError, OSError):
+            return
 
 
 def _read_environment_once(session: requests.Session, url: str) -> None:
