@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from tests.support.fake_upstream import API_KEY
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.servers import free_port
-from upstream_client import chat_completions_url
+from upstream_client import LONE_SURROGATE, chat_completions_url, may_hold_surrogates
 
 
 def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
@@ -280,3 +281,23 @@ def test_no_proxy_naming_the_api_host_bypasses_the_proxy(serve, upstream, forwar
     assert api.chat("不经过代理").status_code == 200
     assert forward_proxy.targets == []
     assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"content": "\\ud800"}',  # an escape, as a provider's ensure_ascii encoder writes it
+        b'{"content": "\\uDFFF"}',
+        b'{"content": "\xed\xa0\x80"}',  # U+D800's UTF-8 bytes, which json.loads lets through
+        '{"content": "\ud800"}'.encode("utf-16", "surrogatepass"),
+        '{"content": "\udc00"}'.encode("utf-32", "surrogatepass"),
+    ],
+)
+def test_json_that_decodes_to_a_lone_surrogate_is_always_noticed(data):
+    assert LONE_SURROGATE.search(json.loads(data)["content"])
+    assert may_hold_surrogates(data)
+
+
+@pytest.mark.parametrize("data", [b'{"content": "\xe4\xbd\xa0\xe5\xa5\xbd"}', b'{"content": "\\u4f60 ok"}'])
+def test_ordinary_json_skips_the_surrogate_walk(data):
+    assert not may_hold_surrogates(data)
