@@ -7,6 +7,7 @@ this writes the main conversation's log and archive files in one go, with the st
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -54,6 +55,25 @@ def configured_live_limit() -> int:
 def main_log(history_file: Path) -> Path:
     """Where the app keeps the main conversation when CHAT_HISTORY_FILE is `history_file`."""
     return history_file.parent / "conversations" / "main.jsonl"
+
+
+def build_legacy_history(path: Path, total: int) -> None:
+    """Write `total` messages as the pre-conversations `chat_history.json` (format 2, every message live).
+
+    What an older commit (`bench/run.py --before`) reads; this one migrates it into the main conversation
+    when it starts, so both sides of a comparison begin from the same history.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    messages = [fake_message(number, start) for number in range(1, total + 1)]
+    state = {"version": 2, "next_id": total + 1, "floor_id": 1, "messages": messages}
+    path.write_text(json.dumps(state, ensure_ascii=False, separators=(",", ":")))
+
+
+def recent_messages(total: int, count: int) -> list[dict[str, Any]]:
+    """The newest `count` of a built history of `total`: the context the app sends the upstream."""
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    return [fake_message(number, start) for number in range(max(1, total - count + 1), total + 1)]
 
 
 def build_history(path: Path, total: int, live_limit: int | None = None) -> None:

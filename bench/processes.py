@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,21 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.fake_upstream import API_KEY, PATH  # noqa: E402
 from tests.support.servers import free_port, stop_process_group, wait_until_healthy  # noqa: E402
+
+
+def short_commit(commit: str) -> str:
+    """`commit`'s abbreviated hash (it must name a commit of this repository)."""
+    command = ["git", "rev-parse", "--short", f"{commit}^{{commit}}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """The project's files at `commit` in a temporary folder; `git archive` leaves the repository untouched."""
+    with tempfile.TemporaryDirectory(prefix="chat-bench-before-") as folder:
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -54,9 +70,10 @@ def app_env(upstream_url: str, history_file: Path, **extra: str) -> dict[str, st
 
 
 class Server:
-    """`gunicorn -c gunicorn.conf.py MODULE:app` from the project root, in its own process group."""
+    """`gunicorn -c gunicorn.conf.py MODULE:app` from the project root (or `root`), in its own process group."""
 
-    def __init__(self, env: dict[str, str], module: str = "wsgi:app", name: str = "app"):
+    def __init__(self, env: dict[str, str], module: str = "wsgi:app", name: str = "app", root: Path = ROOT):
+        self.root = root  # another checkout of the project (bench/run.py --before) runs its own code and config
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         # The bench runs Gunicorn's defaults (WEB_CONCURRENCY, GUNICORN_THREADS) unless the caller's shell sets them.
@@ -70,7 +87,7 @@ class Server:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.module]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         wait_until_healthy(self.base_url, 30, self.process)
         return self

@@ -1,15 +1,21 @@
 """Benchmarks: the app under real Gunicorn (production config) against a loopback fake upstream.
 
-    .venv/bin/python bench/run.py            # prints a table and writes bench/results.md
+    .venv/bin/python bench/run.py                    # prints a table and writes bench/results.md
+    .venv/bin/python bench/run.py --before 56401e7   # the overhead and concurrency of that commit beside this one
 
 Every figure is a side-by-side comparison taken within one run, interleaved, so that noise from
 the machine falls on both sides alike: the app vs a direct call to the upstream, 100 vs 100,000
-stored messages, the app vs bare Flask under the same Gunicorn config.
+stored messages, the app vs bare Flask under the same Gunicorn config. With --before, the
+overhead and concurrency sections also run the project as it was at that commit (its own code,
+gunicorn.conf.py and data layout, this virtualenv), interleaved call by call and burst by burst
+with this checkout and the direct calls, so before and after are measured on the same machine at
+the same moments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -22,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from history_files import check_against_store, configured_live_limit  # noqa: E402
 from measures import (  # noqa: E402
+    THIS,
     Row,
     measure_concurrency,
     measure_growth,
@@ -31,7 +38,7 @@ from measures import (  # noqa: E402
     measure_reminders,
     measure_throughput,
 )
-from processes import ROOT  # noqa: E402
+from processes import ROOT, checkout, short_commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
 
@@ -96,7 +103,7 @@ def write_results(rows: list[Row], info: dict[str, str], loads: list[str], comma
     body = [
         "# Benchmark results",
         "",
-        f"Written by `{command.strip()}`; each figure compares two things measured interleaved in the same run.",
+        f"Written by `{command.strip()}`; each figure compares things measured interleaved in the same run.",
         "",
         *[f"- **{name}**: {value}" for name, value in info.items()],
         f"- **load average** (1/5/15 min) before each section and at the end: {'; '.join(loads)}",
@@ -108,12 +115,20 @@ def write_results(rows: list[Row], info: dict[str, str], loads: list[str], comma
         "",
         "- *added* figures are app minus direct, each a percentile of its own interleaved series; the p99 of a",
         "  few hundred samples moves with anything else the machine does, the p50 much less.",
-        "- The concurrency rows carry their own baseline: the same burst sent straight to the fake upstream",
-        "  (the client's and the fake's share of the wall time), and the CPU the app's workers spent on it,",
-        "  which depends much less than wall time on what else runs on the machine.",
-        "- Where the time goes: `.venv/bin/python bench/profile_worker.py` samples the worker with py-spy during",
-        "  sequential chats (`--cpu` for CPU only), `--burst 200 --cpu` during a burst, and",
-        "  `--wrk --path /api/history` (or `--module bench.bare_app:app --path /bare/page`) under wrk.",
+        "- Goals are issue 14's: ≤ 2 ms added per chat and to the first streamed token at p50, and 200",
+        "  simultaneous chats against a 2 s upstream within 1.10× of the same burst sent straight to it.",
+        "- Rows marked [before: COMMIT] come from `--before COMMIT`: that commit's own code and Gunicorn config,",
+        "  run beside this checkout and interleaved with it call by call (overhead) and burst by burst",
+        "  (concurrency), against the same upstream and the same direct calls.",
+        "- The concurrency rows are medians over `--bursts` rounds, each round sending the burst straight to the",
+        "  fake upstream (the client's and the fake's share of the wall time) and through each app in turn; the",
+        "  CPU the app's workers spent depends much less than wall time on what else runs on the machine.",
+        "- Where the time goes: `.venv/bin/python bench/profile_worker.py --breakdown` times sequential chats, then",
+        "  samples the worker with py-spy and splits a chat's wall time and CPU by part (Gunicorn, Flask, validation,",
+        "  hooks, requests, JSON, logging, history store, turn gate; bench/breakdown.py); add `--before COMMIT` for",
+        "  that commit. Without --breakdown it lists the hottest functions (`--cpu` for CPU only); `--burst 200",
+        "  --cpu` samples a burst, `--wrk --path /api/history` (or `--module bench.bare_app:app --path",
+        "  /bare/page`) a route under wrk.",
         "- What fsync costs: run the benchmark under Debian's `eatmydata`, which turns fsync into a no-op:",
         "  `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libeatmydata.so .venv/bin/python bench/run.py --only overhead`.",
         "",
@@ -129,18 +144,27 @@ def main() -> None:
     parser.add_argument("--stream-burst", type=int, default=100, help="simultaneous streams")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per target")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts per target in the concurrency section")
+    parser.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also measure this commit's app in the overhead and concurrency sections (e.g. 56401e7)",
+    )
     section_names = ["overhead", "guarded", "concurrency", "growth", "throughput", "reminders", "push"]
     parser.add_argument("--only", choices=section_names, action="append")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="chat-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as folder, contextlib.ExitStack() as checkouts:
         work = Path(folder)
         check_against_store(61, 10, work / "self-check")  # the builder writes what the store would
+        apps = {THIS: ROOT}
+        if args.before:
+            apps[f"before: {short_commit(args.before)}"] = checkouts.enter_context(checkout(args.before))
         sections = {
-            "overhead": lambda: measure_overhead(args.chats, args.streams, work),
+            "overhead": lambda: measure_overhead(args.chats, args.streams, work, apps),
             "guarded": lambda: measure_guarded(args.chats, work),
-            "concurrency": lambda: measure_concurrency(args.burst, args.stream_burst, work),
+            "concurrency": lambda: measure_concurrency(args.burst, args.stream_burst, work, apps, args.bursts),
             "growth": lambda: measure_growth(30, 100, 50, work),
             "throughput": lambda: measure_throughput(args.seconds, args.rounds, work),
             "reminders": lambda: measure_reminders(1000, work),

@@ -43,6 +43,20 @@ def test_stream_relays_reasoning_then_deltas_then_done(api, upstream):
     assert api.history()[-1] == done
 
 
+def test_whole_streamed_replies_use_one_connection_to_the_api(api, upstream):
+    for question in ("第一句", "第二句", "第三句"):
+        assert read_events(stream(api, question))[-1]["type"] == "done"
+    assert api.chat("再来一句整段的").status_code == 200
+    assert upstream.connections == 1  # each reply left the connection in the pool for the next
+
+
+def test_a_stream_cut_before_its_end_does_not_leave_its_connection_in_the_pool(api, upstream):
+    upstream.script({"content": "半截", "ending": "cut"})
+    assert read_events(stream(api, "说一半"))[-1]["type"] == "error"
+    assert read_events(stream(api, "说完整"))[-1]["type"] == "done"
+    assert upstream.connections == 2
+
+
 def test_utf8_split_across_network_chunks_is_never_garbled(api, upstream):
     text = "汉字🙂混合emoji与中文标点，。！"
     upstream.script({"content": text, "split_bytes": 5})

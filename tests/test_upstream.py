@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from tests.support.fake_upstream import API_KEY
+from tests.support.forward_proxy import ForwardProxy
 from tests.support.servers import free_port
-from upstream_client import chat_completions_url
+from upstream_client import LONE_SURROGATE, chat_completions_url, may_hold_surrogates
 
 
 def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
@@ -144,6 +148,27 @@ def test_each_request_carries_the_model_and_bearer_key(api, upstream):
     assert upstream.requests[0]["stream"] is False
 
 
+def test_each_call_sends_the_key_its_json_and_what_it_accepts(api, upstream):
+    assert api.chat("要整段").status_code == 200
+    assert api.post("/api/chat/stream", json={"message": "要流式"}).status_code == 200
+    whole, streamed = upstream.headers
+    for headers in (whole, streamed):
+        assert headers["Authorization"] == f"Bearer {API_KEY}"
+        assert headers["Content-Type"] == "application/json"
+    assert (whole["Accept"], streamed["Accept"]) == ("application/json", "text/event-stream")
+    assert upstream.requests[0]["messages"][-1] == {"role": "user", "content": "要整段"}
+    assert upstream.requests[1]["messages"][-1] == {"role": "user", "content": "要流式"}
+    assert upstream.requests[1]["stream"] is True
+
+
+def test_a_cookie_the_api_sets_goes_back_with_the_next_calls(api, upstream):
+    upstream.script({"kind": "status", "status": 503, "headers": {"Set-Cookie": "lb=node-2; Path=/"}})
+    assert api.chat("粘住同一台").status_code == 200  # retried after the 503
+    assert api.chat("还是那台").status_code == 200
+    assert "Cookie" not in upstream.headers[0]
+    assert [headers.get("Cookie") for headers in upstream.headers[1:]] == ["lb=node-2", "lb=node-2"]
+
+
 def test_a_reply_body_cut_off_mid_way_is_502(api, upstream):
     upstream.script({"kind": "cut_body"})
     response = api.chat("说一半")
@@ -222,3 +247,57 @@ def test_the_base_url_log_line_hides_credentials_and_query(serve, upstream, capl
 )
 def test_chat_completions_url_extends_only_a_base_url(api_url, used):
     assert chat_completions_url(api_url) == (used or api_url)
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def forward_proxy(monkeypatch) -> Iterator[ForwardProxy]:
+    """A forward proxy on loopback, and an environment with no proxy variable set but the test's own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    proxy = ForwardProxy().start()
+    yield proxy
+    proxy.stop()
+
+
+def test_a_proxy_set_in_the_environment_carries_every_model_call(serve, upstream, forward_proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    api = serve()
+    api.session.trust_env = False  # the test's own calls to the app go straight to it
+    for question in ("经过代理吗", "再来一次"):
+        assert api.chat(question).status_code == 200
+    assert forward_proxy.targets == [upstream.url, upstream.url]
+    assert len(upstream.requests) == 2
+
+
+def test_no_proxy_naming_the_api_host_bypasses_the_proxy(serve, upstream, forward_proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    api = serve()
+    api.session.trust_env = False
+    assert api.chat("不经过代理").status_code == 200
+    assert forward_proxy.targets == []
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"content": "\\ud800"}',  # an escape, as a provider's ensure_ascii encoder writes it
+        b'{"content": "\\uDFFF"}',
+        b'{"content": "\xed\xa0\x80"}',  # U+D800's UTF-8 bytes, which json.loads lets through
+        '{"content": "\ud800"}'.encode("utf-16", "surrogatepass"),
+        '{"content": "\udc00"}'.encode("utf-32", "surrogatepass"),
+    ],
+)
+def test_json_that_decodes_to_a_lone_surrogate_is_always_noticed(data):
+    assert LONE_SURROGATE.search(json.loads(data)["content"])
+    assert may_hold_surrogates(data)
+
+
+@pytest.mark.parametrize("data", [b'{"content": "\xe4\xbd\xa0\xe5\xa5\xbd"}', b'{"content": "\\u4f60 ok"}'])
+def test_ordinary_json_skips_the_surrogate_walk(data):
+    assert not may_hold_surrogates(data)

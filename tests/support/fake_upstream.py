@@ -62,6 +62,7 @@ class FakeUpstream:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{PATH}"
         self.closed_streams = threading.Event()
+        self.connections = 0  # TCP connections accepted, to tell a reused connection from a new one
 
     def start(self) -> FakeUpstream:
         # A short poll interval: stop() returns within 50 ms instead of serve_forever's default 0.5 s.
@@ -82,6 +83,7 @@ class FakeUpstream:
             self._script.clear()
             self.requests.clear()
             self.headers.clear()
+            self.connections = 0
         self.closed_streams.clear()
 
     def _next(self) -> dict[str, Any]:
@@ -97,6 +99,11 @@ class FakeUpstream:
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with upstream._lock:
+                    upstream.connections += 1
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
