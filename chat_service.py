@@ -99,7 +99,8 @@ class ChatService:
             earlier = next((m for m in recent if m["id"] == retry_of), None)
             if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
                 return earlier
-        return store.append("user", text)
+        # Synced with the turn's reply or failure record, which are always stored: the model is asked sooner.
+        return store.append("user", text, durable=False)
 
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:

@@ -501,8 +501,12 @@ class HistoryStore:
             log_state = self._repair(log_state)
         return log_state
 
-    def _append_line(self, log_state: _Log, record: dict[str, Any]) -> _Log:
-        """Append one record as one line, durably, and return the log with it."""
+    def _append_line(self, log_state: _Log, record: dict[str, Any], durable: bool = True) -> _Log:
+        """Append one record as one line and return the log with it; `durable`: fdatasync'd before returning.
+
+        Without `durable` the line is in the file, so other processes read it and a kill -9 keeps it, but a power
+        cut may lose it until the next durable append, whose fdatasync covers every line before it.
+        """
         line = _encode(record) + b"\n"
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
@@ -510,7 +514,8 @@ class HistoryStore:
             if written != len(line):  # a full disk: take the piece back rather than leave a torn line
                 os.ftruncate(descriptor, log_state.end)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            os.fdatasync(descriptor)
+            if durable:
+                os.fdatasync(descriptor)
         finally:
             os.close(descriptor)
         return self._remember(_parse_lines(log_state, log_state.inode, log_state.end + len(line), line))
@@ -535,12 +540,13 @@ class HistoryStore:
     def _now(self) -> str:
         return datetime.now(self.zone).isoformat(timespec="milliseconds")
 
-    def append(self, role: str, content: str, **fields: Any) -> Message:
+    def append(self, role: str, content: str, *, durable: bool = True, **fields: Any) -> Message:
         """Store one message with a fresh id and timestamp and return it.
 
         A scheduled message carries `scheduled_for` (its tick) and, for a user's reminder, `reminder_id`;
         a second append for the same occurrence returns the stored message instead of adding another,
-        so a reminder is never stored twice.
+        so a reminder is never stored twice. `durable=False` leaves the fdatasync to the next durable append
+        (a turn's question, synced with its reply: one sync a turn, none before the model is asked).
         """
         with self._locked():
             log_state = self._writable()
@@ -557,7 +563,7 @@ class HistoryStore:
                 "is_scheduled": bool(fields.pop("is_scheduled", False)),
                 **fields,
             }
-            self._compact(self._append_line(log_state, message))
+            self._compact(self._append_line(log_state, message, durable))
             return message
 
     def change_meta(self, *, only_unset: bool = False, **changes: Any) -> dict[str, Any]:
