@@ -544,12 +544,21 @@ def _check_conversation(conversation_id: str | None) -> None:
         )
 
 
-def _reminder_conversation(reminder_id: str, conversation_id: str | None) -> str:
-    """Where a reminder's message is: the conversation named, else the reminder's own (main for the .env one)."""
-    if conversation_id is None and reminder_id != "env":
-        reminder = next((r for r in _reminders().store.all() if r["id"] == reminder_id), None)
-        conversation_id = reminder.get("conversation_id") if reminder else None
-    return conversation_id or MAIN
+def _reminder_conversation(reminder_id: str, conversation_id: str | None, message_id: int) -> str:
+    """Where a reminder's message is: the conversation named; else the one holding a message `message_id` that
+    reminder sent, looking first where the reminder speaks now (it may have moved, been deleted, or its
+    conversation deleted); else main."""
+    if conversation_id is not None:
+        return conversation_id
+    if reminder_id == "env":
+        return MAIN
+    reminder = next((r for r in _reminders().store.all() if r["id"] == reminder_id), None)
+    first = _service().reminder_conversation(reminder) if reminder else MAIN
+    others = [cid for cid, _store in _conversations().each() if cid != first]
+    return next(
+        (cid for cid in [first, *others] if _conversations().store(cid).reminder_message(message_id, reminder_id)),
+        first,
+    )
 
 
 def _sender(reminder_id: str) -> str | None:
@@ -573,7 +582,7 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
 
     For the .env reminder, or one deleted since, the new reminder says the message's own words (`plain`).
     """
-    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id)
+    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id, body.message_id)
     message = _conversations().store(conversation_id).reminder_message(body.message_id, _sender(path.reminder_id))
     if message is None:
         raise _not_sent_by(path.reminder_id, body.message_id)
@@ -598,7 +607,7 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
 )
 def reminder_done(path: ReminderPath, body: ReminderMessage) -> Any:
     """Mark a reminder message done (`done_at`); marking it again changes nothing."""
-    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id)
+    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id, body.message_id)
     message = _conversations().store(conversation_id).mark_done(body.message_id, _sender(path.reminder_id))
     if message is None:
         raise _not_sent_by(path.reminder_id, body.message_id)

@@ -151,7 +151,7 @@ def http_error(error: HTTPException) -> Response | HTTPException:
     messages = {
         404: f"There is no API route {request.path}.",
         405: f"{request.method} is not allowed on {request.path}.",
-        413: f"The request body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes.",
+        413: f"The request body is larger than {request.max_content_length} bytes.",  # the route's own limit
     }
     app_error = AppError(
         messages.get(status, error.description or error.name),

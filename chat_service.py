@@ -300,6 +300,7 @@ class ChatService:
                 "code": "internal_error",
             }
         finally:
+            unsaved: StorageError | None = None
             try:
                 pieces.close()
                 outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
@@ -311,8 +312,14 @@ class ChatService:
                         log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
                 elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
                     self._store_failure(turn, extra["error"], extra["error_code"])
+            except StorageError as error:  # a full disk, or the conversation deleted meanwhile: say so, no traceback
+                log.warning("The streamed reply to message %d was not stored: %s", question["id"], error.message)
+                unsaved = error
             finally:
                 hold.close()  # the reply is stored: a reminder due meanwhile may follow it now
+        if unsaved is not None:  # the client is still there (had it left, GeneratorExit would have ended this)
+            yield {"type": "error", "error": unsaved.message, "code": unsaved.code}
+            return
         if not extra:
             self.titles.after_exchange(turn.conversation_id, turn.store, question, reply)
             yield {"type": "done", "message": reply}

@@ -79,18 +79,28 @@ class Conversations:
             self.folder / f"{conversation_id}.jsonl",
             live_limit=self.settings.history_live_limit,
             timezone=self.settings.timezone,
-            creates=conversation_id == MAIN,
+            creates=False,
+            starts=self._start_main if conversation_id == MAIN else None,
         )
+
+    def _start_main(self) -> None:
+        """Start the main conversation's log: from the old history if there is one (a migration that failed at
+        start-up is tried again here, never skipped), else empty."""
+        with file_lock(self.folder / ".migrate.lock"):
+            self._migrate_legacy()
 
     def _cached_store(self, conversation_id: str) -> HistoryStore:
         with self._lock:
             store = self._stores.get(conversation_id)
+            fresh = store is None
             if store is None:
                 store = self._stores[conversation_id] = self._new_store(conversation_id)
             self._stores.move_to_end(conversation_id)
             while len(self._stores) > OPEN_STORES:
                 self._stores.popitem(last=False)
-            return store
+        if fresh and conversation_id != MAIN:  # main was recovered at start-up
+            store.recover()  # a temp file or torn line a killed writer left
+        return store
 
     @property
     def main(self) -> HistoryStore:
@@ -165,8 +175,9 @@ class Conversations:
                 for path in (store.path, store.archive_dir):
                     if path.exists():
                         os.rename(path, target / path.name)
-            with contextlib.suppress(OSError):
-                store.lock_path.unlink()
+            for lock in (store.lock_path, self.folder / f"{conversation_id}.turns.lock"):
+                with contextlib.suppress(OSError):
+                    lock.unlink()
         except OSError as error:
             raise StorageError(f"The conversation cannot be deleted: {error.strerror or error}.") from None
         with self._lock:
@@ -310,8 +321,8 @@ class Conversations:
         scheduled = [m.get("timestamp") for m in live if m.get("is_scheduled")]
         if scheduled:
             meta["reminder_at"] = scheduled[-1]
-        with file_lock(store.lock_path):
-            store.write_log(state["next_id"], state["floor_id"], meta, live)
+        # Not under main's own lock: a writer that found main missing holds it while it waits for this one.
+        store.write_log(state["next_id"], state["floor_id"], meta, live)
         for old in (legacy, legacy_archive):
             if old.exists():
                 os.rename(old, old.with_name(old.name + ".migrated"))

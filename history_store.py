@@ -21,6 +21,7 @@ line that does not parse, repaired by the next writer: the file is copied aside 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -160,6 +161,7 @@ class _Log:
     floor_id: int
     meta: dict[str, Any]
     messages: list[Message]
+    mtime: int = 0  # the file's when read; 0: not known (just parsed from bytes)
 
     @property
     def needs_repair(self) -> bool:
@@ -230,6 +232,12 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
     )
 
 
+def _with_count(log_state: _Log) -> dict[str, Any]:
+    """The meta and the number of visible messages: every id from the floor up, less those no message holds."""
+    count = log_state.next_id - log_state.floor_id - int(log_state.meta.get("gaps") or 0)
+    return {**log_state.meta, "message_count": max(count, 0)}
+
+
 def _scheduled_in(log_state: _Log, scheduled_for: str, reminder_id: str | None) -> Message | None:
     """The stored message of occurrence `reminder_id@scheduled_for` (reminder_id None: the .env reminder's tick)."""
     return next(
@@ -269,17 +277,27 @@ class ConversationGone(StorageError):
 class HistoryStore:
     """Appends, pages and clears one conversation; safe across threads and processes.
 
-    `creates`: a missing log is started on the first write (the main conversation); otherwise a
-    missing log means the conversation was deleted, and writing to it raises ConversationGone.
+    A missing log is started empty on the first write (`creates`), or by `starts` (the main conversation:
+    from the old history first); otherwise a missing log means the conversation was deleted, and writing
+    to it raises ConversationGone.
     """
 
-    def __init__(self, path: Path, *, live_limit: int = 200, timezone: str = "UTC", creates: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        live_limit: int = 200,
+        timezone: str = "UTC",
+        creates: bool = True,
+        starts: Callable[[], None] | None = None,
+    ):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.archive_dir = self.path.with_name(self.path.stem + "-archive")
         self.live_limit = live_limit
         self.zone = ZoneInfo(timezone)
         self.creates = creates
+        self.starts = starts
         self._cache_lock = threading.Lock()
         self._cached: _Log | None = None
         self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
@@ -300,17 +318,24 @@ class HistoryStore:
             stat = os.fstat(descriptor)
             with self._cache_lock:
                 cached = self._cached
-            if cached is not None and cached.inode == stat.st_ino:
-                if cached.size == stat.st_size:
+            # The same inode is not the same file: a rewrite may get the inode just freed, even at the same size.
+            # The header's random generation tells them apart; the mtime, a torn line replaced by another.
+            if (
+                cached is not None
+                and cached.inode == stat.st_ino
+                and os.pread(descriptor, GENERATION_BYTES, 0) == cached.generation
+            ):
+                if cached.size == stat.st_size and cached.mtime == stat.st_mtime_ns:
                     return cached
-                grown = stat.st_size > cached.end
-                if grown and os.pread(descriptor, GENERATION_BYTES, 0) == cached.generation:
+                if stat.st_size > cached.end:
                     chunk = os.pread(descriptor, stat.st_size - cached.end, cached.end)
-                    return self._remember(_parse_lines(cached, stat.st_ino, cached.end + len(chunk), chunk))
+                    grown = _parse_lines(cached, stat.st_ino, cached.end + len(chunk), chunk)
+                    return self._remember(dataclasses.replace(grown, mtime=stat.st_mtime_ns))
             chunk = b""
             while piece := os.pread(descriptor, max(stat.st_size, 65536), len(chunk)):
                 chunk += piece
-            return self._remember(_parse_lines(None, stat.st_ino, len(chunk), chunk))
+            whole = _parse_lines(None, stat.st_ino, len(chunk), chunk)
+            return self._remember(dataclasses.replace(whole, mtime=stat.st_mtime_ns))
         except OSError as error:
             raise StorageError(f"The chat history cannot be read: {error.strerror}.") from None
         finally:
@@ -331,8 +356,7 @@ class HistoryStore:
 
     def meta(self) -> dict[str, Any]:
         """The conversation's meta (title, pinned, created_at, updated_at, reminder_at) and its message count."""
-        log_state = self._log()
-        return {**log_state.meta, "message_count": log_state.next_id - log_state.floor_id}
+        return _with_count(self._log())
 
     def recent(self, max_messages: int) -> list[Message]:
         """The newest visible messages from the live log, oldest first."""
@@ -356,17 +380,22 @@ class HistoryStore:
             cached = _ARCHIVED.get(self.archive_dir)
         if cached is not None and cached[0] == key:
             return cached[1]
-        found: list[Message] = []
-        since = floor_id - 1
-        for _first, last, name in archives:
-            if last <= since:
-                continue
-            messages = self._read_archive(name)
-            found += [m for m in messages if since < m["id"] < live_first]
-            since = max(since, found[-1]["id"]) if found else since
+        found = self._archived_between(archives, floor_id - 1, live_first)
         with _ARCHIVED_LOCK:
             _ARCHIVED[self.archive_dir] = (key, found)
         return found
+
+    def _archived_between(self, archives: list[tuple[int, int, str]], after: int, below: int) -> list[Message]:
+        """The archived messages with `after` < id < `below`, oldest first. Where archives overlap (a rotation
+        a crash interrupted, done again later), the later archive's copy wins: it may carry a done mark."""
+        by_id: dict[int, Message] = {}
+        for first, last, name in reversed(archives):
+            if last <= after or first >= below:
+                continue
+            for message in self._read_archive(name):
+                if after < message["id"] < below:
+                    by_id.setdefault(message["id"], message)
+        return [by_id[number] for number in sorted(by_id)]
 
     def version(self) -> tuple[Any, ...]:
         """Changes whenever the visible messages may have: for caches built from `visible()`."""
@@ -413,14 +442,8 @@ class HistoryStore:
         after = max(after, log_state.floor_id - 1)  # nothing below the floor is visible, so never read it
         live_first = live[0]["id"] if live else log_state.next_id
         found: list[Message] = []
-        if after + 1 < live_first:  # oldest first, stopping once the page is full
-            for first, last, name in self._archives(live_first):
-                if len(found) > limit:
-                    break
-                if last <= after or first >= live_first:
-                    continue
-                since = found[-1]["id"] if found else after  # also skips an orphaned archive's repeats
-                found += [m for m in self._archive(name) if since < m["id"] < live_first]
+        if after + 1 < live_first:  # a page further behind than a rotation: rare, so every archive above it
+            found = self._archived_between(self._archives(live_first), after, live_first)[: limit + 1]
         if len(found) <= limit:
             found += [m for m in live if m["id"] > after]
         return found[:limit], len(found) > limit
@@ -493,6 +516,11 @@ class HistoryStore:
     def _writable(self) -> _Log:
         """The log for a writer holding the lock: started if absent (and allowed), repaired if damaged."""
         log_state = self._read()
+        if log_state is None and self.starts is not None:
+            self.starts()
+            log_state = self._read()
+            if log_state is None:
+                raise StorageError("The conversation's log cannot be started.")
         if log_state is None:
             if not self.creates:
                 raise ConversationGone("This conversation was deleted.")
@@ -516,9 +544,11 @@ class HistoryStore:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             if durable:
                 os.fdatasync(descriptor)
+            mtime = os.fstat(descriptor).st_mtime_ns
         finally:
             os.close(descriptor)
-        return self._remember(_parse_lines(log_state, log_state.inode, log_state.end + len(line), line))
+        appended = _parse_lines(log_state, log_state.inode, log_state.end + len(line), line)
+        return self._remember(dataclasses.replace(appended, mtime=mtime))
 
     def write_log(self, next_id: int, floor_id: int, meta: dict[str, Any], messages: list[Message]) -> _Log:
         """Replace the log with a header and `messages`, atomically; done marks and meta changes fold in."""
@@ -577,7 +607,7 @@ class HistoryStore:
                 changes = {}
             if any(log_state.meta.get(key) != value for key, value in changes.items()):
                 log_state = self._compact(self._append_line(log_state, {"meta": changes}))
-            return {**log_state.meta, "message_count": log_state.next_id - log_state.floor_id}
+            return _with_count(log_state)
 
     def mark_done(self, message_id: int, reminder_id: str | None) -> Message | None:
         """Mark a live reminder message done (`done_at`, once) and return it; None when no such reminder message."""
@@ -603,7 +633,8 @@ class HistoryStore:
             visible = [m for m in log_state.messages if m["id"] >= log_state.floor_id]
             if log_state.messages:
                 self._write_archive(log_state.messages)
-            self.write_log(log_state.next_id, log_state.next_id, log_state.meta, [])
+            meta = {**log_state.meta, "reminder_at": None, "gaps": 0}  # nothing visible: no badge, no gap
+            self.write_log(log_state.next_id, log_state.next_id, meta, [])
             return len(visible)
 
     def initialise(self, meta: dict[str, Any], messages: list[dict[str, Any]]) -> _Log:
@@ -637,6 +668,10 @@ class HistoryStore:
         archived = [last for _first, last, _name in self._archives(-1)]
         # Never give an id again: not an archived one, nor one a line that did not parse may have held.
         next_id = max([log_state.next_id + log_state.bad, *(last + 1 for last in archived)])
+        live = [m for m in log_state.messages if m["id"] >= log_state.floor_id]
+        live_first = live[0]["id"] if live else next_id
+        visible = len(self._archived(log_state.floor_id, live_first)) + len(live)
+        meta = {**log_state.meta, "gaps": next_id - log_state.floor_id - visible}  # ids no message holds
         log.warning(
             "History log %s had %d unreadable line(s)%s; copied it to %s and kept the rest",
             self.path.name,
@@ -644,7 +679,7 @@ class HistoryStore:
             " and a torn last line" if log_state.size > log_state.end else "",
             aside.name,
         )
-        return self.write_log(next_id, log_state.floor_id, log_state.meta, log_state.messages)
+        return self.write_log(next_id, log_state.floor_id, meta, log_state.messages)
 
     def recover(self) -> None:
         """At start-up: delete temp files left by a writer killed mid-write and repair a damaged log.
