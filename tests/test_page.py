@@ -323,16 +323,19 @@ def test_bell_asks_for_notification_permission_on_click_and_toggles(serve, open_
     expect(bell).to_have_attribute("aria-pressed", "false")
 
 
-def test_new_chat_clears_the_conversation_after_confirming(serve, upstream, open_page):
+def test_clear_empties_the_conversation_after_confirming(serve, upstream, open_page):
     api = serve()
     assert api.chat("旧话题").status_code == 200
     page = open_page(api.base_url)
     expect(page.locator("article.message")).to_have_count(2)
+    clear = page.get_by_role("menuitem", name="清空消息")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.click("#new-chat")
+    page.click('li.conversation[data-id="main"] .conversation-more')
+    clear.click()
     expect(page.locator("article.message")).to_have_count(2)
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#new-chat")
+    page.click('li.conversation[data-id="main"] .conversation-more')
+    clear.click()
     expect(page.locator("article.message")).to_have_count(0)
     expect(page.locator("#empty")).to_be_visible()
     assert api.history() == []

@@ -83,6 +83,7 @@ const sidebar = new Sidebar({ list: byId('conversation-list'), newButton: byId('
   open: id => { drawer.close({ refocus: false }); openConversation(id).then(() => composer.focus()); },
   deleted: id => { if (id === conversationId) openConversation(MAIN_ID, { how: 'replace' }); },
   changed: () => showTitle(),
+  openIsEmpty: () => chatReady && !chat.busy && !byId('message-list').children.length,
   clear: id => clearConversation(id).catch(() => {}),
 });
 const drawer = new SideDrawer({

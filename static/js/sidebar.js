@@ -55,7 +55,8 @@ export class Sidebar {
 
   /**
    * `el`: `list` (the <ul>), `newButton`, `status` (a line for failures); `on`: `open(id)` (the user chose one),
-   * `deleted(id)`, `clear(id)` (clear its messages: main.js asks and does it), `changed()` (titles may differ).
+   * `deleted(id)`, `clear(id)` (clear its messages: main.js asks and does it), `changed()` (titles may differ),
+   * `openIsEmpty()` (the open conversation shows no message: New reuses it).
    */
   constructor(el, on) {
     this.#el = el;
@@ -110,10 +111,10 @@ export class Sidebar {
     return this.#conversations;
   }
 
-  /** Create a conversation and open it; an empty one already open is reused instead of making another. */
+  /** Create a conversation and open it; an empty, untitled one already open is reused instead of making another. */
   async createNew() {
     const open = this.#conversations.find(meta => meta.id === this.#openId);
-    if (open && open.id !== MAIN_ID && !open.message_count && !open.title) {
+    if (open && open.id !== MAIN_ID && !open.title && this.#on.openIsEmpty()) {
       this.#on.open(open.id);
       return;
     }
