@@ -667,4 +667,6 @@ def test_desktop_light_screenshot_and_page_weight(serve, upstream, open_page):
     assert "/static/vendor/marked/marked.umd.js" in sizes and "/static/js/main.js" in sizes
     app_modules = {f"/static/js/{module.name}" for module in (ROOT / "static" / "js").glob("*.js")}
     assert app_modules <= sizes.keys(), f"modules the page never loaded: {sorted(app_modules - sizes.keys())}"
-    assert total < 135_000, report  # 120 KB before issue 13: the push bell (3 KB) and the channels panel (6.5 KB)
+    # 120 KB before issue 13: the push bell (3 KB) and the channels panel (6.5 KB); issue 14's sidebar, search and
+    # import/export add about 12 KB (five small modules, strings, styles).
+    assert total < 150_000, report
