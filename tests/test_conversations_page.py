@@ -110,6 +110,9 @@ def test_two_conversations_keep_their_own_messages_and_the_address_names_the_ope
     expect(page).to_have_url(re.compile(r"\?poll=500&c=[0-9a-f]{12}$"))
     first = open_id(page)
     send(page, "苹果的问题")
+    # polling brings the title the server gave it after the first exchange, and the count
+    expect(entry(page, first).locator(".conversation-title")).not_to_have_text("新对话", timeout=15_000)
+    expect(entry(page, first).locator(".conversation-count")).to_have_text("2 条消息")
     page.click("#new-chat")  # the header's New does the same as the sidebar's
     expect(page).not_to_have_url(re.compile(first))
     second = open_id(page)

@@ -189,7 +189,7 @@ export class Sidebar {
     const pin = make('span', 'conversation-pin');
     pin.append(icon(...PIN_ICON));
     const time = make('time', 'conversation-time');
-    meta.append(pin, time);
+    meta.append(pin, time, make('span', 'conversation-count'));
     const dot = make('span', 'unread-dot');
     dot.setAttribute('role', 'img');
     dot.setAttribute('aria-label', t('unreadReminder'));
@@ -225,6 +225,9 @@ export class Sidebar {
     time.textContent = relativeTime(meta.updated_at, now, t, LANG);
     time.dateTime = meta.updated_at ?? '';
     time.title = meta.updated_at ? new Date(meta.updated_at).toLocaleString(LANG) : '';
+    const count = item.querySelector('.conversation-count');
+    count.textContent = meta.message_count ? t('messageCount', { n: meta.message_count }) : '';
+    count.hidden = !meta.message_count;
     if (meta.id === this.#openId) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
     link.title = title;
