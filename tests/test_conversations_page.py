@@ -155,6 +155,30 @@ def test_two_conversations_keep_their_own_messages_and_the_address_names_the_ope
     expect(page.locator("#conversation-list li.conversation").first).to_have_attribute("data-id", first)
 
 
+def test_switching_while_a_reply_streams_lets_it_finish_in_its_own_conversation(server, upstream, open_page):
+    slow = server.create("慢的回答")
+    quick = server.create("快的")
+    upstream.script({"pieces": [f"第{i}段。" for i in range(8)], "chunk_delay": 0.5})
+    page = open_page(server.base_url, f"?c={slow}&poll=500")
+    page.fill("#input", "说得慢一点")
+    page.press("#input", "Enter")
+    expect(page.locator("#message-list")).to_contain_text("第1段")
+    expect(page.locator("#stop")).to_be_visible()
+
+    entry(page, quick).locator("a").click()
+    expect(page).to_have_url(re.compile(f"c={quick}"))
+    expect(page.locator("article.message")).to_have_count(0)  # nothing of the other one streams in here
+    expect(page.locator("#send")).to_be_visible()
+    send(page, "这里问别的")
+    page.wait_for_timeout(1500)
+    assert "段" not in page.locator("#message-list").inner_text()
+
+    entry(page, slow).locator("a").click()
+    expect(page.locator("#message-list")).to_contain_text("第7段。", timeout=20_000)  # stored whole, found by polling
+    assert server.contents(slow) == ["说得慢一点", "".join(f"第{i}段。" for i in range(8))]
+    assert server.contents(quick) == ["这里问别的", "收到：这里问别的"]
+
+
 def test_an_address_naming_a_conversation_that_is_gone_opens_main_with_a_notice(server, open_page):
     gone = server.create("要删除的")
     server.chat("在主对话里")
@@ -256,6 +280,21 @@ def test_a_reminder_in_another_conversation_shows_a_dot_until_that_one_is_opened
     entry(page, "main").locator("a").click()
     page.wait_for_timeout(1200)  # two polls: still no dot once another is open
     expect(entry(page, other).locator(".unread-dot")).to_be_hidden()
+
+
+def test_done_and_snooze_on_a_reminder_message_name_the_conversation_it_is_in(server, open_page):
+    other = server.create("药")
+    reminder = server.reminder("吃药", other)
+    message = server.call("POST", f"/api/reminders/{reminder['id']}/run", json={})["message"]
+    server.call("PATCH", f"/api/reminders/{reminder['id']}", json={"conversation_id": "main"})  # speaks in main now
+    page = open_page(server.base_url, f"?c={other}")
+    article = page.locator(f'article.message.scheduled[data-id="{message["id"]}"]')
+    article.get_by_role("button", name="10 分钟后再提醒").click()
+    expect(article.locator(".reminder-snoozed")).to_be_visible()
+    article.get_by_role("button", name="完成").click()
+    expect(article.locator(".reminder-done-state")).to_be_visible()
+    done = server.call("GET", "/api/history", params={"conversation_id": other})["messages"]
+    assert [m.get("done_at") is not None for m in done] == [True]
 
 
 def test_a_reminder_made_in_the_form_speaks_in_the_open_conversation(server, open_page):

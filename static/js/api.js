@@ -163,14 +163,22 @@ export function previewSchedule({ at, cron, timezone }, { signal } = {}) {
   return requestJson(`/api/schedule/preview?${query}`, { signal });
 }
 
-/** Remind again of reminder message `messageId`, once, `minutes` from now (a new one-off reminder). */
-export const snoozeReminder = (id, messageId, minutes = 10) => requestJson(
-  `/api/reminders/${encodeURIComponent(id)}/snooze`, { method: 'POST', body: { message_id: messageId, minutes } },
+/** The body of a call about message `messageId`, naming its conversation when given (else the reminder's own). */
+const aboutMessage = (messageId, conversationId, extra = {}) =>
+  (conversationId ? { message_id: messageId, ...extra, conversation_id: conversationId } : { message_id: messageId, ...extra });
+
+/**
+ * Remind again of reminder message `messageId` (in conversation `conversationId`), once, `minutes` from now
+ * (a new one-off reminder).
+ */
+export const snoozeReminder = (id, messageId, minutes = 10, { conversationId } = {}) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/snooze`,
+  { method: 'POST', body: aboutMessage(messageId, conversationId, { minutes }) },
 );
 
-/** Mark reminder message `messageId` done; answers the stored message with `done_at`. */
-export const markReminderDone = (id, messageId) => requestJson(
-  `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: { message_id: messageId } },
+/** Mark reminder message `messageId` (in conversation `conversationId`) done; answers the stored message with `done_at`. */
+export const markReminderDone = (id, messageId, { conversationId } = {}) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: aboutMessage(messageId, conversationId) },
 );
 
 /** Every push channel (NOTIFY_URLS ones first, browsers last), each URL masked by the server. */

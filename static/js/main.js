@@ -77,7 +77,7 @@ new ChannelPanel({
   urlError: byId('channel-url-error'), save: byId('channel-save'), cancel: byId('channel-cancel'),
 }, { onDeleted: channel => pushBell.forget(channel.id).catch(() => {}) });
 const reminderThread = new ReminderThread({
-  thread, list: byId('message-list'), onChange: () => reminderPanel.load(),
+  thread, list: byId('message-list'), onChange: () => reminderPanel.load(), conversationId: () => conversationId,
 });
 const sidebar = new Sidebar({ list: byId('conversation-list'), newButton: byId('conversation-new'), status: byId('sidebar-status') }, {
   open: id => { drawer.close({ refocus: false }); openConversation(id).then(() => composer.focus()); },

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 
 import {
   ApiError, changeConversation, clearHistory, conversationExportUrl, createConversation, deleteConversation,
-  getHistory, importConversations, listConversations, openChatStream, searchMessages,
+  getHistory, importConversations, listConversations, markReminderDone, openChatStream, searchMessages, snoozeReminder,
 } from '../../static/js/api.js';
 import { Turn } from '../../static/js/turn.js';
 
@@ -42,6 +42,17 @@ describe('conversation_id on every call', () => {
     await openChatStream({ message: 'again', retryOf: 2, conversationId: 'main' });
     assert.deepEqual(JSON.parse(calls[0].init.body), { message: 'hi', conversation_id: 'abcdefabcdef' });
     assert.deepEqual(JSON.parse(calls[1].init.body), { message: 'again', retry_of: 2, conversation_id: 'main' });
+  });
+
+  test('Done and Snooze on a reminder message name the conversation it is in, when given', async () => {
+    await markReminderDone('r1', 4, { conversationId: 'abcdefabcdef' });
+    await snoozeReminder('r1', 4, 10, { conversationId: 'abcdefabcdef' });
+    await markReminderDone('env', 2);
+    assert.deepEqual(calls.map(c => [c.url, JSON.parse(c.init.body)]), [
+      ['/api/reminders/r1/done', { message_id: 4, conversation_id: 'abcdefabcdef' }],
+      ['/api/reminders/r1/snooze', { message_id: 4, minutes: 10, conversation_id: 'abcdefabcdef' }],
+      ['/api/reminders/env/done', { message_id: 2 }],
+    ]);
   });
 
   test('a Turn passes its conversation to the stream it opens', async () => {
