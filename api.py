@@ -18,6 +18,7 @@ from flask_openapi3 import APIBlueprint
 from channels import Channels
 from chat_service import ChatService
 from config import Settings
+from conversations import MAIN, Conversations
 from errors import BadRequest, Conflict, NotFound, Unauthorized, UnsupportedMediaType
 from openapi import document, operation_id
 from reminders import NEXT_RUNS_SHOWN, describe, occurrences_after, validate
@@ -28,7 +29,9 @@ from responses import (
     CHANNEL_NOT_FOUND,
     CHANNEL_READ_ONLY,
     CHANNEL_REFUSED,
+    CONVERSATION_NOT_FOUND,
     GUARDED,
+    MAIN_CONVERSATION,
     NO_BODY,
     POSTED,
     RATE_LIMITED,
@@ -50,6 +53,8 @@ from responses import (
     ChannelTested,
     ChatResult,
     Cleared,
+    ConversationList,
+    ConversationResult,
     Health,
     History,
     PushKey,
@@ -70,6 +75,10 @@ from schemas import (
     ChannelCreate,
     ChannelPath,
     ChatRequest,
+    ConversationChange,
+    ConversationCreate,
+    ConversationPath,
+    ConversationQuery,
     HistoryQuery,
     LoginRequest,
     PushSubscribe,
@@ -107,6 +116,9 @@ EVENTS = {
         }
     },
 }
+
+
+NAMES_A_CONVERSATION = {404: CONVERSATION_NOT_FOUND, 503: STORAGE_UNAVAILABLE}
 
 
 def _service() -> ChatService:
@@ -159,19 +171,27 @@ def _sse(events: Generator[dict[str, Any], None, None]) -> Iterator[str]:
         events.close()
 
 
-@api.post("/chat", security=TOKEN_OR_COOKIE, responses={200: ChatResult, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
+@api.post(
+    "/chat",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ChatResult, **TAKES_JSON, **GUARDED, 404: CONVERSATION_NOT_FOUND, **CALLS_THE_MODEL},
+)
 @spends_api_key
 def chat(body: ChatRequest) -> Any:
     """Send a message; answers the stored assistant message as `reply` (and in full as `message`)."""
-    message = _service().reply(body.message, body.retry_of)
+    message = _service().reply(body.message, body.retry_of, body.conversation_id)
     return {"success": True, "reply": message["content"], "message": message}
 
 
-@api.post("/chat/stream", security=TOKEN_OR_COOKIE, responses={200: EVENTS, **TAKES_JSON, **GUARDED, **CALLS_THE_MODEL})
+@api.post(
+    "/chat/stream",
+    security=TOKEN_OR_COOKIE,
+    responses={200: EVENTS, **TAKES_JSON, **GUARDED, 404: CONVERSATION_NOT_FOUND, **CALLS_THE_MODEL},
+)
 @spends_api_key
 def chat_stream(body: ChatRequest) -> Response:
     """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
-    events = _service().stream_reply(body.message, body.retry_of)
+    events = _service().stream_reply(body.message, body.retry_of, body.conversation_id)
     response = Response(_sse(events), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -181,7 +201,7 @@ def chat_stream(body: ChatRequest) -> Response:
 @api.get(
     "/history",
     security=TOKEN_OR_COOKIE,
-    responses={200: History, 400: BAD_REQUEST, **GUARDED, 503: STORAGE_UNAVAILABLE},
+    responses={200: History, 400: BAD_REQUEST, **GUARDED, **NAMES_A_CONVERSATION},
 )
 def history(query: HistoryQuery) -> Any:
     """A page of messages, oldest first.
@@ -189,18 +209,67 @@ def history(query: HistoryQuery) -> Any:
     The newest `limit` by default, those older than `before`, or those newer than `after` (for
     polling); `has_more` says whether more lie beyond the page.
     """
-    messages, has_more = _service().history(query.limit, query.before, query.after)
+    messages, has_more = _service().history(query.limit, query.before, query.after, query.conversation_id)
     return {"success": True, "messages": messages, "has_more": has_more}
 
 
 @api.delete(
     "/history",
     security=TOKEN_OR_COOKIE,
-    responses={200: Cleared, **CHANGES_STATE, **GUARDED, 503: STORAGE_UNAVAILABLE},
+    responses={200: Cleared, 400: BAD_REQUEST, **CHANGES_STATE, **GUARDED, **NAMES_A_CONVERSATION},
 )
-def clear_history() -> Any:
-    """Clear the conversation; the messages are archived on disk, not destroyed."""
-    return {"success": True, "cleared": _service().clear_history()}
+def clear_history(query: ConversationQuery) -> Any:
+    """Clear a conversation (default main); the messages are archived on disk, not destroyed."""
+    return {"success": True, "cleared": _service().clear_history(query.conversation_id)}
+
+
+# ---- conversations ---------------------------------------------------------------------------
+
+
+def _conversations() -> Conversations:
+    return current_app.extensions["conversations"]
+
+
+@api.get(
+    "/conversations", security=TOKEN_OR_COOKIE, responses={200: ConversationList, **GUARDED, 503: STORAGE_UNAVAILABLE}
+)
+def list_conversations() -> Any:
+    """Every conversation: pinned first, then the most recently updated."""
+    return {"success": True, "conversations": _conversations().listed()}
+
+
+@api.post(
+    "/conversations",
+    security=TOKEN_OR_COOKIE,
+    responses={201: ConversationResult, **TAKES_JSON, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def create_conversation(body: ConversationCreate) -> Any:
+    """Start a conversation; without a `title` it is titled after its first exchange."""
+    return {"success": True, "conversation": _conversations().create(" ".join(body.title.split()))}, 201
+
+
+@api.patch(
+    "/conversations/<conversation_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ConversationResult, **TAKES_JSON, **GUARDED, **NAMES_A_CONVERSATION},
+)
+def change_conversation(path: ConversationPath, body: ConversationChange) -> Any:
+    """Rename (`title`) or pin (`pinned`) a conversation."""
+    changes = body.model_dump(include={"title", "pinned"}, exclude_none=True)
+    if "title" in changes:
+        changes["title"] = " ".join(changes["title"].split())
+    return {"success": True, "conversation": _conversations().change(path.conversation_id, **changes)}
+
+
+@api.delete(
+    "/conversations/<conversation_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Success, **CHANGES_STATE, 409: MAIN_CONVERSATION, **GUARDED, **NAMES_A_CONVERSATION},
+)
+def delete_conversation(path: ConversationPath) -> Any:
+    """Delete a conversation: its files move to `conversations/deleted/`, kept on disk. Not the main one."""
+    _conversations().delete(path.conversation_id)
+    return {"success": True}
 
 
 @api.get("/health", responses={200: Health})
@@ -272,7 +341,7 @@ def list_reminders() -> Any:
     listed = [_reminders().as_reminder(), *listed]
     for reminder in listed:
         if reminder["last_run"]:
-            reminder["last_run"] = _with_outcomes(reminder["last_run"], pushed)
+            reminder["last_run"] = _with_outcomes(reminder["id"], reminder["last_run"], pushed)
     return {"success": True, "reminders": listed}
 
 
@@ -291,6 +360,7 @@ def list_reminders() -> Any:
 def create_reminder(body: ReminderCreate) -> Any:
     """Create a reminder: `{"text": "吃药", "at": "2026-11-26T08:00:00"}` or `{"text": "…", "cron": "0 8 * * 1-5"}`."""
     _channels().check_ids(body.channels)
+    _check_conversation(body.conversation_id)
     reminder = _reminders().store.create(body.model_dump(include=set(ReminderCreate.model_fields)), _now())
     return {"success": True, "reminder": describe(reminder, _now())}, 201
 
@@ -307,6 +377,7 @@ def change_reminder(path: ReminderPath, body: ReminderChange) -> Any:
     if "channels" in given:  # null means every channel
         _channels().check_ids(given["channels"])
         changes["channels"] = given["channels"]
+    _check_conversation(changes.get("conversation_id"))
     reminder = _reminders().store.update(_writable(path.reminder_id), changes, _now())
     return {"success": True, "reminder": describe(reminder, _now())}
 
@@ -349,12 +420,12 @@ def reminder_runs(path: ReminderPath) -> Any:
     else:
         runs = _reminders().store.runs(path.reminder_id)
     pushed = _channels().outbox.outcomes()
-    return {"success": True, "runs": [_with_outcomes(run, pushed) for run in runs]}
+    return {"success": True, "runs": [_with_outcomes(path.reminder_id, run, pushed) for run in runs]}
 
 
-def _with_outcomes(run: dict[str, Any], pushed: dict[Any, Any]) -> dict[str, Any]:
-    """`run` with how its message was pushed to each channel, if it was."""
-    outcomes = pushed.get(run.get("message_id"))  # a run with no message (missed) has none
+def _with_outcomes(reminder_id: str, run: dict[str, Any], pushed: dict[Any, Any]) -> dict[str, Any]:
+    """`run` with how its message was pushed to each channel, if it was (a run with no message has none)."""
+    outcomes = pushed.get((reminder_id, run.get("message_id")))
     return {**run, "channels": outcomes} if outcomes else run
 
 
@@ -380,6 +451,23 @@ def preview_reminder(query: ReminderPreviewQuery) -> Any:
     return {"success": True, "next_runs": [t.astimezone(zone).isoformat() for t in runs]}
 
 
+def _check_conversation(conversation_id: str | None) -> None:
+    """400 for a reminder that names a conversation there is not."""
+    if conversation_id is not None and not _conversations().exists(conversation_id):
+        raise BadRequest(
+            f'"conversation_id" {conversation_id!r} is not a conversation; see GET /api/conversations.',
+            code="unknown_conversation",
+        )
+
+
+def _reminder_conversation(reminder_id: str, conversation_id: str | None) -> str:
+    """Where a reminder's message is: the conversation named, else the reminder's own (main for the .env one)."""
+    if conversation_id is None and reminder_id != "env":
+        reminder = next((r for r in _reminders().store.all() if r["id"] == reminder_id), None)
+        conversation_id = reminder.get("conversation_id") if reminder else None
+    return conversation_id or MAIN
+
+
 def _sender(reminder_id: str) -> str | None:
     """A reminder id as its messages carry it: none for the .env reminder."""
     return None if reminder_id == "env" else reminder_id
@@ -401,7 +489,8 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
 
     For the .env reminder, or one deleted since, the new reminder says the message's own words (`plain`).
     """
-    message = _service().store.reminder_message(body.message_id, _sender(path.reminder_id))
+    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id)
+    message = _conversations().store(conversation_id).reminder_message(body.message_id, _sender(path.reminder_id))
     if message is None:
         raise _not_sent_by(path.reminder_id, body.message_id)
     store = _reminders().store
@@ -410,6 +499,7 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
         fields = {"text": message["content"], "mode": "plain", "timezone": store.default_timezone}
     else:
         fields = {key: original[key] for key in ("text", "mode", "timezone")}
+    fields["conversation_id"] = conversation_id
     # Added in UTC: wall-clock arithmetic would be an hour off across a daylight-saving change.
     later = (datetime.now(UTC) + timedelta(minutes=body.minutes)).astimezone(ZoneInfo(fields["timezone"]))
     fields["at"] = later.replace(tzinfo=None).isoformat(timespec="seconds")
@@ -424,7 +514,8 @@ def snooze_reminder(path: ReminderPath, body: ReminderSnooze) -> Any:
 )
 def reminder_done(path: ReminderPath, body: ReminderMessage) -> Any:
     """Mark a reminder message done (`done_at`); marking it again changes nothing."""
-    message = _service().store.mark_done(body.message_id, _sender(path.reminder_id))
+    conversation_id = _reminder_conversation(path.reminder_id, body.conversation_id)
+    message = _conversations().store(conversation_id).mark_done(body.message_id, _sender(path.reminder_id))
     if message is None:
         raise _not_sent_by(path.reminder_id, body.message_id)
     return {"success": True, "message": message}

@@ -14,8 +14,8 @@ from api import api
 from channels import Channels
 from chat_service import ChatService
 from config import ConfigError, Settings, load_settings
+from conversations import Conversations
 from errors import AppError
-from history_store import HistoryStore
 from openapi import operation_id
 from rate_limits import RateLimitStore
 from reminders import ReminderStore
@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    store = HistoryStore(settings.chat_history_file, live_limit=settings.history_live_limit, timezone=settings.timezone)
+    conversations = Conversations(settings)
     reminders = ReminderStore(settings.data_dir, settings.timezone, settings.max_message_chars)
-    service = ChatService(settings, store, UpstreamClient(settings), reminders)
+    service = ChatService(settings, conversations, UpstreamClient(settings), reminders)
+    app.extensions["conversations"] = conversations
     app.extensions["settings"] = settings
     # Where Security's budgets count. Only RATE_LIMIT and ACCESS_TOKEN (wrong guesses) make budgets:
     # without either, no file in the data folder and no wait on an unreachable RATE_LIMIT_STORAGE.

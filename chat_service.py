@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from config import Settings
+from conversations import MAIN, Conversations
 from errors import INTERNAL_ERROR, AppError, NotConfigured, StorageError, UpstreamError
 from history_store import HistoryStore, Message
 from reminder_tools import (
@@ -26,6 +27,7 @@ from reminder_tools import (
     time_line,
 )
 from reminders import ReminderStore
+from titles import Titles
 from turn_gate import Turn, TurnGate
 from upstream_client import Completion, ToolCall, UpstreamClient, UpstreamStream
 
@@ -47,6 +49,8 @@ Answer = TypeVar("Answer", Completion, UpstreamStream)
 class _Turn:
     """What one turn sends the model, and what its reminder tools did so far."""
 
+    conversation_id: str
+    store: HistoryStore
     question: Message
     messages: list[dict[str, Any]]
     offer_tools: bool
@@ -65,32 +69,37 @@ class ChatService:
     def __init__(
         self,
         settings: Settings,
-        store: HistoryStore,
+        conversations: Conversations,
         upstream: UpstreamClient,
         reminders: ReminderStore,
     ):
         self.settings = settings
-        self.store = store
+        self.conversations = conversations
         self.upstream = upstream
         self.reminder_tools = ReminderTools(reminders, settings.timezone)
-        self.gate = TurnGate(settings.data_dir / "turns.lock", settings.read_timeout + TURN_WAIT_MARGIN_SECONDS)
+        self.titles = Titles(settings, upstream)
+
+    def _gate(self, conversation_id: str) -> TurnGate:
+        """The gate of one conversation: a turn there holds back only that conversation's reminder messages."""
+        path = self.conversations.folder / f"{conversation_id}.turns.lock"
+        return TurnGate(path, self.settings.read_timeout + TURN_WAIT_MARGIN_SECONDS)
 
     # ---- input ---------------------------------------------------------------------------
 
-    def _question(self, text: str, retry_of: int | None) -> Message:
+    def _question(self, store: HistoryStore, text: str, retry_of: int | None) -> Message:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
 
         A retry that names another message, or one already answered, stores the text as new.
         """
         if retry_of is not None:
-            recent = self.store.recent(self.settings.history_live_limit)
+            recent = store.recent(self.settings.history_live_limit)
             answered = any(
                 m.get("reply_to") == retry_of and not m.get("incomplete") and not m.get("stopped") for m in recent
             )
             earlier = next((m for m in recent if m["id"] == retry_of), None)
             if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
                 return earlier
-        return self.store.append("user", text)
+        return store.append("user", text)
 
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:
@@ -98,27 +107,33 @@ class ChatService:
 
     # ---- turns ---------------------------------------------------------------------------
 
-    def reply(self, text: str, retry_of: int | None = None) -> Message:
+    def reply(self, text: str, retry_of: int | None = None, conversation_id: str | None = None) -> Message:
         """Store the user's message, get the whole reply (carrying out its reminder calls), store it and return it."""
+        store = self.conversations.store(conversation_id)
         self._require_configured()
-        with contextlib.closing(self.gate.turn()):
-            question = self._question(text, retry_of)
-            turn = self._start_turn(question)
+        with contextlib.closing(self._gate(conversation_id or MAIN).turn()):
+            question = self._question(store, text, retry_of)
+            turn = self._start_turn(conversation_id or MAIN, store, question)
             with self._failing_turn(turn):
                 completion = self._complete(turn)
-            return self._store_reply(completion, reply_to=question["id"], **_actions_field(turn))
+            reply = self._store_reply(store, completion, reply_to=question["id"], **_actions_field(turn))
+        self.titles.after_exchange(conversation_id or MAIN, store, question, reply)
+        return reply
 
-    def stream_reply(self, text: str, retry_of: int | None = None) -> Generator[dict[str, Any], None, None]:
+    def stream_reply(
+        self, text: str, retry_of: int | None = None, conversation_id: str | None = None
+    ) -> Generator[dict[str, Any], None, None]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
 
         The returned iterator yields the page's events; whatever happens to it (end, error, client
         gone), the text received so far is stored.
         """
+        store = self.conversations.store(conversation_id)
         self._require_configured()
-        hold = self.gate.turn()
+        hold = self._gate(conversation_id or MAIN).turn()
         try:
-            question = self._question(text, retry_of)
-            turn = self._start_turn(question)
+            question = self._question(store, text, retry_of)
+            turn = self._start_turn(conversation_id or MAIN, store, question)
             with self._failing_turn(turn):
                 pieces = self._ask(turn, self.upstream.stream)
         except BaseException:
@@ -145,7 +160,7 @@ class ChatService:
         """
         question = turn.question
         try:
-            self.store.append(
+            turn.store.append(
                 "assistant",
                 "",
                 reply_to=question["id"],
@@ -159,16 +174,17 @@ class ChatService:
 
     # ---- reminder tools ------------------------------------------------------------------
 
-    def _start_turn(self, question: Message) -> _Turn:
+    def _start_turn(self, conversation_id: str, store: HistoryStore, question: Message) -> _Turn:
         """The turn's context, with tools offered, or with the reminder the phrase grammar set already."""
-        turn = _Turn(question, self._context(question), offer_tools=self.settings.reminder_tools)
+        context = self._context(store, question)
+        turn = _Turn(conversation_id, store, question, context, offer_tools=self.settings.reminder_tools)
         if not turn.offer_tools:
             self._apply_phrases(turn)
         return turn
 
     def _apply_phrases(self, turn: _Turn) -> None:
         """Without tools: set the reminder the user's words ask for, and tell the model it is set."""
-        action = self.reminder_tools.phrase_action(turn.question["content"])
+        action = self.reminder_tools.phrase_action(turn.question["content"], turn.conversation_id)
         if action is not None:
             turn.actions.append(action)
             system = turn.messages[0]
@@ -225,7 +241,7 @@ class ChatService:
             }
         )
         for call in calls:
-            result, action = self.reminder_tools.run(call)
+            result, action = self.reminder_tools.run(call, turn.conversation_id)
             turn.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
             if action is not None:
                 turn.actions.append(action)
@@ -287,7 +303,9 @@ class ChatService:
                 pieces.close()
                 outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
                 if not extra or outcome.content or outcome.reasoning or turn.actions:
-                    reply = self._store_reply(outcome, reply_to=question["id"], **extra, **_actions_field(turn))
+                    reply = self._store_reply(
+                        turn.store, outcome, reply_to=question["id"], **extra, **_actions_field(turn)
+                    )
                     if "stopped" in extra:
                         log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
                 elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
@@ -295,6 +313,7 @@ class ChatService:
             finally:
                 hold.close()  # the reply is stored: a reminder due meanwhile may follow it now
         if not extra:
+            self.titles.after_exchange(turn.conversation_id, turn.store, question, reply)
             yield {"type": "done", "message": reply}
 
     @staticmethod
@@ -309,13 +328,14 @@ class ChatService:
     def scheduled_reply(self, tick: str) -> Message:
         """Ask the model for the reminder of cron tick `tick` and store it (once per tick)."""
         self._require_configured()
-        existing = self.store.find_scheduled(tick)
+        store = self.conversations.main
+        existing = store.find_scheduled(tick)
         if existing is not None:
             return existing
         prompt = {"role": "user", "content": self.settings.scheduled_message_prompt}
-        completion = self.upstream.complete([*self._context(None), prompt])
-        with self.gate.between_turns():  # after a reply in progress, never between a question and its answer
-            return self._store_reply(completion, is_scheduled=True, scheduled_for=tick)
+        completion = self.upstream.complete([*self._context(store, None), prompt])
+        with self._gate(MAIN).between_turns():  # after a reply in progress, never between a question and its answer
+            return self._store_reply(store, completion, is_scheduled=True, scheduled_for=tick)
 
     def reminder_reply(
         self, reminder: dict[str, Any], scheduled_for: str, late: bool = False
@@ -325,7 +345,10 @@ class ChatService:
         `generate` asks the model to word it, with the conversation as context; when that fails, or in
         `plain` mode, the reminder's own text is sent (`generated: false`), so a reminder is never lost.
         """
-        existing = self.store.find_scheduled(scheduled_for, reminder["id"])
+        conversation_id = self.reminder_conversation(reminder)
+        store = self.conversations.store(conversation_id)
+        gate = self._gate(conversation_id)
+        existing = store.find_scheduled(scheduled_for, reminder["id"])
         if existing is not None:
             return existing, None
         fields: dict[str, Any] = {"is_scheduled": True, "reminder_id": reminder["id"], "scheduled_for": scheduled_for}
@@ -336,27 +359,33 @@ class ChatService:
             try:
                 self._require_configured()
                 prompt = {"role": "user", "content": REMINDER_PROMPT.format(text=reminder["text"])}
-                completion = self.upstream.complete([*self._context(None), prompt])
-                with self.gate.between_turns():  # after a reply in progress, never between a question and its answer
-                    return self._store_reply(completion, generated=True, **fields), None
+                completion = self.upstream.complete([*self._context(store, None), prompt])
+                with gate.between_turns():  # after a reply in progress, never between a question and its answer
+                    return self._store_reply(store, completion, generated=True, **fields), None
             except AppError as error:
                 log.warning("Reminder %s could not be worded by the model: %s", reminder["id"], error.message)
                 failure = error
-        with self.gate.between_turns():
-            return self.store.append("assistant", reminder["text"], generated=False, **fields), failure
+        with gate.between_turns():
+            return store.append("assistant", reminder["text"], generated=False, **fields), failure
 
-    def _store_reply(self, completion: Completion, **fields: Any) -> Message:
+    def reminder_conversation(self, reminder: dict[str, Any]) -> str:
+        """Where a reminder's messages go: its conversation, or main once that was deleted (never lost)."""
+        conversation_id = reminder.get("conversation_id") or MAIN
+        if self.conversations.exists(conversation_id):
+            return conversation_id
+        log.warning("Reminder %s names deleted conversation %s; sending to main", reminder["id"], conversation_id)
+        return MAIN
+
+    def _store_reply(self, store: HistoryStore, completion: Completion, **fields: Any) -> Message:
         if completion.reasoning:
             fields["reasoning"] = completion.reasoning
         if completion.usage:
             fields["usage"] = completion.usage
-        return self.store.append(
-            "assistant", completion.content, model=completion.model or self.settings.model, **fields
-        )
+        return store.append("assistant", completion.content, model=completion.model or self.settings.model, **fields)
 
     # ---- context -------------------------------------------------------------------------
 
-    def _context(self, question: Message | None) -> list[dict[str, Any]]:
+    def _context(self, store: HistoryStore, question: Message | None) -> list[dict[str, Any]]:
         """SYSTEM_PROMPT (and the local time) plus the newest turns within the message and character budgets.
 
         A user message that never got an answer (its turn failed) is left out, so a failure does
@@ -364,7 +393,7 @@ class ChatService:
         out too. Scheduled reminders count as assistant turns.
         """
         settings = self.settings
-        recent = self.store.recent(settings.context_max_messages * 2 + 2)
+        recent = store.recent(settings.context_max_messages * 2 + 2)
         current = question["id"] if question else None
         if current is not None:  # a retried question may have partial replies after it: end on the question
             recent = [m for m in recent if m["id"] < current] + [question]
@@ -390,21 +419,26 @@ class ChatService:
     # ---- history -------------------------------------------------------------------------
 
     def history(
-        self, limit: int | None, before: int | None = None, after: int | None = None
+        self,
+        limit: int | None,
+        before: int | None = None,
+        after: int | None = None,
+        conversation_id: str | None = None,
     ) -> tuple[list[Message], bool]:
         """A page of the conversation and whether more exist beyond it.
 
         By default the newest page; with `before`, the page older than that id; with `after`,
         the messages newer than that id (for polling).
         """
+        store = self.conversations.store(conversation_id)
         limit = limit or self.settings.history_page_size
         if after is not None:
-            return self.store.newer(after, limit)
-        return self.store.page(limit, before)
+            return store.newer(after, limit)
+        return store.page(limit, before)
 
-    def clear_history(self) -> int:
-        """Archive and hide every message; returns how many were cleared."""
-        return self.store.clear()
+    def clear_history(self, conversation_id: str | None = None) -> int:
+        """Archive and hide every message of a conversation; returns how many were cleared."""
+        return self.conversations.store(conversation_id).clear()
 
 
 def _actions_field(turn: _Turn) -> dict[str, Any]:

@@ -1,27 +1,38 @@
-"""The conversation as a JSON file that survives kill -9, many workers and a growing history.
+"""One conversation as a JSON Lines log that survives kill -9, many workers and a growing history.
 
-Layout, under the folder of CHAT_HISTORY_FILE (default `data/`):
+Layout, in the conversations folder (see conversations.py):
 
-- `chat_history.json` — the live file: the newest messages (at most HISTORY_LIVE_LIMIT), the next
-  message id and the id below which messages are cleared. Every write replaces it atomically (temp
-  file in the same folder, fsync, rename, fsync of the folder), under an exclusive `flock` on
-  `chat_history.json.lock`, so concurrent processes and threads never lose or duplicate a message.
-- `chat_history-archive/<first>-<last>.json` — older messages, written once and never changed;
-  the name is the index. When the live file grows past its limit the oldest half moves into one of
-  these, so the cost of a write depends on the limit, never on the total history.
+- `<id>.jsonl` — the live log. Its first line is a header (next message id, the id below which
+  messages are cleared, the conversation's title and other meta); every later line is one record
+  appended by a write: a message, a message marked done, or a change of meta. An append is one
+  `write` of one line, fdatasync'd before it is acknowledged, under an exclusive `flock` on
+  `<id>.jsonl.lock`, so concurrent processes and threads never lose or duplicate a message. A turn
+  costs two small appends, whatever the size of the conversation.
+- `<id>-archive/<first>-<last>.json` — older messages, written once and never changed; the name is
+  the index. When the log holds more than its limit of messages, the oldest ones move into one of
+  these and the log is rewritten (temp file, fsync, rename, fsync of the folder) with the rest:
+  the cost of a write depends on the limit, never on the total history.
+
+A reader keeps the parsed log and, when the file only grew, parses just the new lines. A last line
+without its newline (a writer that died mid-write, a full disk) is ignored by readers and, like a
+line that does not parse, repaired by the next writer: the file is copied aside and rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import secrets
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +42,7 @@ from errors import StorageError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 Message = dict[str, Any]
 
 
@@ -109,44 +120,122 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
-def _empty_state() -> dict[str, Any]:
-    return {"version": FORMAT_VERSION, "next_id": 1, "floor_id": 1, "messages": []}
-
-
 class CorruptHistory(ValueError):
-    """The live file exists but is not a history this store can read."""
+    """A legacy history file exists but is not a history this store can read."""
 
 
-def _parse_state(raw: bytes) -> dict[str, Any]:
-    """Decode the live file, accepting the original app's plain list of messages too."""
+def read_legacy_state(raw: bytes) -> dict[str, Any]:
+    """Decode the pre-conversations `chat_history.json`: the current format or the original app's plain list."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CorruptHistory(str(error)) from None
     if isinstance(data, list):  # the spec's original format: a bare list, no ids
-        state = _empty_state()
+        messages = []
         for number, message in enumerate(data, start=1):
             if not isinstance(message, dict) or "role" not in message or "content" not in message:
                 raise CorruptHistory("a message without role and content")
-            state["messages"].append({"is_scheduled": False, **message, "id": number})
-        state["next_id"] = len(data) + 1
-        return state
+            messages.append({"is_scheduled": False, **message, "id": number})
+        return {"next_id": len(data) + 1, "floor_id": 1, "messages": messages}
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("messages"), list)
         or not isinstance(data.get("next_id"), int)
     ):
         raise CorruptHistory("not a chat history object")
-    data.setdefault("floor_id", 1)
-    return data
+    return {"next_id": data["next_id"], "floor_id": data.get("floor_id", 1), "messages": data["messages"]}
 
 
-def _scheduled_in(state: dict[str, Any], scheduled_for: str, reminder_id: str | None) -> Message | None:
+@dataclass(frozen=True)
+class _Log:
+    """The parsed log as one reader saw it. Never changed: a newer read makes a new one."""
+
+    inode: int
+    generation: bytes  # the header's first bytes: tells a rewritten file from the one read, even on a reused inode
+    end: int  # bytes of complete lines parsed
+    size: int  # the file's size when read; more than `end` while a last line lacks its newline
+    lines: int  # complete lines, the header included
+    bad: int  # complete lines that did not parse
+    next_id: int
+    floor_id: int
+    meta: dict[str, Any]
+    messages: list[Message]
+
+    @property
+    def needs_repair(self) -> bool:
+        return self.size > self.end or self.bad > 0
+
+
+GENERATION_BYTES = 48  # '{"version":3,"generation":"<16 hex>"' and a little more
+
+
+def _header(next_id: int, floor_id: int, meta: dict[str, Any]) -> bytes:
+    header = {
+        "version": FORMAT_VERSION,
+        "generation": secrets.token_hex(8),
+        "next_id": next_id,
+        "floor_id": floor_id,
+        "meta": meta,
+    }
+    return _encode(header) + b"\n"
+
+
+def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log:
+    """`base` (None: an empty log) with the complete lines of `chunk`, the bytes after `base.end`, applied."""
+    if base is None:
+        base = _Log(inode, chunk[:GENERATION_BYTES], 0, 0, 0, 0, 1, 1, {}, [])
+    complete = chunk.rfind(b"\n") + 1
+    next_id, floor_id, meta = base.next_id, base.floor_id, base.meta
+    messages: list[Message] | None = None  # copied on the first change: readers may hold base's list
+    lines, bad = base.lines, base.bad
+    for line in chunk[:complete].split(b"\n")[:-1]:
+        lines += 1
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            bad += 1
+        elif "role" in record and isinstance(record.get("id"), int):
+            if messages is None:
+                messages = list(base.messages)
+            messages.append(record)
+            next_id = max(next_id, record["id"] + 1)
+            meta = {**meta, "updated_at": record.get("timestamp")}
+            if record.get("is_scheduled"):
+                meta["reminder_at"] = record.get("timestamp")
+        elif "done" in record:
+            if messages is None:
+                messages = list(base.messages)
+            index = next((i for i, m in enumerate(messages) if m["id"] == record["done"]), None)
+            if index is not None:
+                messages[index] = {**messages[index], "done_at": record.get("at")}
+        elif isinstance(record.get("meta"), dict):
+            meta = {**meta, **record["meta"]}
+            if "version" in record and lines == 1:  # the header
+                next_id, floor_id = int(record.get("next_id", 1)), int(record.get("floor_id", 1))
+        else:
+            bad += 1
+    return _Log(
+        inode,
+        base.generation,
+        base.end + complete,
+        size,
+        lines,
+        bad,
+        next_id,
+        floor_id,
+        meta,
+        base.messages if messages is None else messages,
+    )
+
+
+def _scheduled_in(log_state: _Log, scheduled_for: str, reminder_id: str | None) -> Message | None:
     """The stored message of occurrence `reminder_id@scheduled_for` (reminder_id None: the .env reminder's tick)."""
     return next(
         (
             m
-            for m in reversed(state["messages"])
+            for m in reversed(log_state.messages)
             if m.get("scheduled_for") == scheduled_for and m.get("reminder_id") == reminder_id
         ),
         None,
@@ -159,82 +248,112 @@ def _sent_by(message: Message, message_id: int, reminder_id: str | None) -> bool
     return sent and message["id"] == message_id
 
 
-class HistoryStore:
-    """Appends, pages and clears the conversation; safe across threads and processes."""
+class ConversationGone(StorageError):
+    """The conversation's log is gone (it was deleted) while a request was still writing to it."""
 
-    def __init__(self, path: Path, *, live_limit: int = 200, timezone: str = "UTC"):
+    status = 404
+    code = "conversation_not_found"
+
+
+class HistoryStore:
+    """Appends, pages and clears one conversation; safe across threads and processes.
+
+    `creates`: a missing log is started on the first write (the main conversation); otherwise a
+    missing log means the conversation was deleted, and writing to it raises ConversationGone.
+    """
+
+    def __init__(self, path: Path, *, live_limit: int = 200, timezone: str = "UTC", creates: bool = True):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.archive_dir = self.path.with_name(self.path.stem + "-archive")
         self.live_limit = live_limit
         self.zone = ZoneInfo(timezone)
+        self.creates = creates
         self._cache_lock = threading.Lock()
-        self._cached_key: tuple[int, int, int] | None = None
-        self._cached_state: dict[str, Any] = _empty_state()
+        self._cached: _Log | None = None
         self._archive_cache: OrderedDict[str, list[Message]] = OrderedDict()
         self._archive_index_key: tuple[int, int] | None = None
         self._archive_index: list[tuple[int, int, str]] = []
-        # A stored message's JSON. Messages never change but for `done_at`, set once, which is part of the key.
-        self._encoded: dict[tuple[int, str, str], bytes] = {}
-        self._recover_at_start()
 
     # ---- reading -------------------------------------------------------------------------
 
-    def _stat_key(self) -> tuple[int, int, int] | None:
+    def _read(self) -> _Log | None:
+        """The log, parsing only the lines added since the last read when the file just grew; None if absent."""
         try:
-            stat = self.path.stat()
+            descriptor = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-    def _read_state(self) -> dict[str, Any]:
-        """The live state, parsed again only when the file changed since the last read."""
-        try:
-            key = self._stat_key()
-            with self._cache_lock:
-                if key == self._cached_key:
-                    return self._cached_state
-            state = _empty_state() if key is None else _parse_state(self.path.read_bytes())
-        except FileNotFoundError:  # replaced between stat and read: read again
-            return self._read_state()
         except OSError as error:
             raise StorageError(f"The chat history cannot be read: {error.strerror}.") from None
+        try:
+            stat = os.fstat(descriptor)
+            with self._cache_lock:
+                cached = self._cached
+            if cached is not None and cached.inode == stat.st_ino:
+                if cached.size == stat.st_size:
+                    return cached
+                grown = stat.st_size > cached.end
+                if grown and os.pread(descriptor, GENERATION_BYTES, 0) == cached.generation:
+                    chunk = os.pread(descriptor, stat.st_size - cached.end, cached.end)
+                    return self._remember(_parse_lines(cached, stat.st_ino, cached.end + len(chunk), chunk))
+            chunk = b""
+            while piece := os.pread(descriptor, max(stat.st_size, 65536), len(chunk)):
+                chunk += piece
+            return self._remember(_parse_lines(None, stat.st_ino, len(chunk), chunk))
+        except OSError as error:
+            raise StorageError(f"The chat history cannot be read: {error.strerror}.") from None
+        finally:
+            os.close(descriptor)
+
+    def _remember(self, log_state: _Log) -> _Log:
         with self._cache_lock:
-            self._cached_key, self._cached_state = key, state
-        return state
+            self._cached = log_state
+        return log_state
 
-    def _state(self) -> dict[str, Any]:
-        """The live state for a reader; a corrupt file is dealt with under the lock."""
-        try:
-            return self._read_state()
-        except CorruptHistory:
-            with self._locked():
-                return self._locked_state()
+    def _log(self) -> _Log:
+        """The log for a reader; an absent one reads as empty."""
+        return self._read() or _parse_lines(None, 0, 0, b"")
 
-    def _locked_state(self) -> dict[str, Any]:
-        """The live state for a caller holding the lock: a corrupt file is moved aside, never overwritten."""
-        try:
-            return self._read_state()
-        except CorruptHistory as problem:
-            self._move_aside(problem)
-            return self._read_state()
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def meta(self) -> dict[str, Any]:
+        """The conversation's meta (title, pinned, created_at, updated_at, reminder_at) and its message count."""
+        log_state = self._log()
+        return {**log_state.meta, "message_count": log_state.next_id - log_state.floor_id}
 
     def recent(self, max_messages: int) -> list[Message]:
-        """The newest visible messages from the live file, oldest first."""
+        """The newest visible messages from the live log, oldest first."""
         if max_messages <= 0:
             return []
-        return list(self._state()["messages"][-max_messages:])
+        return list(self._log().messages[-max_messages:])
+
+    def visible(self) -> Iterator[Message]:
+        """Every visible message, oldest first, archives included (for search and export)."""
+        log_state = self._log()
+        live = log_state.messages
+        live_first = live[0]["id"] if live else log_state.next_id
+        since = log_state.floor_id - 1
+        for _first, last, name in self._archives(live_first):
+            if last <= since:
+                continue
+            for message in self._archive(name):
+                if since < message["id"] < live_first:
+                    since = message["id"]
+                    yield message
+        yield from (m for m in live if m["id"] >= log_state.floor_id)
 
     def page(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
         """Up to `limit` visible messages older than id `before` (newest when None), and whether more exist."""
-        state = self._state()
-        floor, live = state["floor_id"], state["messages"]
-        bound = before if before is not None else state["next_id"]
+        log_state = self._log()
+        floor, live = log_state.floor_id, log_state.messages
+        bound = before if before is not None else log_state.next_id
         wanted = limit + 1
         found = [m for m in live if floor <= m["id"] < bound][-wanted:]
-        # Archives hold only ids below the live file's first; `lowest` also skips the overlap of an
-        # archive written by a process killed before it could update the live file.
-        live_first = live[0]["id"] if live else state["next_id"]
+        # Archives hold only ids below the live log's first; `lowest` also skips the overlap of an
+        # archive written by a process killed before it could rewrite the live log.
+        live_first = live[0]["id"] if live else log_state.next_id
         lowest = min(bound, live_first)
         for first, last, name in reversed(self._archives(live_first)):
             if len(found) >= wanted:
@@ -251,12 +370,12 @@ class HistoryStore:
         """Up to `limit` visible messages newer than id `after`, oldest first, and whether more exist.
 
         For polling: a page that knows its newest id asks only for what came since. Usually that is
-        all in the live file; a page that fell further behind than a rotation reads the archives too.
+        all in the live log; a page that fell further behind than a rotation reads the archives too.
         """
-        state = self._state()
-        live = state["messages"]
-        after = max(after, state["floor_id"] - 1)  # nothing below the floor is visible, so never read it
-        live_first = live[0]["id"] if live else state["next_id"]
+        log_state = self._log()
+        live = log_state.messages
+        after = max(after, log_state.floor_id - 1)  # nothing below the floor is visible, so never read it
+        live_first = live[0]["id"] if live else log_state.next_id
         found: list[Message] = []
         if after + 1 < live_first:  # oldest first, stopping once the page is full
             for first, last, name in self._archives(live_first):
@@ -272,12 +391,16 @@ class HistoryStore:
 
     def find_scheduled(self, scheduled_for: str, reminder_id: str | None = None) -> Message | None:
         """The live message stored for occurrence `reminder_id@scheduled_for` (None: the .env reminder's tick)."""
-        return _scheduled_in(self._state(), scheduled_for, reminder_id)
+        return _scheduled_in(self._log(), scheduled_for, reminder_id)
+
+    def reminder_message(self, message_id: int, reminder_id: str | None) -> Message | None:
+        """The live message `message_id` if reminder `reminder_id` sent it (None: the .env reminder's), else None."""
+        return next((m for m in self._log().messages if _sent_by(m, message_id, reminder_id)), None)
 
     def _archives(self, live_first: int) -> list[tuple[int, int, str]]:
         """(first id, last id, file name) of every archive file, sorted by last id.
 
-        Listed again only when the folder or the live file's first id changed (every rotation and
+        Listed again only when the folder or the live log's first id changed (every rotation and
         clear moves that id, even when the folder's mtime does not visibly change).
         """
         try:
@@ -328,27 +451,47 @@ class HistoryStore:
                 "(is the data folder writable and not full?)."
             ) from None
 
-    def _save(self, state: dict[str, Any]) -> None:
-        payload, encoded = self._encode_state(state)
+    def _writable(self) -> _Log:
+        """The log for a writer holding the lock: started if absent (and allowed), repaired if damaged."""
+        log_state = self._read()
+        if log_state is None:
+            if not self.creates:
+                raise ConversationGone("This conversation was deleted.")
+            return self.initialise({"created_at": self._now()}, [])
+        if log_state.needs_repair:
+            log_state = self._repair(log_state)
+        return log_state
+
+    def _append_line(self, log_state: _Log, record: dict[str, Any]) -> _Log:
+        """Append one record as one line, durably, and return the log with it."""
+        line = _encode(record) + b"\n"
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = os.write(descriptor, line)
+            if written != len(line):  # a full disk: take the piece back rather than leave a torn line
+                os.ftruncate(descriptor, log_state.end)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fdatasync(descriptor)
+        finally:
+            os.close(descriptor)
+        return self._remember(_parse_lines(log_state, log_state.inode, log_state.end + len(line), line))
+
+    def write_log(self, next_id: int, floor_id: int, meta: dict[str, Any], messages: list[Message]) -> _Log:
+        """Replace the log with a header and `messages`, atomically; done marks and meta changes fold in."""
+        payload = _header(next_id, floor_id, meta) + b"".join(_encode(m) + b"\n" for m in messages)
         write_bytes_atomic(self.path, payload)
-        # Only after the write: a failed write's message id is given again to the next message.
-        self._encoded = encoded
-        key = self._stat_key()
-        with self._cache_lock:
-            self._cached_key, self._cached_state = key, state
+        return self._read() or _parse_lines(None, 0, 0, b"")
 
-    def _encode_state(self, state: dict[str, Any]) -> tuple[bytes, dict[tuple[int, str, str], bytes]]:
-        """The live file's JSON, re-encoding only messages this process has already written before.
-
-        Returns the payload and the encodings of the live messages (callers hold the file lock).
-        """
-        encoded = {}
-        for message in state["messages"]:
-            # An id alone can name another message after a corrupt file was reset; done_at is its one change.
-            key = (message["id"], message.get("timestamp", ""), message.get("done_at", ""))
-            encoded[key] = self._encoded.get(key) or _encode(message)
-        header = _encode({key: value for key, value in state.items() if key != "messages"})
-        return header[:-1] + b',"messages":[' + b",".join(encoded.values()) + b"]}", encoded
+    def _compact(self, log_state: _Log) -> _Log:
+        """Keep the log short: past the limit, the oldest messages go to an archive; extra lines fold away."""
+        messages = log_state.messages
+        if len(messages) > self.live_limit:
+            keep = self.live_limit // 2
+            self._write_archive(messages[:-keep])
+            messages = messages[-keep:]
+        elif log_state.lines - len(messages) <= self.live_limit:
+            return log_state
+        return self.write_log(log_state.next_id, log_state.floor_id, log_state.meta, messages)
 
     def _now(self) -> str:
         return datetime.now(self.zone).isoformat(timespec="milliseconds")
@@ -361,51 +504,47 @@ class HistoryStore:
         so a reminder is never stored twice.
         """
         with self._locked():
-            state = self._locked_state()
+            log_state = self._writable()
             tick = fields.get("scheduled_for")
             if tick is not None:
-                existing = _scheduled_in(state, tick, fields.get("reminder_id"))
+                existing = _scheduled_in(log_state, tick, fields.get("reminder_id"))
                 if existing is not None:
                     return existing
             message: Message = {
-                "id": state["next_id"],
+                "id": log_state.next_id,
                 "role": role,
                 "content": content,
                 "timestamp": self._now(),
                 "is_scheduled": bool(fields.pop("is_scheduled", False)),
                 **fields,
             }
-            new_state = {**state, "next_id": state["next_id"] + 1, "messages": [*state["messages"], message]}
-            if len(new_state["messages"]) > self.live_limit:
-                self._rotate(new_state)
-            self._save(new_state)
+            self._compact(self._append_line(log_state, message))
             return message
 
-    def reminder_message(self, message_id: int, reminder_id: str | None) -> Message | None:
-        """The live message `message_id` if reminder `reminder_id` sent it (None: the .env reminder's), else None."""
-        return next((m for m in self._state()["messages"] if _sent_by(m, message_id, reminder_id)), None)
+    def change_meta(self, *, only_unset: bool = False, **changes: Any) -> dict[str, Any]:
+        """Change the conversation's title, pinned mark or other meta; returns the meta as changed.
+
+        `only_unset`: change only what is not set yet (an automatic title never replaces the user's).
+        """
+        with self._locked():
+            log_state = self._writable()
+            if only_unset and log_state.meta.get("title"):
+                changes = {}
+            if any(log_state.meta.get(key) != value for key, value in changes.items()):
+                log_state = self._compact(self._append_line(log_state, {"meta": changes}))
+            return {**log_state.meta, "message_count": log_state.next_id - log_state.floor_id}
 
     def mark_done(self, message_id: int, reminder_id: str | None) -> Message | None:
         """Mark a live reminder message done (`done_at`, once) and return it; None when no such reminder message."""
         with self._locked():
-            state = self._locked_state()
-            index = next((i for i, m in enumerate(state["messages"]) if _sent_by(m, message_id, reminder_id)), None)
-            if index is None:
-                return None
-            message = state["messages"][index]
-            if message.get("done_at"):
+            log_state = self._writable()
+            message = next((m for m in log_state.messages if _sent_by(m, message_id, reminder_id)), None)
+            if message is None or message.get("done_at"):
                 return message
-            changed = {**message, "done_at": self._now()}  # a new dict and list: readers may hold the cached state
-            messages = [*state["messages"]]
-            messages[index] = changed
-            self._save({**state, "messages": messages})
+            log_state = self._append_line(log_state, {"done": message_id, "at": self._now()})
+            changed = next(m for m in log_state.messages if m["id"] == message_id)
+            self._compact(log_state)
             return changed
-
-    def _rotate(self, state: dict[str, Any]) -> None:
-        """Move the oldest half of the live messages into a new archive file."""
-        keep = self.live_limit // 2
-        moving, state["messages"] = state["messages"][:-keep], state["messages"][-keep:]
-        self._write_archive(moving)
 
     def _write_archive(self, messages: list[Message]) -> None:
         self.archive_dir.mkdir(exist_ok=True)
@@ -415,40 +554,65 @@ class HistoryStore:
     def clear(self) -> int:
         """Hide every message from the conversation, moving the live ones into an archive; returns how many."""
         with self._locked():
-            state = self._locked_state()
-            visible = [m for m in state["messages"] if m["id"] >= state["floor_id"]]
-            if state["messages"]:
-                self._write_archive(state["messages"])
-            self._save({**state, "floor_id": state["next_id"], "messages": []})
+            log_state = self._writable()
+            visible = [m for m in log_state.messages if m["id"] >= log_state.floor_id]
+            if log_state.messages:
+                self._write_archive(log_state.messages)
+            self.write_log(log_state.next_id, log_state.next_id, log_state.meta, [])
             return len(visible)
+
+    def initialise(self, meta: dict[str, Any], messages: list[dict[str, Any]]) -> _Log:
+        """Write a new log with `meta` and `messages` (numbered from 1; the oldest go to archives past the limit).
+
+        For a conversation being created or imported: callers hold the lock or own the file alone.
+        """
+        numbered = [{**m, "id": number} for number, m in enumerate(messages, start=1)]
+        keep = self.live_limit // 2 if len(numbered) > self.live_limit else len(numbered)
+        older, live = numbered[: len(numbered) - keep], numbered[len(numbered) - keep :]
+        for start in range(0, len(older), max(keep, 1)):
+            self._write_archive(older[start : start + max(keep, 1)])
+        if numbered:
+            meta = {**meta, "updated_at": numbered[-1].get("timestamp")}
+            scheduled = [m for m in numbered if m.get("is_scheduled")]
+            if scheduled:
+                meta["reminder_at"] = scheduled[-1].get("timestamp")
+        return self.write_log(len(numbered) + 1, 1, meta, live)
 
     # ---- recovery ------------------------------------------------------------------------
 
-    def _recover_at_start(self) -> None:
-        """Set a corrupt file aside and sweep temp files; an unreadable file is left alone and reported."""
-        try:
-            with self._locked():
-                self._remove_stale_temp_files()
-                self._locked_state()
-        except StorageError as error:
-            log.error("%s Chat will answer 503 until this is fixed.", error.message)
+    def _repair(self, log_state: _Log) -> _Log:
+        """Copy a damaged log aside for inspection, then rewrite it with what parsed.
 
-    def _remove_stale_temp_files(self) -> None:
-        """Delete temp files left by a writer killed mid-write; under the lock no write is in progress."""
-        for folder, name in ((self.path.parent, self.path.name), (self.archive_dir, "")):
-            for stale in folder.glob(f".{name}*.tmp"):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
-
-    def _move_aside(self, problem: CorruptHistory) -> None:
-        """Rename a live file that does not parse, so it is kept for inspection and a new one starts.
-
-        Only for content that is not a history: a file we cannot read (permissions, I/O) stays
-        where it is and chat answers 503 until an operator fixes it.
+        A last line without its newline is a write that was never acknowledged; other lines that do not
+        parse (a bad edit, a disk error) are dropped from the live log but kept in the copy.
         """
         stamp = datetime.now(self.zone).strftime("%Y%m%dT%H%M%S.%f")  # unique: callers hold the lock
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        os.rename(self.path, aside)
+        shutil.copyfile(self.path, aside)
+        archived = [last for _first, last, _name in self._archives(-1)]
+        next_id = max([log_state.next_id, *(last + 1 for last in archived)])  # never give an archived id again
         log.warning(
-            "History file %s is not valid (%s); moved it to %s and started a new one", self.path, problem, aside
+            "History log %s had %d unreadable line(s)%s; copied it to %s and kept the rest",
+            self.path.name,
+            log_state.bad,
+            " and a torn last line" if log_state.size > log_state.end else "",
+            aside.name,
         )
+        return self.write_log(next_id, log_state.floor_id, log_state.meta, log_state.messages)
+
+    def recover(self) -> None:
+        """At start-up: delete temp files left by a writer killed mid-write and repair a damaged log.
+
+        Under the lock no write is in progress. A log that cannot be read at all is left alone and reported.
+        """
+        try:
+            with self._locked():
+                for folder, name in ((self.path.parent, self.path.name), (self.archive_dir, "")):
+                    for stale in folder.glob(f".{name}*.tmp"):
+                        with contextlib.suppress(OSError):
+                            stale.unlink()
+                log_state = self._read()
+                if log_state is not None and log_state.needs_repair:
+                    self._repair(log_state)
+        except StorageError as error:
+            log.error("%s Chat will answer 503 until this is fixed.", error.message)

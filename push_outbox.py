@@ -118,8 +118,9 @@ class PushOutbox:
             return dict(entry)
 
     def outcomes(self) -> dict[Any, dict[str, dict[str, Any]]]:
-        """Each message's pushes: message id → channel id → its outcome. Worked out again only when the file
-        changed: every reminders listing asks. Callers must not change what it returns."""
+        """Each message's pushes: (reminder id, message id) → channel id → its outcome. The reminder's id too,
+        since message ids repeat across conversations. Worked out again only when the file changed: every
+        reminders listing asks. Callers must not change what it returns."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -130,7 +131,7 @@ class PushOutbox:
         found: dict[Any, dict[str, dict[str, Any]]] = {}
         for entry in self.read()["pushes"].values():
             outcome = {key: entry[key] for key in ("channel_name", "status", "attempts", "answer", "updated_at")}
-            found.setdefault(entry["message_id"], {})[entry["channel"]] = outcome
+            found.setdefault((entry["reminder_id"], entry["message_id"]), {})[entry["channel"]] = outcome
         self._outcomes = (stat_key, found)
         return found
 

@@ -12,6 +12,7 @@ Every carried-out call becomes an action `{"action", "reminder", "previous"?}` t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -106,8 +107,11 @@ class ReminderTools:
     def now(self) -> datetime:
         return datetime.now(self.zone)
 
-    def run(self, call: ToolCall) -> tuple[str, dict[str, Any] | None]:
-        """Carry out one call: the JSON text for the `tool` message, and the action taken (None when refused)."""
+    def run(self, call: ToolCall, conversation_id: str = "main") -> tuple[str, dict[str, Any] | None]:
+        """Carry out one call: the JSON text for the `tool` message, and the action taken (None when refused).
+
+        A reminder created here reminds in `conversation_id`, the conversation it was asked for in.
+        """
         try:
             arguments = without_surrogates(json.loads(call.arguments or "{}"))  # an escaped lone one cannot be stored
         except (ValueError, RecursionError):
@@ -115,7 +119,7 @@ class ReminderTools:
         if not isinstance(arguments, dict):
             return _refusal("The arguments must be a JSON object."), None
         runner = {
-            "create_reminder": self._create,
+            "create_reminder": functools.partial(self._create, conversation_id=conversation_id),
             "list_reminders": self._list,
             "update_reminder": self._update,
             "cancel_reminder": self._cancel,
@@ -132,8 +136,9 @@ class ReminderTools:
             return _refusal("The server failed while carrying out this call; check with list_reminders."), None
         return json.dumps({"ok": True, **result}, ensure_ascii=False), action
 
-    def _create(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _create(self, arguments: dict[str, Any], conversation_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         fields = {key: _schedule_value(key, arguments.get(key)) for key in ("text", "at", "cron", "mode")}
+        fields["conversation_id"] = conversation_id
         now = self.now()
         reminder = describe(self.store.create(fields, now, twin_window=TWIN_WINDOW_SECONDS), now)
         return {"reminder": _for_model(reminder)}, {"action": "created", "reminder": reminder}
@@ -162,13 +167,14 @@ class ReminderTools:
         self.store.delete(reminder_id)
         return {"cancelled": _for_model(reminder)}, {"action": "cancelled", "reminder": reminder}
 
-    def phrase_action(self, message: str) -> dict[str, Any] | None:
-        """Create the reminder `message` asks for, read by the phrase grammar; None when it asks for none."""
+    def phrase_action(self, message: str, conversation_id: str = "main") -> dict[str, Any] | None:
+        """Create the reminder `message` asks for, read by the phrase grammar, to remind in `conversation_id`;
+        None when it asks for none."""
         now = self.now()
         parsed = parse_reminder(message, now.replace(tzinfo=None))
         if parsed is None:
             return None
-        fields = {"text": parsed.text, "cron": parsed.cron}
+        fields = {"text": parsed.text, "cron": parsed.cron, "conversation_id": conversation_id}
         if parsed.at is not None:
             fields["at"] = parsed.at.isoformat(timespec="seconds")
         try:

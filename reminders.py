@@ -43,7 +43,7 @@ RUNS_KEPT = 50  # per reminder, newest first
 LATE_AFTER_SECONDS = 30  # an occurrence sent later than this after its time is marked `late`
 MAX_REMINDERS = 1000
 MODES = ("generate", "plain")
-EDITABLE = ("text", "at", "cron", "timezone", "enabled", "mode", "channels")
+EDITABLE = ("text", "at", "cron", "timezone", "enabled", "mode", "channels", "conversation_id")
 MAX_CHANNELS_NAMED = 100
 _CRON_NAMES = ("minute", "hour", "day", "month", "day_of_week")
 
@@ -281,6 +281,7 @@ class ReminderStore:
             "enabled": True,
             "mode": "generate",
             "channels": None,  # all
+            "conversation_id": "main",  # where its messages go
             "created_at": now.isoformat(timespec="seconds"),
             "source": "user",
             "handled_until": None,
@@ -529,7 +530,7 @@ def validate(reminder: dict[str, Any], now: datetime, check_past: bool = True, *
 
 def describe(reminder: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A user reminder as the API shows it: its fields plus `next_runs` (and `done` for a sent one-off)."""
-    shown = {k: v for k, v in reminder.items() if k != "handled_until"}
+    shown = {"conversation_id": "main", **{k: v for k, v in reminder.items() if k != "handled_until"}}
     shown["next_runs"] = [_stamp(t, reminder) for t in upcoming(reminder, now)] if reminder["enabled"] else []
     shown["done"] = bool(reminder.get("at")) and not occurrences_after(reminder, _cursor(reminder), 1)
     return shown

@@ -102,6 +102,64 @@ class Cleared(BaseModel):
     cleared: int = Field(ge=0)
 
 
+class Conversation(BaseModel):
+    """One conversation, as listed."""
+
+    id: str = Field(description="`main`, or 12 hex digits.")
+    title: str = Field(description="Empty while untitled; set from the first exchange, or by PATCH.")
+    created_at: str | None
+    updated_at: str | None = Field(description="When its newest message was stored.")
+    message_count: int = Field(ge=0)
+    pinned: bool
+    reminder_at: str | None = Field(description="When its newest reminder message was stored; null if none.")
+
+
+class ConversationList(BaseModel):
+    """Every conversation."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Every conversation: pinned first, then newest first."))
+    success: Literal[True]
+    conversations: list[Conversation]
+
+
+class ConversationResult(BaseModel):
+    """One conversation."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The conversation as stored."))
+    success: Literal[True]
+    conversation: Conversation
+
+
+class SearchHit(BaseModel):
+    """A message that contains every word searched for."""
+
+    conversation_id: str
+    message_id: int
+    role: Literal["user", "assistant"]
+    timestamp: str
+    snippet: str = Field(description="The text around the first match, on one line.")
+
+
+class SearchResults(BaseModel):
+    """Matching messages, newest first."""
+
+    model_config = ConfigDict(extra="forbid", **_described("Matching messages across conversations, newest first."))
+    success: Literal[True]
+    results: list[SearchHit]
+
+
+class Imported(BaseModel):
+    """What an import created."""
+
+    model_config = ConfigDict(
+        extra="forbid", **_described("The conversations created; `skipped` were imported before, so not again.")
+    )
+    success: Literal[True]
+    imported: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    conversations: list[Conversation]
+
+
 class Health(BaseModel):
     """Liveness, and whether chat and reminders work."""
 
@@ -316,6 +374,9 @@ BAD_REQUEST = _error(
         "invalid_after",
         "invalid_query",
         "missing_token",
+        "invalid_conversation_id",
+        "invalid_title",
+        "invalid_pinned",
         "bad_request",
     ],
 )
@@ -337,16 +398,25 @@ REMINDER_REFUSED = _error(
         "invalid_enabled",
         "invalid_channels",
         "unknown_channel",
+        "invalid_conversation_id",
+        "unknown_conversation",
     ],
 )
 REMINDER_NOT_FOUND = _error("There is no reminder with this id", ["reminder_not_found"])
 MESSAGE_REFUSED = _error(
     "The body is malformed: `message_id` missing or not a whole number, or `minutes` not 1 to 1440",
-    ["invalid_json", "missing_message_id", "invalid_message_id", "invalid_minutes", "empty_text"],
+    [
+        "invalid_json",
+        "missing_message_id",
+        "invalid_message_id",
+        "invalid_minutes",
+        "empty_text",
+        "invalid_conversation_id",
+    ],
 )
 REMINDER_MESSAGE_NOT_FOUND = _error(
-    "There is no such reminder, or `message_id` is not a recent message it sent",
-    ["reminder_not_found", "reminder_message_not_found"],
+    "There is no such reminder or conversation, or `message_id` is not a recent message the reminder sent there",
+    ["reminder_not_found", "reminder_message_not_found", "conversation_not_found"],
 )
 READ_ONLY = _error("The .env reminder is changed in .env, not through the API", ["reminder_read_only"])
 CHANNEL_REFUSED = _error(
@@ -382,6 +452,12 @@ UPSTREAM_FAILED = _error(
 UNAVAILABLE = _error(
     "Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is read-only or full)",
     ["not_configured", "storage_unavailable"],
+)
+CONVERSATION_NOT_FOUND = _error("There is no conversation with this id", ["conversation_not_found"])
+MAIN_CONVERSATION = _error("The main conversation cannot be deleted", ["main_conversation"])
+IMPORT_REFUSED = _error(
+    "The upload is not a conversations.json export (ours or ChatGPT's), or it is malformed",
+    ["invalid_import", "invalid_json"],
 )
 STORAGE_UNAVAILABLE = _error("The history cannot be read or saved", ["storage_unavailable"])
 UPSTREAM_TIMEOUT = _error("The model API did not answer within READ_TIMEOUT", ["upstream_timeout"])

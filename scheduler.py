@@ -298,6 +298,7 @@ class Reminders:
             "enabled": status["enabled"],
             "mode": "generate",
             "channels": None,  # every channel
+            "conversation_id": "main",
             "created_at": None,
             "source": "env",
             "last_run": status["last_run"],

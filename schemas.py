@@ -66,6 +66,11 @@ def whole_number(minimum: int) -> Any:
     return Annotated[Annotated[int, Field(ge=minimum)], BeforeValidator(_whole_number)]
 
 
+CONVERSATION_ID_PATTERN = r"^(main|[0-9a-f]{12})$"
+CONVERSATION_FORM = "A conversation's id from GET /api/conversations; absent: the main conversation."
+ConversationId = Annotated[str | None, Strict(), Field(pattern=CONVERSATION_ID_PATTERN, description=CONVERSATION_FORM)]
+
+
 class ChatRequest(Schema):
     """A message to the assistant; `retry_of` answers an earlier, unanswered one again."""
 
@@ -84,6 +89,8 @@ class ChatRequest(Schema):
             "`user_message`), so the text is not stored twice."
         ),
     ] = None
+
+    conversation_id: ConversationId = None
 
     model_config = ConfigDict(json_schema_extra={"example": {"message": "你好"}})
 
@@ -127,12 +134,28 @@ def _query_int(minimum: int, description: str, maximum: int | None = None) -> An
     ]
 
 
+ConversationParameter = Annotated[
+    Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None,
+    BeforeValidator(_empty_is_absent),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^(|main|[0-9a-f]{12})$", "description": CONVERSATION_FORM + " Empty: main."}
+    ),
+]
+
+
+class ConversationQuery(Schema):
+    """Which conversation: `conversation_id`, absent or empty for the main one."""
+
+    conversation_id: ConversationParameter = None
+
+
 class HistoryQuery(Schema):
-    """Which page of the conversation: the newest, one `before` an id, or the messages `after` one."""
+    """Which page of a conversation: the newest, one `before` an id, or the messages `after` one."""
 
     limit: _query_int(1, "Page size (default HISTORY_PAGE_SIZE).", HISTORY_PAGE_MAX) = None  # type: ignore[valid-type]
     before: _query_int(1, "Only messages with a smaller id: the page before this one.") = None  # type: ignore[valid-type]
     after: _query_int(0, "Only messages with a larger id (for polling); not with `before`.") = None  # type: ignore[valid-type]
+    conversation_id: ConversationParameter = None
 
     @model_validator(mode="after")
     def _one_direction(self) -> HistoryQuery:
@@ -159,6 +182,7 @@ class LoginRequest(Schema):
             raise PydanticCustomError("missing_token", 'The request body must be {"token": "..."}.') from None
 
 
+TITLE_MAX_CHARS = 100
 SNOOZE_MAX_MINUTES = 1440  # a day: a longer wait is a new reminder, not a snooze
 AT_FORM = "A local date-time without offset, YYYY-MM-DDTHH:MM[:SS], in the reminder's `timezone`; in the future."
 CRON_FORM = (
@@ -183,6 +207,7 @@ class ReminderCreate(Schema):
     )
     enabled: Annotated[bool, Strict()] = True
     channels: list[Annotated[str, Strict()]] | None = Field(None, description=CHANNELS_FORM)
+    conversation_id: ConversationId = Field(None, description="Where its messages go; default the main conversation.")
 
 
 class ReminderChange(Schema):
@@ -197,6 +222,7 @@ class ReminderChange(Schema):
     mode: Literal["generate", "plain"] | None = None
     enabled: Annotated[bool | None, Strict()] = None
     channels: list[Annotated[str, Strict()]] | None = Field(None, description=CHANNELS_FORM)
+    conversation_id: ConversationId = Field(None, description="Where its messages go from now on.")
 
 
 class ReminderPreviewQuery(Schema):
@@ -215,6 +241,9 @@ class ReminderMessage(Schema):
     model_config = ConfigDict(json_schema_extra={"example": {"message_id": 42}})
 
     message_id: whole_number(1)  # type: ignore[valid-type]
+    conversation_id: ConversationId = Field(
+        None, description="The conversation the message is in; default the reminder's own (main for the .env one)."
+    )
 
 
 class ReminderSnooze(ReminderMessage):
@@ -255,6 +284,42 @@ class ChannelPath(BaseModel):
     """Which channel: its `id`."""
 
     channel_id: str
+
+
+class ConversationCreate(Schema):
+    """A new conversation; untitled, it is titled after its first exchange."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"title": "旅行计划"}})
+
+    title: Annotated[str, Strict(), Field(max_length=TITLE_MAX_CHARS)] = ""
+
+
+class ConversationChange(Schema):
+    """A conversation's new title, pinned mark, or both."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"title": "旅行计划", "pinned": True}})
+
+    title: Annotated[str | None, Strict(), Field(max_length=TITLE_MAX_CHARS)] = None
+    pinned: Annotated[bool | None, Strict()] = None
+
+
+class ConversationPath(BaseModel):
+    """Which conversation: its `id` (`main` is the main one)."""
+
+    conversation_id: str
+
+
+class ExportQuery(Schema):
+    """The export's format."""
+
+    format: Literal["markdown", "json"] = Field("markdown", description="`markdown` to read, `json` to keep.")
+
+
+class SearchQuery(Schema):
+    """What to look for."""
+
+    q: Annotated[str, Field(min_length=1, max_length=200, description="Words; a message must contain each.")]
+    limit: _query_int(1, "At most this many results (default 50).", 200) = None  # type: ignore[valid-type]
 
 
 class ReminderPath(BaseModel):

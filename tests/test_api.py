@@ -152,7 +152,7 @@ def test_clear_history_archives_and_empties(api, tmp_path):
     assert response.json() == {"success": True, "cleared": 2}
     assert api.history() == []
     assert api.get("/api/history").json()["has_more"] is False
-    archived = list((tmp_path / "data" / "chat_history-archive").glob("*.json"))
+    archived = list((tmp_path / "data" / "conversations" / "main-archive").glob("*.json"))
     assert len(archived) == 1 and "记住我" in archived[0].read_text()
     api.chat("新的开始")
     assert [m["content"] for m in api.history()] == ["新的开始", "收到：新的开始"]
@@ -305,9 +305,9 @@ def test_a_lone_surrogate_from_the_model_is_replaced_and_the_reply_kept(api, ups
     assert response.json()["reply"] == "半个\ufffd表情"
     stored = api.history()[-1]
     assert (stored["content"], stored["reasoning"]) == ("半个\ufffd表情", "想\ufffd想")
-    # The history file stays strict UTF-8 JSON.
-    on_disk = json.loads(api.settings.chat_history_file.read_bytes().decode("utf-8"))
-    assert on_disk["messages"][-1]["content"] == "半个\ufffd表情"
+    # The history log stays strict UTF-8 JSON, line by line.
+    log = (api.settings.data_dir / "conversations" / "main.jsonl").read_bytes().decode("utf-8")
+    assert json.loads(log.splitlines()[-1])["content"] == "半个\ufffd表情"
 
 
 def test_an_upstream_error_quoting_a_lone_surrogate_is_still_a_clear_error(api, upstream):

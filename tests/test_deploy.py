@@ -146,7 +146,7 @@ def test_image_cmd_and_healthcheck_work_outside_a_container(image_env, tmp_path)
             wait_until(up, 30, interval=0.2, message="the HEALTHCHECK passing")
             base_url = f"http://127.0.0.1:{image_env['PORT']}"
             assert requests.post(f"{base_url}/api/chat", json={"message": "容器外"}, timeout=30).status_code == 200
-            assert "容器外" in (tmp_path / "data" / "chat_history.json").read_text()
+            assert "容器外" in (tmp_path / "data" / "conversations" / "main.jsonl").read_text()
         finally:
             server.send_signal(signal.SIGTERM)
             try:

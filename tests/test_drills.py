@@ -255,14 +255,16 @@ def test_unreachable_upstream_gives_502_quickly_and_recovers(upstream, tmp_path,
 
 
 def read_whole_history(data_dir: Path) -> list[dict[str, Any]]:
-    """Every stored message, read straight from the files: the archives, then the live file.
+    """Every stored message, read straight from the files: the archives, then the live log.
 
-    A worker killed mid-rotation can leave an archive that repeats messages still in the live file
-    (the store skips that overlap when paging); here a repeat must be an identical copy.
+    A worker killed mid-rotation can leave an archive that repeats messages still in the live log
+    (the store skips that overlap when paging); here a repeat must be an identical copy. Every line
+    of the log parses.
     """
     by_id: dict[int, dict[str, Any]] = {}
-    live = json.loads((data_dir / "chat_history.json").read_text())["messages"]
-    for archive in sorted((data_dir / "chat_history-archive").glob("*.json")):
+    lines = (data_dir / "conversations" / "main.jsonl").read_text().splitlines()
+    live = [record for record in map(json.loads, lines) if "role" in record]
+    for archive in sorted((data_dir / "conversations" / "main-archive").glob("*.json")):
         for message in json.loads(archive.read_text())["messages"]:
             assert by_id.setdefault(message["id"], message) == message, "one id, two different messages"
     for message in live:
@@ -326,7 +328,7 @@ def test_kill_9_of_workers_mid_burst_loses_no_answered_turn(tmp_path):
             assert (question["role"], question["content"]) == ("user", text)
         through_api = requests.get(server.base_url + "/api/history", params={"limit": 500}, timeout=10).json()
         assert through_api["messages"] == stored[-len(through_api["messages"]) :]
-        assert not list(data_dir.glob(".chat_history.json.*.tmp")), "a temp file was left behind"
+        assert not list(data_dir.glob("conversations/.main.jsonl.*.tmp")), "a temp file was left behind"
     finally:
         server.stop()
         upstream.stop()
@@ -381,7 +383,7 @@ def test_full_or_read_only_data_folder_answers_503_and_recovers(upstream, tmp_pa
         try:
             for text in ("第一条", "第二条"):
                 assert take_turn(server.base_url, False, text).status == 200
-            live = data_dir / "chat_history.json"
+            live = data_dir / "conversations" / "main.jsonl"
             before = live.read_bytes()
             history = requests.get(server.base_url + "/api/history", timeout=10).json()["messages"]
 
@@ -389,7 +391,7 @@ def test_full_or_read_only_data_folder_answers_503_and_recovers(upstream, tmp_pa
             assert_storage_refused(server.base_url)
             assert live.read_bytes() == before, "a failed write changed the stored history"
             assert requests.get(server.base_url + "/api/history", timeout=10).json()["messages"] == history
-            assert not list(data_dir.glob(".chat_history.json.*.tmp")), "a temp file was left behind"
+            assert not list(data_dir.glob("conversations/.main.jsonl.*.tmp")), "a temp file was left behind"
             filler.unlink()
             assert take_turn(server.base_url, False, "空间回来了").message == "收到：空间回来了"
             assert take_turn(server.base_url, True, "流式也好了").message == "收到：流式也好了"

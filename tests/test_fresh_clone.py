@@ -117,7 +117,7 @@ def test_start_production_runs_gunicorn_with_its_config(tmp_path, upstream):
     assert only_loopback
     log_text = (tmp_path / "prod.log").read_text()
     assert "Using worker: gthread" in log_text
-    assert (clone / "data" / "chat_history.json").exists()
+    assert (clone / "data" / "conversations" / "main.jsonl").exists()
 
 
 def spec_one_liner() -> str:

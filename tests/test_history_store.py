@@ -43,8 +43,17 @@ def spawn(path: Path, prefix: str, count: int, threads: int = 1, live_limit: int
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
+def log_records(path: Path) -> list[dict[str, Any]]:
+    """Every line of a log, parsed: each complete line must be JSON."""
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def live_messages(path: Path) -> list[dict[str, Any]]:
+    return [record for record in log_records(path) if "role" in record]
+
+
 def test_kill_9_at_random_moments_never_loses_an_acknowledged_write(tmp_path):
-    path = tmp_path / "chat_history.json"
+    path = tmp_path / "main.jsonl"
     acknowledged: list[str] = []
     rng = random.Random(1342)
     for round_number in range(30):
@@ -53,17 +62,18 @@ def test_kill_9_at_random_moments_never_loses_an_acknowledged_write(tmp_path):
         child.send_signal(signal.SIGKILL)
         output, _ = child.communicate()
         acknowledged += [line[4:] for line in output.splitlines() if line.startswith("ack ")]
-        json.loads(path.read_bytes())  # the live file always parses
         stored = all_contents(path)
         assert len(stored) == len(set(stored)), "a message was stored twice"
         missing = set(acknowledged) - set(stored)
         assert not missing, f"round {round_number}: acknowledged but lost: {sorted(missing)[:5]}"
     assert len(acknowledged) > 300  # the children really wrote between kills
-    assert list((tmp_path / "chat_history-archive").glob("*.json")), "rotation was exercised"
+    assert list((tmp_path / "main-archive").glob("*.json")), "rotation was exercised"
+    HistoryStore(path, live_limit=40).append("user", "last")
+    log_records(path)  # after the next write every line parses, a torn one repaired
 
 
 def test_many_threads_in_two_processes_store_every_message_exactly_once(tmp_path):
-    path = tmp_path / "chat_history.json"
+    path = tmp_path / "main.jsonl"
     children = [spawn(path, f"p{n}", 25, threads=8, live_limit=120) for n in range(2)]
     for child in children:
         output, _ = child.communicate(timeout=120)
@@ -77,60 +87,108 @@ def test_many_threads_in_two_processes_store_every_message_exactly_once(tmp_path
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-def test_corrupt_file_is_moved_aside_not_overwritten(tmp_path, caplog):
-    path = tmp_path / "chat_history.json"
-    path.write_text('{"messages": [ {"role": "user", "content": "半截')
+def test_an_append_adds_one_line_and_rewrites_nothing(tmp_path):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path, live_limit=20)
+    store.append("user", "一")
+    inode, size = path.stat().st_ino, path.stat().st_size
+    message = store.append("user", "二", reply_to=1)
+    assert path.stat().st_ino == inode, "the log was replaced, not appended to"
+    assert path.read_bytes()[size:] == json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_torn_last_line_is_ignored_by_readers_and_repaired_by_the_next_writer(tmp_path, caplog):
+    path = tmp_path / "main.jsonl"
+    writer = HistoryStore(path)
+    writer.append("user", "完整")
+    with path.open("ab") as log:  # a writer that died mid-line (or a full disk)
+        log.write('{"id":2,"role":"user","content":"半'.encode())
+    reader = HistoryStore(path)
+    assert [m["content"] for m in reader.recent(10)] == ["完整"]
     with caplog.at_level(logging.WARNING):
-        store = HistoryStore(path)
-    aside = list(tmp_path.glob("chat_history.json.corrupt-*"))
-    assert len(aside) == 1
-    assert aside[0].read_text().endswith("半截")
-    assert "moved it to" in caplog.text
-    store.append("user", "重新开始")
-    assert [m["content"] for m in store.page(10)[0]] == ["重新开始"]
+        message = writer.append("user", "之后")
+    assert message["id"] == 2
+    assert [m["content"] for m in live_messages(path)] == ["完整", "之后"]
+    assert [m["content"] for m in reader.recent(10)] == ["完整", "之后"]
+    aside = list(tmp_path.glob("main.jsonl.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().endswith("半".encode())
+    assert "torn last line" in caplog.text
 
 
-def test_the_original_apps_plain_list_format_is_read_and_upgraded(tmp_path):
-    path = tmp_path / "chat_history.json"
-    legacy = [
-        {"role": "user", "content": "旧消息", "timestamp": "2024-01-01T08:00:00", "is_scheduled": False},
-        {"role": "assistant", "content": "旧回复", "timestamp": "2024-01-01T08:00:01"},
-    ]
-    path.write_text(json.dumps(legacy, ensure_ascii=False))
+def test_a_bad_line_in_the_middle_is_skipped_kept_aside_and_the_rest_kept(tmp_path):
+    path = tmp_path / "main.jsonl"
     store = HistoryStore(path)
-    store.append("user", "新消息")
-    messages = store.page(10)[0]
-    assert [(m["id"], m["content"]) for m in messages] == [(1, "旧消息"), (2, "旧回复"), (3, "新消息")]
-    assert messages[1]["is_scheduled"] is False
-    assert isinstance(json.loads(path.read_text()), dict)
+    for text in ("一", "二", "三"):
+        store.append("user", text)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = b"not json at all\n"  # message 2, damaged by a bad edit
+    path.write_bytes(b"".join(lines))
+    assert [m["content"] for m in HistoryStore(path).recent(10)] == ["一", "三"]
+    assert store.append("user", "四")["id"] == 4  # never reuses an id it cannot see
+    assert [m["content"] for m in live_messages(path)] == ["一", "三", "四"]
+    assert [p.read_bytes().count(b"not json at all") for p in tmp_path.glob("main.jsonl.corrupt-*")] == [1]
 
 
-def test_live_file_stays_capped_and_paging_reaches_the_archives(tmp_path):
-    path = tmp_path / "chat_history.json"
+def test_live_log_stays_capped_and_paging_reaches_the_archives(tmp_path):
+    path = tmp_path / "main.jsonl"
     store = HistoryStore(path, live_limit=20)
     for number in range(95):
         store.append("user", f"m{number}")
-    live = json.loads(path.read_text())
-    assert len(live["messages"]) <= 20
-    archived = [json.loads(p.read_text())["messages"] for p in (tmp_path / "chat_history-archive").glob("*.json")]
-    assert sum(map(len, archived)) + len(live["messages"]) == 95
+    live = live_messages(path)
+    assert len(live) <= 20
+    archived = [json.loads(p.read_text())["messages"] for p in (tmp_path / "main-archive").glob("*.json")]
+    assert sum(map(len, archived)) + len(live) == 95
     assert all_contents(path) == [f"m{n}" for n in range(95)]
     page, has_more = store.page(5, before=12)
     assert [m["content"] for m in page] == ["m6", "m7", "m8", "m9", "m10"] and has_more
 
 
-def test_reads_reuse_the_parsed_file_until_it_changes(tmp_path):
-    path = tmp_path / "chat_history.json"
+def test_done_marks_and_meta_changes_are_lines_folded_in_when_the_log_is_rewritten(tmp_path):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path, live_limit=20)
+    sent = store.append("assistant", "喝水", is_scheduled=True, reminder_id="1", scheduled_for="t1")
+    store.change_meta(title="日常")
+    done = store.mark_done(sent["id"], "1")
+    assert log_records(path)[-1] == {"done": sent["id"], "at": done["done_at"]}
+    for number in range(12):
+        store.append("user", f"m{number}")
+    reread = HistoryStore(path, live_limit=20)
+    assert reread.recent(20)[0]["done_at"] == done["done_at"] and reread.meta()["title"] == "日常"
+    for number in range(30):  # past the limit: rotated and rewritten
+        store.change_meta(pinned=number % 2 == 0)
+    records = log_records(path)
+    assert len(records) <= 1 + 13 + 20 and not any("done" in r for r in records)  # header, messages, few changes
+    assert HistoryStore(path).meta()["title"] == "日常"
+
+
+def test_reads_parse_only_what_was_appended_since_the_last_read(tmp_path):
+    path = tmp_path / "main.jsonl"
     writer, reader = HistoryStore(path), HistoryStore(path)
     writer.append("user", "一")
-    first = reader._read_state()
-    assert reader._read_state() is first  # unchanged file: no second parse
+    first = reader._read()
+    assert reader._read() is first  # unchanged file: no second parse
     writer.append("user", "二")
-    assert [m["content"] for m in reader._read_state()["messages"]] == ["一", "二"]
+    second = reader._read()
+    assert [m["content"] for m in second.messages] == ["一", "二"]
+    assert second.messages[0] is first.messages[0], "the first line was parsed again"
+
+
+def test_a_log_rewritten_in_place_is_read_again_from_the_start(tmp_path):
+    path = tmp_path / "main.jsonl"
+    writer, reader = HistoryStore(path), HistoryStore(path)
+    writer.append("user", "旧")
+    reader.recent(1)
+    # Same inode, longer content that is not a continuation (e.g. restored from a backup with cp).
+    other = tmp_path / "other.jsonl"
+    donor = HistoryStore(other)
+    for text in ("甲", "乙", "丙"):
+        donor.append("user", text)
+    path.write_bytes(other.read_bytes())
+    assert [m["content"] for m in reader.recent(10)] == ["甲", "乙", "丙"]
 
 
 def test_a_reminder_tick_is_stored_once(tmp_path):
-    store = HistoryStore(tmp_path / "chat_history.json")
+    store = HistoryStore(tmp_path / "main.jsonl")
     first = store.append("assistant", "提醒", is_scheduled=True, scheduled_for="2026-01-01T09:00:00+08:00")
     again = store.append("assistant", "又一次", is_scheduled=True, scheduled_for="2026-01-01T09:00:00+08:00")
     assert again == first
@@ -138,36 +196,37 @@ def test_a_reminder_tick_is_stored_once(tmp_path):
 
 
 def test_an_archive_orphaned_by_a_crash_mid_rotation_is_not_shown_twice(tmp_path):
-    path = tmp_path / "chat_history.json"
+    path = tmp_path / "main.jsonl"
     store = HistoryStore(path, live_limit=20)
     for number in range(15):
         store.append("user", f"m{number}")
-    # A writer killed after writing a rotation's archive but before replacing the live file leaves
+    # A writer killed after writing a rotation's archive but before replacing the live log leaves
     # an archive that overlaps the live messages.
-    live = json.loads(path.read_text())["messages"]
-    (tmp_path / "chat_history-archive").mkdir()
-    orphan = tmp_path / "chat_history-archive" / f"{live[0]['id']:09d}-{live[9]['id']:09d}.json"
+    live = live_messages(path)
+    (tmp_path / "main-archive").mkdir()
+    orphan = tmp_path / "main-archive" / f"{live[0]['id']:09d}-{live[9]['id']:09d}.json"
     orphan.write_text(json.dumps({"messages": live[:10]}, ensure_ascii=False))
     for number in range(15, 40):
         store.append("user", f"m{number}")
     assert all_contents(path) == [f"m{n}" for n in range(40)]
 
 
-def test_a_file_corrupted_while_running_is_moved_aside_on_the_next_write(tmp_path):
-    path = tmp_path / "chat_history.json"
+def test_a_log_overwritten_while_running_is_copied_aside_on_the_next_write(tmp_path):
+    path = tmp_path / "main.jsonl"
     store = HistoryStore(path)
     store.append("user", "之前")
     path.write_text("not json at all")  # e.g. an operator's bad edit
     store.append("user", "之后")
     assert [m["content"] for m in store.page(10)[0]] == ["之后"]
-    assert [p.read_text() for p in tmp_path.glob("chat_history.json.corrupt-*")] == ["not json at all"]
+    assert [p.read_text() for p in tmp_path.glob("main.jsonl.corrupt-*")] == ["not json at all"]
 
 
-def test_an_unreadable_file_is_reported_and_left_in_place(tmp_path, caplog):
-    path = tmp_path / "chat_history.json"
+def test_an_unreadable_log_is_reported_and_left_in_place(tmp_path, caplog):
+    path = tmp_path / "main.jsonl"
     path.mkdir()  # reading it fails with an OS error, as a permission or I/O problem would
+    store = HistoryStore(path)
     with caplog.at_level(logging.ERROR):
-        store = HistoryStore(path)
+        store.recover()
     assert "cannot be read" in caplog.text
     assert path.is_dir() and not list(tmp_path.glob("*.corrupt-*"))
     try:
@@ -179,7 +238,7 @@ def test_an_unreadable_file_is_reported_and_left_in_place(tmp_path, caplog):
 
 
 def test_polling_after_an_id_that_was_rotated_away_still_gets_everything_newer(tmp_path):
-    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+    store = HistoryStore(tmp_path / "main.jsonl", live_limit=20)
     for number in range(60):
         store.append("user", f"m{number}")
     newer, has_more = store.newer(after=5, limit=100)
@@ -189,7 +248,7 @@ def test_polling_after_an_id_that_was_rotated_away_still_gets_everything_newer(t
 
 
 def test_polling_from_before_a_clear_sees_only_what_came_after_it(tmp_path):
-    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+    store = HistoryStore(tmp_path / "main.jsonl", live_limit=20)
     for number in range(50):
         store.append("user", f"old{number}")
     store.clear()
@@ -236,20 +295,29 @@ def assert_replaced_durably(calls: list[tuple[str, ...]], folder: Path, name_pat
         assert ("fsync", str(folder)) in calls[index + 1 : until], f"{folder} not fsynced after the rename"
 
 
-def test_the_live_file_is_fsynced_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
-    store = HistoryStore(tmp_path / "chat_history.json")
-    calls = record_fsync_and_replace(monkeypatch)
+def test_an_append_is_fdatasynced_before_it_returns(tmp_path, monkeypatch):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path)
+    store.append("user", "第一")
+    synced: list[tuple[str, int]] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(descriptor: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{descriptor}"), os.fstat(descriptor).st_size))
+        real_fdatasync(descriptor)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     store.append("user", "落盘")
-    assert_replaced_durably(calls, tmp_path, "chat_history.json")
+    assert synced == [(str(path.resolve()), path.stat().st_size)], "the appended line was not synced"
 
 
-def test_archives_are_fsynced_before_their_rename_and_their_folder_after(tmp_path, monkeypatch):
-    store = HistoryStore(tmp_path / "chat_history.json", live_limit=20)
+def test_a_rewritten_log_and_its_archives_are_fsynced_before_their_rename_and_their_folder_after(tmp_path, monkeypatch):
+    store = HistoryStore(tmp_path / "main.jsonl", live_limit=20)
     calls = record_fsync_and_replace(monkeypatch)
     for number in range(25):
         store.append("user", f"m{number}")
-    assert_replaced_durably(calls, tmp_path / "chat_history-archive", "*.json")
-    assert_replaced_durably(calls, tmp_path, "chat_history.json")
+    assert_replaced_durably(calls, tmp_path / "main-archive", "*.json")
+    assert_replaced_durably(calls, tmp_path, "main.jsonl")
 
 
 def test_the_reminder_state_file_is_fsynced_before_its_rename_and_its_folder_after(serve, upstream, monkeypatch):

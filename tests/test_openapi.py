@@ -79,7 +79,12 @@ def test_the_document_declares_each_error_status(api):
     paths = api.get("/api/openapi.json").json()["paths"]
     assert {"400", "413", "415", "429", "502", "503", "504"} <= set(paths["/api/chat"]["post"]["responses"])
     assert {"400", "413", "429", "502", "503", "504"} <= set(paths["/api/chat/stream"]["post"]["responses"])
-    assert [p["name"] for p in paths["/api/history"]["get"]["parameters"]] == ["limit", "before", "after"]
+    assert [p["name"] for p in paths["/api/history"]["get"]["parameters"]] == [
+        "limit",
+        "before",
+        "after",
+        "conversation_id",
+    ]
 
 
 def test_validation_failures_are_documented_as_this_apis_error_not_the_librarys(api):
@@ -135,6 +140,7 @@ def test_api_conforms_to_its_document_under_fuzzing(case, fuzz_target):
             "invalid_before",
             "invalid_after",
             "invalid_limit",
+            "invalid_conversation_id",
         )
 
 

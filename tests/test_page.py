@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, expect
 
-from history_store import HistoryStore
 from tests.support.browser import ARTIFACTS, PHONE, ROOT, screenshot, wait_ready
+from tests.support.client import main_history
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -145,7 +145,7 @@ def test_stop_keeps_the_partial_reply_marked_stopped_also_after_reload(serve, up
 
 def seed(api, *messages: dict) -> list[dict]:
     """Store messages straight into the app's history file, as earlier sessions would have left them."""
-    store = HistoryStore(api.settings.chat_history_file)
+    store = main_history(api.settings.data_dir)
     stored = []
     for message in messages:
         fields = {key: value for key, value in message.items() if key not in ("role", "content")}

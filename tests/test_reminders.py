@@ -19,7 +19,7 @@ from history_store import HistoryStore
 from reminder_delivery import MAX_SLEEP_SECONDS, ReminderDelivery
 from reminders import MAX_REMINDERS, ReminderStore, describe, occurrences_after
 from scheduler import leader_pid
-from tests.support.client import app_env
+from tests.support.client import app_env, main_history
 from tests.support.servers import Gunicorn
 from tests.support.waiting import wait_until
 
@@ -36,11 +36,8 @@ def in_a_while(**delta: float) -> str:
 
 
 def reminder_messages(data_dir: Path) -> list[dict]:
-    """Messages sent for users' reminders, straight from the live history file."""
-    path = data_dir / "chat_history.json"
-    if not path.exists():
-        return []
-    return [m for m in json.loads(path.read_bytes())["messages"] if m.get("reminder_id")]
+    """Messages sent for users' reminders, straight from the main conversation's live log."""
+    return [m for m in main_history(data_dir).recent(10_000) if m.get("reminder_id")]
 
 
 def claimed(data_dir: Path) -> list[str]:
@@ -205,7 +202,7 @@ def test_run_now_sends_once_and_logs_it(api, upstream):
 
 
 def test_the_history_keeps_one_message_per_occurrence(tmp_path):
-    store = HistoryStore(tmp_path / "chat_history.json", timezone="Asia/Shanghai")
+    store = HistoryStore(tmp_path / "main.jsonl", timezone="Asia/Shanghai")
     tick = "2026-11-26T08:00:00+08:00"
     first = store.append("assistant", "吃药", is_scheduled=True, reminder_id="1", scheduled_for=tick)
     again = store.append("assistant", "吃药!", is_scheduled=True, reminder_id="1", scheduled_for=tick)

@@ -12,6 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from history_store import HistoryStore
 from tests.support.browser import PHONE, screenshot, wait_ready
+from tests.support.client import main_history
 from tests.support.waiting import wait_until
 
 ZONE = ZoneInfo("Asia/Shanghai")  # app_env's TIMEZONE
@@ -155,13 +156,13 @@ def test_done_marks_the_message_once_and_the_history_keeps_it(api):
     stored = [m for m in api.history() if m["id"] == message["id"]]
     assert stored == [done]
     # A fresh store (another worker) reads it from the file, and later appends keep it.
-    store = HistoryStore(api.settings.chat_history_file)
+    store = main_history(api.settings.data_dir)
     store.append("user", "之后的消息")
     assert next(m for m in store.recent(10) if m["id"] == message["id"])["done_at"] == done["done_at"]
 
 
 def test_done_survives_a_later_append_by_another_worker_that_had_the_message_cached(tmp_path):
-    path = tmp_path / "chat_history.json"
+    path = tmp_path / "main.jsonl"
     worker_a, worker_b = HistoryStore(path), HistoryStore(path)
     message = worker_a.append("assistant", "喝水", is_scheduled=True, reminder_id="1", scheduled_for="manual-1")
     worker_a.append("user", "好的")  # worker A now holds the message's encoding from before it was done
@@ -306,7 +307,7 @@ def test_pause_resume_run_now_then_snooze_and_done_on_the_message_and_delete(ser
 def test_a_failed_run_shows_a_warning_in_the_panel_and_a_note_under_its_message(serve, upstream, open_page):
     api = serve()
     reminder = create(api, text="交房租", cron="0 9 1 * *", mode="generate")
-    seed = HistoryStore(api.settings.chat_history_file)
+    seed = main_history(api.settings.data_dir)
     seed.append("assistant", "该喝水了（补发）", is_scheduled=True, reminder_id=reminder["id"], late=True,
                 scheduled_for="2026-01-01T09:00:00+08:00", generated=True)  # fmt: skip
     page = open_page(api.base_url, "?poll=1000", **IN_SHANGHAI)
@@ -335,7 +336,7 @@ def test_a_failed_run_shows_a_warning_in_the_panel_and_a_note_under_its_message(
 
 def seed_reply_with_actions(api, actions: list[dict]) -> dict:
     """An assistant reply that ran reminder tool calls, stored as the chat service stores one."""
-    store = HistoryStore(api.settings.chat_history_file)
+    store = main_history(api.settings.data_dir)
     question = store.append("user", "提醒我")
     return store.append("assistant", "好的，已经安排好了。", reply_to=question["id"], reminder_actions=actions)
 

@@ -19,7 +19,7 @@ import requests
 from app import create_app
 from config import DEFAULT_SCHEDULED_PROMPT, ConfigError, load_settings
 from scheduler import leader_pid
-from tests.support.client import app_env
+from tests.support.client import app_env, main_history
 from tests.support.fake_upstream import API_KEY
 from tests.support.servers import ROOT, Gunicorn, free_port, stop_process_group, wait_until_healthy
 from tests.support.waiting import wait_until
@@ -28,11 +28,8 @@ EVERY_SECOND = {"SCHEDULER_ENABLED": "true", "CRON_SECOND": "*", "CRON_MINUTE": 
 
 
 def scheduled(data_dir: Path) -> list[dict]:
-    """Scheduled messages straight from the live history file."""
-    path = data_dir / "chat_history.json"
-    if not path.exists():
-        return []
-    return [m for m in json.loads(path.read_bytes())["messages"] if m.get("is_scheduled")]
+    """Scheduled messages straight from the main conversation's live log."""
+    return [m for m in main_history(data_dir).recent(10_000) if m.get("is_scheduled")]
 
 
 def reminder_calls(upstream) -> list[dict]:

@@ -96,7 +96,7 @@ def test_client_disconnect_closes_upstream_and_stores_partial_as_stopped(api, up
                 break
     # Holding the history's lock keeps the app from saving the partial reply: the upstream connection
     # must be closed at once when the client leaves, not whenever the relay and its references go away.
-    with file_lock(api.settings.chat_history_file.with_name("chat_history.json.lock")):
+    with file_lock(api.settings.data_dir / "conversations" / "main.jsonl.lock"):
         response.close()
         assert upstream.closed_streams.wait(15), "the upstream stream was not closed while the reply was being saved"
     last = wait_until(
@@ -166,8 +166,8 @@ def test_a_lone_surrogate_from_the_model_is_streamed_replaced_through_gunicorn(u
     assert events[-1]["message"]["content"] == "坏\ufffd字之后"
     assert events[-1]["message"]["reasoning"] == "想\ufffd"
     assert history[-1] == events[-1]["message"]
-    on_disk = json.loads((tmp_path / "data" / "chat_history.json").read_bytes().decode("utf-8"))  # strict UTF-8
-    assert on_disk["messages"][-1]["content"] == "坏\ufffd字之后"
+    log = (tmp_path / "data" / "conversations" / "main.jsonl").read_bytes().decode("utf-8")  # strict UTF-8
+    assert json.loads(log.splitlines()[-1])["content"] == "坏\ufffd字之后"
     assert "Traceback" not in server.log_text()
 
 

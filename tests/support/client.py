@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from config import Settings
+from history_store import HistoryStore
 from tests.support.fake_upstream import API_KEY, FakeUpstream
 
 
@@ -29,6 +30,11 @@ def app_env(upstream: FakeUpstream, data_dir: Path, **extra: str) -> dict[str, s
     }
 
 
+def main_history(data_dir: Path, live_limit: int = 200) -> HistoryStore:
+    """The main conversation's history, opened as another worker would open it."""
+    return HistoryStore(data_dir / "conversations" / "main.jsonl", live_limit=live_limit, timezone="Asia/Shanghai")
+
+
 class Api:
     """A user of the HTTP API: a requests session bound to the app's base URL."""
 
@@ -42,6 +48,9 @@ class Api:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.session.post(self.base_url + path, timeout=30, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.patch(self.base_url + path, timeout=30, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> requests.Response:
         return self.session.delete(self.base_url + path, timeout=30, **kwargs)
