@@ -158,7 +158,8 @@ def test_two_conversations_keep_their_own_messages_and_the_address_names_the_ope
 def test_switching_while_a_reply_streams_lets_it_finish_in_its_own_conversation(server, upstream, open_page):
     slow = server.create("慢的回答")
     quick = server.create("快的")
-    upstream.script({"pieces": [f"第{i}段。" for i in range(8)], "chunk_delay": 0.5})
+    # long enough (16 s) that the other conversation is used while this reply still streams
+    upstream.script({"pieces": [f"第{i}段。" for i in range(16)], "chunk_delay": 1.0})
     page = open_page(server.base_url, f"?c={slow}&poll=500")
     page.fill("#input", "说得慢一点")
     page.press("#input", "Enter")
@@ -168,14 +169,14 @@ def test_switching_while_a_reply_streams_lets_it_finish_in_its_own_conversation(
     entry(page, quick).locator("a").click()
     expect(page).to_have_url(re.compile(f"c={quick}"))
     expect(page.locator("article.message")).to_have_count(0)  # nothing of the other one streams in here
-    expect(page.locator("#send")).to_be_visible()
+    expect(page.locator("#send")).to_be_visible()  # the composer is free for this conversation at once
     send(page, "这里问别的")
-    page.wait_for_timeout(1500)
     assert "段" not in page.locator("#message-list").inner_text()
+    assert len(server.contents(slow)) == 1, "the other reply was still streaming meanwhile"
 
     entry(page, slow).locator("a").click()
-    expect(page.locator("#message-list")).to_contain_text("第7段。", timeout=20_000)  # stored whole, found by polling
-    assert server.contents(slow) == ["说得慢一点", "".join(f"第{i}段。" for i in range(8))]
+    expect(page.locator("#message-list")).to_contain_text("第15段。", timeout=40_000)  # stored whole, found by polling
+    assert server.contents(slow) == ["说得慢一点", "".join(f"第{i}段。" for i in range(16))]
     assert server.contents(quick) == ["这里问别的", "收到：这里问别的"]
 
 
@@ -237,6 +238,7 @@ def test_rename_in_place_pin_to_the_top_and_delete_after_confirming(server, open
     expect(entry(page, newer)).to_have_count(0)
     expect(page).not_to_have_url(re.compile("c="))  # the open one was deleted: main opens
     expect(entry(page, "main").locator("a")).to_have_attribute("aria-current", "page")
+    assert page.locator("#conversation-notice").is_hidden(), "main opens at once, not as for one found gone later"
     assert newer not in {c["id"] for c in server.conversations()}
 
 
