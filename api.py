@@ -20,6 +20,7 @@ from chat_service import ChatService
 from config import Settings
 from conversations import MAIN, Conversations
 from errors import BadRequest, Conflict, NotFound, Unauthorized, UnsupportedMediaType
+from exchange import chatgpt_export, conversation_json, conversation_markdown, download_name, read_import
 from openapi import document, operation_id
 from reminders import NEXT_RUNS_SHOWN, describe, occurrences_after, validate
 from responses import (
@@ -30,7 +31,10 @@ from responses import (
     CHANNEL_READ_ONLY,
     CHANNEL_REFUSED,
     CONVERSATION_NOT_FOUND,
+    DOWNLOAD,
     GUARDED,
+    IMPORT_BODY,
+    IMPORT_REFUSED,
     MAIN_CONVERSATION,
     NO_BODY,
     POSTED,
@@ -43,6 +47,7 @@ from responses import (
     SUBSCRIPTION_REFUSED,
     TAKES_JSON,
     TAKES_REMINDER_MESSAGE,
+    TOO_LARGE,
     TOO_MANY_CHANNELS,
     TOO_MANY_REMINDERS,
     TOO_MANY_SUBSCRIPTIONS,
@@ -57,6 +62,7 @@ from responses import (
     ConversationResult,
     Health,
     History,
+    Imported,
     PushKey,
     PushSubscribed,
     PushUnsubscribed,
@@ -67,6 +73,7 @@ from responses import (
     ReminderRuns,
     ReminderSent,
     Schedule,
+    SearchResults,
     Success,
 )
 from scheduler import Reminders
@@ -79,6 +86,7 @@ from schemas import (
     ConversationCreate,
     ConversationPath,
     ConversationQuery,
+    ExportQuery,
     HistoryQuery,
     LoginRequest,
     PushSubscribe,
@@ -89,8 +97,10 @@ from schemas import (
     ReminderPath,
     ReminderPreviewQuery,
     ReminderSnooze,
+    SearchQuery,
     body_example,
 )
+from search import SearchIndex
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
 from webpush import WebPush
 
@@ -133,8 +143,12 @@ def _reminders() -> Reminders:
 
 @api.before_request
 def _require_json_content_type() -> None:
-    """Every POST must say it is JSON, even with no body: an HTML form from another site cannot (415)."""
-    if request.method == "POST" and not request.is_json:
+    """Every POST must say it is JSON, even with no body: an HTML form from another site cannot (415).
+
+    An import may also come as a file upload: there, refuse_cross_site alone keeps other sites out.
+    """
+    upload = request.endpoint == "api.import_conversations" and request.mimetype == "multipart/form-data"
+    if request.method == "POST" and not request.is_json and not upload:
         raise UnsupportedMediaType('Send the request as JSON, with the header "Content-Type: application/json".')
 
 
@@ -270,6 +284,76 @@ def delete_conversation(path: ConversationPath) -> Any:
     """Delete a conversation: its files move to `conversations/deleted/`, kept on disk. Not the main one."""
     _conversations().delete(path.conversation_id)
     return {"success": True}
+
+
+@api.get(
+    "/conversations/<conversation_id>/export",
+    security=TOKEN_OR_COOKIE,
+    responses={200: DOWNLOAD, 400: BAD_REQUEST, **GUARDED, **NAMES_A_CONVERSATION},
+)
+def export_conversation(path: ConversationPath, query: ExportQuery) -> Response:
+    """One conversation as a file: `markdown` to read, or `json` (its fields and every message) to keep."""
+    meta = _conversations().describe(path.conversation_id)
+    messages = _conversations().store(path.conversation_id).visible()
+    if query.format == "markdown":
+        payload, kind, extension = conversation_markdown(meta, messages), "text/markdown", "md"
+    else:
+        payload, kind, extension = _json_text(conversation_json(meta, messages)), "application/json", "json"
+    return _download(payload, kind, download_name(meta, extension))
+
+
+@api.get("/export", security=TOKEN_OR_COOKIE, responses={200: DOWNLOAD, **GUARDED, 503: STORAGE_UNAVAILABLE})
+def export_all() -> Response:
+    """Every conversation as ChatGPT's `conversations.json`, which POST /api/import (ours or another's) reads."""
+    everything = [
+        (_conversations().describe(conversation_id), store.visible())
+        for conversation_id, store in _conversations().each()
+    ]
+    return _download(_json_text(chatgpt_export(everything)), "application/json", "conversations.json")
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def _download(payload: str, kind: str, name: str) -> Response:
+    response = Response(payload, mimetype=kind)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@api.post(
+    "/import",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Imported, 400: IMPORT_REFUSED, 413: TOO_LARGE, **POSTED, **GUARDED, 503: STORAGE_UNAVAILABLE},
+    openapi_extensions=IMPORT_BODY,
+)
+def import_conversations() -> Any:
+    """Create conversations from a `conversations.json` (ours or ChatGPT's); importing it again adds nothing."""
+    request.max_content_length = current_app.extensions["settings"].import_max_bytes
+    upload = request.files.get("file")
+    raw = upload.read() if upload is not None else request.get_data()
+    try:
+        imported = read_import(raw)
+    except ValueError as problem:
+        raise BadRequest(str(problem), code="invalid_import") from None
+    created, skipped = _conversations().import_all(imported)
+    return {"success": True, "imported": len(created), "skipped": skipped, "conversations": created}
+
+
+@api.get(
+    "/search",
+    security=TOKEN_OR_COOKIE,
+    responses={200: SearchResults, 400: BAD_REQUEST, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def search(query: SearchQuery) -> Any:
+    """Messages of every conversation that contain each word of `q` (any case; Chinese words as written)."""
+    index: SearchIndex = current_app.extensions["search"]
+    try:
+        results = index.search(_conversations().sources(), query.q, query.limit or 50)
+    except ValueError as problem:
+        raise BadRequest(str(problem), code="invalid_q") from None
+    return {"success": True, "results": results}
 
 
 @api.get("/health", responses={200: Health})

@@ -22,6 +22,7 @@ from reminders import ReminderStore
 from responses import Error
 from scheduler import Reminders
 from schemas import request_error
+from search import SearchIndex
 from security import (
     Security,
     add_security_headers,
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     reminders = ReminderStore(settings.data_dir, settings.timezone, settings.max_message_chars)
     service = ChatService(settings, conversations, UpstreamClient(settings), reminders)
     app.extensions["conversations"] = conversations
+    app.extensions["search"] = SearchIndex()  # each worker keeps its own folded copy of every message
     app.extensions["settings"] = settings
     # Where Security's budgets count. Only RATE_LIMIT and ACCESS_TOKEN (wrong guesses) make budgets:
     # without either, no file in the data folder and no wait on an unreachable RATE_LIMIT_STORAGE.

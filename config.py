@@ -150,13 +150,13 @@ class Settings:
     chat_history_file: Path = setting(
         Path("data/chat_history.json"),
         env="CHAT_HISTORY_FILE",
-        help="History file; its folder also holds archives, locks and scheduler state.",
+        help="Its folder is the data folder (conversations/, locks, state); the file itself is migrated.",
     )
     history_live_limit: int = setting(
         200,
         env="HISTORY_LIVE_LIMIT",
         minimum=20,
-        help="Messages kept in the live file; older ones roll into archive files.",
+        help="Messages kept in each conversation's log; older ones roll into archive files.",
     )
     history_page_size: int = setting(
         50, env="HISTORY_PAGE_SIZE", maximum=HISTORY_PAGE_MAX, help="Default page size of GET /api/history."
@@ -256,6 +256,12 @@ class Settings:
     )
     max_body_bytes: int = setting(
         64 * 1024, env="MAX_BODY_BYTES", minimum=1024, help="Largest accepted request body in bytes."
+    )
+    import_max_bytes: int = setting(
+        64 * 1024 * 1024,
+        env="IMPORT_MAX_BYTES",
+        minimum=1024,
+        help="Largest accepted import (POST /api/import) in bytes.",
     )
     push_contact: str = setting(
         "mailto:admin@localhost",

@@ -33,15 +33,18 @@ from zoneinfo import ZoneInfo
 
 from config import Settings
 from errors import Conflict, NotFound, StorageError
+from exchange import ImportedConversation
 from history_store import (
     CorruptHistory,
     HistoryStore,
     Message,
     file_lock,
+    forget_archived,
     read_json_or_set_aside,
     read_legacy_state,
     write_json_atomic,
 )
+from search import Source
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +171,44 @@ class Conversations:
             raise StorageError(f"The conversation cannot be deleted: {error.strerror or error}.") from None
         with self._lock:
             self._stores.pop(conversation_id, None)
+        forget_archived(store.archive_dir)
 
-    def find_source(self, source: str) -> str | None:
-        """The id of the conversation imported from `source`, if any (imports are idempotent)."""
-        return next((cid for cid, meta in self._refreshed_index().items() if meta.get("source") == source), None)
+    def sources(self) -> list[Source]:
+        """Every conversation as the search index reads it: a version, and its visible messages when that moved."""
+        return [Source(cid, store.version(), store.visible) for cid, store in self.each()]
+
+    def import_all(self, imported: list[ImportedConversation]) -> tuple[list[dict[str, Any]], int]:
+        """Create a conversation for each one not imported before; returns those created and how many were skipped.
+
+        Idempotent: a conversation is known by its source's key and creation time, so the same file imported
+        twice, or our own export imported back into this server, adds nothing the second time.
+        """
+        created, skipped = [], 0
+        try:
+            with file_lock(self.folder / ".import.lock"):  # two imports of one file at once still add it once
+                index = self._refreshed_index()
+                known = {meta.get("source") for meta in index.values()}
+                for item in imported:
+                    source = f"{item.key}@{item.created_at}"
+                    ours = index.get(item.key)
+                    same_here = (
+                        ours is not None and abs(_instant(ours.get("created_at")) - _instant(item.created_at)) < 0.002
+                    )
+                    if source in known or same_here:
+                        skipped += 1
+                        continue
+                    meta = self.create(
+                        item.title,
+                        messages=_answering(item.messages),
+                        pinned=item.pinned,
+                        created_at=item.created_at,
+                        source=source,
+                    )
+                    known.add(source)
+                    created.append(meta)
+        except OSError as error:
+            raise StorageError(f"The import cannot be saved: {error.strerror or error}.") from None
+        return created, skipped
 
     def each(self) -> Iterator[tuple[str, HistoryStore]]:
         """(id, store) of every conversation, for search and export; stores beyond the cache are not kept."""
@@ -284,6 +321,24 @@ class Conversations:
             archived,
             main_log,
         )
+
+
+def _answering(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with each reply's `reply_to` set to the question before it, as renumbered from 1 on import.
+
+    Another server's ids, or none at all (ChatGPT), would leave replies answering nothing, and the model's
+    context leaves out questions that look unanswered.
+    """
+    answered: list[dict[str, Any]] = []
+    question: int | None = None
+    for number, message in enumerate(messages, start=1):
+        fields = {key: value for key, value in message.items() if key != "reply_to"}
+        if message.get("role") == "user":
+            question = number
+        elif question is not None and not message.get("is_scheduled"):
+            fields["reply_to"] = question
+        answered.append(fields)
+    return answered
 
 
 def not_found(conversation_id: str) -> NotFound:

@@ -248,6 +248,17 @@ def _sent_by(message: Message, message_id: int, reminder_id: str | None) -> bool
     return sent and message["id"] == message_id
 
 
+# Each archive folder's visible messages, for `visible()`: archive folder → (what they were read from, messages).
+_ARCHIVED: dict[Path, tuple[Any, list[Message]]] = {}
+_ARCHIVED_LOCK = threading.Lock()
+
+
+def forget_archived(archive_dir: Path) -> None:
+    """Drop the kept archived messages of a folder that is gone (a deleted conversation)."""
+    with _ARCHIVED_LOCK:
+        _ARCHIVED.pop(archive_dir, None)
+
+
 class ConversationGone(StorageError):
     """The conversation's log is gone (it was deleted) while a request was still writing to it."""
 
@@ -329,20 +340,45 @@ class HistoryStore:
             return []
         return list(self._log().messages[-max_messages:])
 
-    def visible(self) -> Iterator[Message]:
+    def visible(self) -> list[Message]:
         """Every visible message, oldest first, archives included (for search and export)."""
         log_state = self._log()
         live = log_state.messages
         live_first = live[0]["id"] if live else log_state.next_id
-        since = log_state.floor_id - 1
-        for _first, last, name in self._archives(live_first):
+        return self._archived(log_state.floor_id, live_first) + [m for m in live if m["id"] >= log_state.floor_id]
+
+    def _archived(self, floor_id: int, live_first: int) -> list[Message]:
+        """The visible archived messages. Archives never change, so the list is kept (per folder, shared by
+        every store object) until a rotation or clear: searching again after a turn reads no archive."""
+        archives = self._archives(live_first)
+        key = (floor_id, live_first, tuple(archives))
+        with _ARCHIVED_LOCK:
+            cached = _ARCHIVED.get(self.archive_dir)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found: list[Message] = []
+        since = floor_id - 1
+        for _first, last, name in archives:
             if last <= since:
                 continue
-            for message in self._archive(name):
-                if since < message["id"] < live_first:
-                    since = message["id"]
-                    yield message
-        yield from (m for m in live if m["id"] >= log_state.floor_id)
+            messages = self._read_archive(name)
+            found += [m for m in messages if since < m["id"] < live_first]
+            since = max(since, found[-1]["id"]) if found else since
+        with _ARCHIVED_LOCK:
+            _ARCHIVED[self.archive_dir] = (key, found)
+        return found
+
+    def version(self) -> tuple[Any, ...]:
+        """Changes whenever the visible messages may have: for caches built from `visible()`."""
+        try:
+            log_stat = self.path.stat()
+            key: tuple[Any, ...] = (log_stat.st_ino, log_stat.st_size, log_stat.st_mtime_ns)
+        except FileNotFoundError:
+            key = (None,)
+        try:
+            return (*key, self.archive_dir.stat().st_mtime_ns)
+        except FileNotFoundError:
+            return key
 
     def page(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
         """Up to `limit` visible messages older than id `before` (newest when None), and whether more exist."""
@@ -420,17 +456,20 @@ class HistoryStore:
             self._archive_index_key, self._archive_index = key, index
         return index
 
+    def _read_archive(self, name: str) -> list[Message]:
+        try:
+            return json.loads((self.archive_dir / name).read_bytes())["messages"]
+        except (OSError, ValueError, KeyError, TypeError):
+            log.error("Archive %s is missing or unreadable; paging skips it", name)
+            return []
+
     def _archive(self, name: str) -> list[Message]:
         """Archive files never change, so a few recently used ones stay parsed in memory."""
         with self._cache_lock:
             if name in self._archive_cache:
                 self._archive_cache.move_to_end(name)
                 return self._archive_cache[name]
-        try:
-            messages = json.loads((self.archive_dir / name).read_bytes())["messages"]
-        except (OSError, ValueError, KeyError, TypeError):
-            log.error("Archive %s is missing or unreadable; paging skips it", name)
-            messages = []
+        messages = self._read_archive(name)
         with self._cache_lock:
             self._archive_cache[name] = messages
             while len(self._archive_cache) > 4:
@@ -590,7 +629,8 @@ class HistoryStore:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         shutil.copyfile(self.path, aside)
         archived = [last for _first, last, _name in self._archives(-1)]
-        next_id = max([log_state.next_id, *(last + 1 for last in archived)])  # never give an archived id again
+        # Never give an id again: not an archived one, nor one a line that did not parse may have held.
+        next_id = max([log_state.next_id + log_state.bad, *(last + 1 for last in archived)])
         log.warning(
             "History log %s had %d unreadable line(s)%s; copied it to %s and kept the rest",
             self.path.name,

@@ -377,6 +377,9 @@ BAD_REQUEST = _error(
         "invalid_conversation_id",
         "invalid_title",
         "invalid_pinned",
+        "missing_q",
+        "invalid_q",
+        "invalid_format",
         "bad_request",
     ],
 )
@@ -472,6 +475,30 @@ TAKES_JSON = {400: BAD_REQUEST, 413: TOO_LARGE, **POSTED}
 TAKES_REMINDER_MESSAGE = {**TAKES_JSON, 400: MESSAGE_REFUSED, 503: STORAGE_UNAVAILABLE}
 # A POST with nothing to send still says it is JSON, which an HTML form cannot: send `{}`. The body is
 # not read; an empty one with the header passes too, but OpenAPI cannot describe a header without a body.
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A `conversations.json`: exported by GET /api/export or by ChatGPT (Settings → Data controls "
+        "→ Export), or one conversation of it. As a JSON body, or as the field `file` of a multipart form.",
+        "content": {
+            "application/json": {"schema": {"anyOf": [{"type": "array"}, {"type": "object"}]}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
+DOWNLOAD = {
+    "description": "A file to save (Content-Disposition: attachment).",
+    "content": {
+        "text/markdown": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"anyOf": [{"type": "object"}, {"type": "array"}]}},
+    },
+}
 NO_BODY = {
     "requestBody": {
         "required": True,

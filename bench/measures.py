@@ -18,7 +18,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from history_files import build_history, configured_live_limit  # noqa: E402
+from history_files import build_history, configured_live_limit, main_log  # noqa: E402
 from load import requests_per_second  # noqa: E402
 from processes import API_KEY, Server, app_env, cpu_seconds, fake_upstream, rss_mb, warm  # noqa: E402
 from reminder_files import build_reminders  # noqa: E402
@@ -60,7 +60,7 @@ def ms(seconds: float) -> str:
 
 def direct_payload(history_file: Path, question: str, stream: bool) -> dict:
     """What the app would send the upstream for `question`: system prompt, the last 20 turns, the question."""
-    recent = json.loads(history_file.read_text())["messages"][-20:]
+    recent = HistoryStore(main_log(history_file)).recent(20)
     messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
     messages += [{"role": m["role"], "content": m["content"]} for m in recent]
     messages.append({"role": "user", "content": question})
@@ -126,7 +126,7 @@ def measure_overhead(chats: int, streams: int, work: Path) -> list[Row]:
         warm(server.base_url)
         app_times, direct_times = interleave(via_app, direct, chats, warmup=20)
         app_ttft, direct_ttft = interleave(stream_via_app, stream_direct, streams, warmup=10)
-        stored = len(json.loads(history_file.read_text())["messages"])
+        stored = len(HistoryStore(main_log(history_file)).recent(100_000))
     added50 = percentile(app_times, 0.5) - percentile(direct_times, 0.5)
     added99 = percentile(app_times, 0.99) - percentile(direct_times, 0.99)
     added_ttft = percentile(app_ttft, 0.5) - percentile(direct_ttft, 0.5)
@@ -341,9 +341,9 @@ def ok(response: requests.Response) -> requests.Response:
 
 
 def live_file_row(files: dict[int, Path]) -> Row:
-    """How big the live file is at each size (it is capped, so it should not grow)."""
-    figures = [f"{path.stat().st_size / 1024:.0f} KB" for path in files.values()]
-    return Row("growth", "live file rewritten by each append, at 100 / 10k / 100k stored", " / ".join(figures))
+    """How big the main conversation's log is at each size (it is capped, so it should not grow)."""
+    figures = [f"{main_log(path).stat().st_size / 1024:.0f} KB" for path in files.values()]
+    return Row("growth", "live log (appended to, rewritten when full), at 100 / 10k / 100k stored", " / ".join(figures))
 
 
 def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row]:
@@ -353,7 +353,9 @@ def measure_growth(turns: int, pages: int, appends: int, work: Path) -> list[Row
     for size in GROWTH_SIZES:
         build_history(files[size], size)
         build_history(work / f"append-{size}" / "chat_history.json", size)
-        stores[size] = HistoryStore(work / f"append-{size}" / "chat_history.json", live_limit=configured_live_limit())
+        stores[size] = HistoryStore(
+            main_log(work / f"append-{size}" / "chat_history.json"), live_limit=configured_live_limit()
+        )
     file_row = live_file_row(files)
     append_times = timed_rounds(
         {size: lambda store=store: store.append("user", "今天天气怎么样？") for size, store in stores.items()},
@@ -577,7 +579,7 @@ def measure_push(count: int, work: Path) -> list[Row]:
                 arrived.setdefault(json.dumps(request["body"], sort_keys=True), time.time())
             after = rss_mb(leader)
             others = [rss_mb(pid) for pid in server.worker_pids() if pid != leader]
-            stored = {m["content"]: m for m in HistoryStore(history_file).recent(500) if m.get("reminder_id")}
+            stored = {m["content"]: m for m in HistoryStore(main_log(history_file)).recent(500) if m.get("reminder_id")}
     finally:
         receiver.close()
     lags = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,17 @@ def test_without_the_model_the_title_is_the_first_words_and_a_users_title_is_nev
     upstream.script({"content": "回答"}, *[{"kind": "status", "status": 500, "body": {"error": {"message": "x"}}}] * 3)
     chat_in(api, fresh["id"], "Please summarise the quarterly report for the board meeting")
     assert wait_until(lambda: title_of(api, fresh["id"]), 15, message="a title") == "Please summarise the…"
+    racing = create(api)  # renamed while the model is still thinking of a title
+    upstream.script({"content": "回答"}, {"content": "模型的标题", "delay": 1.0})
+    chat_in(api, racing["id"], "随便说点什么")
+
+    def asked_title() -> bool:
+        return any(len(r["messages"]) == 2 and "随便说点什么" in r["messages"][1]["content"] for r in upstream.requests)
+
+    wait_until(asked_title, 10, message="the title request")
+    api.patch(f"/api/conversations/{racing['id']}", json={"title": "我改的"})
+    time.sleep(2.5)  # the title request answers after 1 s
+    assert title_of(api, racing["id"]) == "我改的"
     named = create(api, title="我起的名字")
     chat_in(api, named["id"], "随便聊聊")
     chat_in(api, "main", "主线不需要标题")
@@ -192,6 +205,34 @@ def test_a_reminder_whose_conversation_was_deleted_reminds_in_main(api):
     api.delete(f"/api/conversations/{doomed['id']}")
     assert api.post(f"/api/reminders/{reminder['id']}/run", json={}).status_code == 200
     assert contents(api) == ["别忘了"]
+
+
+def test_a_turn_in_one_conversation_holds_back_only_that_conversations_reminders(api, upstream):
+    busy = create(api, title="忙")
+    to_main = api.post("/api/reminders", json={"text": "主线提醒", "cron": "0 9 * * *", "mode": "plain"}).json()
+    to_busy = api.post(
+        "/api/reminders", json={"text": "忙线提醒", "cron": "0 9 * * *", "mode": "plain", "conversation_id": busy["id"]}
+    ).json()
+    slow = ["慢", "慢", "地", "说"]
+    upstream.script({"content": "".join(slow), "pieces": slow, "chunk_delay": 0.5})
+    with api.session.post(
+        f"{api.base_url}/api/chat/stream", json={"message": "说吧", "conversation_id": busy["id"]}, stream=True
+    ) as turn:
+        lines = turn.iter_lines()
+        next(line for line in lines if b'"delta"' in line)  # the reply is under way
+        landed: dict[str, Any] = {}
+        held = threading.Thread(
+            target=lambda: landed.update(
+                api.post(f"/api/reminders/{to_busy['reminder']['id']}/run", json={}).json()["message"]
+            )
+        )
+        held.start()
+        sent = api.post(f"/api/reminders/{to_main['reminder']['id']}/run", json={}).json()["message"]
+        assert sent["content"] == "主线提醒"
+        assert not landed and held.is_alive(), "the busy conversation's reminder did not wait for the turn"
+        done = json.loads(next(line for line in lines if b'"done"' in line)[6:])["message"]
+    held.join(30)
+    assert landed["id"] == done["id"] + 1, "the reminder landed between the question and its answer"
 
 
 # ---- the index ---------------------------------------------------------------------------------
@@ -345,3 +386,177 @@ def test_migration_runs_once_and_an_interrupted_one_starts_over_from_the_untouch
     assert list(store.visible()) == visible
     assert not (data_dir / "chat_history.json").exists()
     assert (data_dir / "chat_history.json.migrated").read_bytes() == original["chat_history.json"]
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+
+def search(api, q: str, **params: Any) -> list[dict[str, Any]]:
+    response = api.get("/api/search", params={"q": q, **params})
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def test_search_finds_chinese_words_and_any_case_across_conversations_newest_first(api):
+    health = create(api, title="健康")
+    chat_in(api, None, "记得每天吃药")
+    chat_in(api, health["id"], "晚上吃药了吗")
+    chat_in(api, health["id"], "Meeting with Dr. Wang about the MEDICINE")
+    found = search(api, "吃药")
+    assert [(r["conversation_id"], r["role"]) for r in found] == [
+        (health["id"], "assistant"),
+        (health["id"], "user"),
+        ("main", "assistant"),
+        ("main", "user"),
+    ]
+    assert found[1]["snippet"] == "晚上吃药了吗"
+    message = api.history(conversation_id=health["id"])[0]
+    assert (found[1]["message_id"], found[1]["timestamp"]) == (message["id"], message["timestamp"])
+    assert [r["snippet"] for r in search(api, "medicine meeting")][-1] == "Meeting with Dr. Wang about the MEDICINE"
+    assert search(api, "吃饭") == [] and len(search(api, "吃药", limit=1)) == 1
+    for bad in ({"q": ""}, {"q": "   "}, {"q": "x" * 201}, {}, {"q": "药", "limit": 0}):
+        response = api.get("/api/search", params=bad)
+        assert response.status_code == 400 and response.json()["code"] in ("invalid_q", "missing_q", "invalid_limit")
+
+
+def test_search_sees_new_messages_and_not_deleted_or_cleared_ones(api):
+    doomed = create(api, title="待删")
+    chat_in(api, doomed["id"], "独一无二的词")
+    assert len(search(api, "独一无二")) == 2
+    api.delete(f"/api/conversations/{doomed['id']}")
+    assert search(api, "独一无二") == []
+    chat_in(api, None, "另一个独特的词")
+    assert len(search(api, "独特")) == 2
+    api.delete("/api/history")
+    assert search(api, "独特") == []
+
+
+def test_search_reaches_messages_rotated_into_archives(serve):
+    api = serve(HISTORY_LIVE_LIMIT="20")
+    for number in range(30):
+        chat_in(api, None, f"第{number}号备忘")
+    assert [r["snippet"] for r in search(api, "第0号")] == ["收到：第0号备忘", "第0号备忘"]
+    assert list((api.settings.data_dir / "conversations" / "main-archive").glob("*.json"))
+
+
+# ---- export and import -------------------------------------------------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "chatgpt_conversations.json"
+
+
+def test_one_conversation_exports_as_markdown_and_json(api):
+    trip = create(api, title="旅行计划")
+    chat_in(api, trip["id"], "去**杭州**")
+    markdown = api.get(f"/api/conversations/{trip['id']}/export", params={"format": "markdown"})
+    assert markdown.status_code == 200 and markdown.headers["Content-Type"].startswith("text/markdown")
+    assert "attachment" in markdown.headers["Content-Disposition"]
+    assert "旅行计划" in markdown.text and "去**杭州**" in markdown.text and "收到：去**杭州**" in markdown.text
+    saved = api.get(f"/api/conversations/{trip['id']}/export", params={"format": "json"}).json()
+    assert saved["conversation"]["id"] == trip["id"] and saved["messages"] == api.history(conversation_id=trip["id"])
+    assert api.get("/api/conversations/000000000000/export").status_code == 404
+    assert api.get(f"/api/conversations/{trip['id']}/export", params={"format": "pdf"}).status_code == 400
+
+
+WITHOUT_IDS = ("id", "reply_to")
+
+
+def comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if k not in WITHOUT_IDS} for m in messages]
+
+
+def test_export_then_import_on_another_server_gives_the_same_conversations_and_twice_adds_nothing(serve, tmp_path):
+    source = serve()
+    trip = create(source, title="旅行")
+    chat_in(source, trip["id"], "去杭州")
+    chat_in(source, None, "主线")
+    reminder = source.post("/api/reminders", json={"text": "喝水", "cron": "0 9 * * *", "mode": "plain"}).json()
+    source.post(f"/api/reminders/{reminder['reminder']['id']}/run", json={})
+    exported = source.get("/api/export")
+    assert exported.status_code == 200 and "conversations.json" in exported.headers["Content-Disposition"]
+    data = exported.json()
+    assert {c["title"] for c in data} == {"旅行", ""} and all("mapping" in c and "current_node" in c for c in data)
+
+    target = serve(CHAT_HISTORY_FILE=str(tmp_path / "other" / "chat_history.json"))
+    response = target.post("/api/import", json=data)
+    assert response.status_code == 200, response.text
+    assert (response.json()["imported"], response.json()["skipped"]) == (2, 0)
+    imported = {c["title"]: c["id"] for c in response.json()["conversations"]}
+    assert comparable(every_message(target, imported["旅行"])) == comparable(every_message(source, trip["id"]))
+    assert comparable(every_message(target, imported[""])) == comparable(every_message(source, "main"))
+    again = target.post("/api/import", files={"file": ("conversations.json", exported.content, "application/json")})
+    assert again.status_code == 200, again.text
+    assert (again.json()["imported"], again.json()["skipped"]) == (0, 2)
+    back_home = source.post("/api/import", json=data).json()  # our own export, into the server it came from
+    assert (back_home["imported"], back_home["skipped"]) == (0, 2)
+    assert len(listed(target)) == 3 and len(listed(source)) == 2
+
+
+def test_a_chatgpt_export_imports_as_a_json_body_or_a_file(api, upstream):
+    upload = {"file": ("conversations.json", FIXTURE.read_bytes(), "application/json")}
+    response = api.post("/api/import", files=upload)
+    assert response.status_code == 200, response.text
+    created = response.json()["conversations"]
+    assert [c["title"] for c in created] == ["吃药提醒", "Packing for Berlin"]
+    berlin = api.history(conversation_id=created[1]["id"])
+    assert berlin[0]["content"] == "What should I pack for **Berlin in December**?"
+    assert {m["role"] for m in berlin} == {"user", "assistant"}
+    # Each reply answers the question before it, so the model sees the imported turns as context.
+    assert all(m["reply_to"] == berlin[i - 1]["id"] for i, m in enumerate(berlin) if m["role"] == "assistant")
+    api.post("/api/chat", json={"message": "And in January?", "conversation_id": created[1]["id"]})
+    asked = upstream.requests[0]["messages"]
+    assert [m["content"] for m in asked[1:3]] == [berlin[0]["content"], berlin[1]["content"]]
+    assert created[1]["created_at"] == "2024-11-26T00:00:10.000+00:00"
+    as_body = api.post("/api/import", data=FIXTURE.read_bytes(), headers={"Content-Type": "application/json"})
+    assert (as_body.json()["imported"], as_body.json()["skipped"]) == (0, 2)
+    assert len(search(api, "Berlin")) >= 1
+
+
+def test_bad_imports_get_a_clear_400_and_change_nothing(api):
+    for body, kind in (
+        (b"not json", "application/json"),
+        (b'{"mapping": 5}', "application/json"),
+        (b"[1, 2]", "application/json"),
+    ):
+        response = api.post("/api/import", data=body, headers={"Content-Type": kind})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_import"), response.text
+    form = api.post("/api/import", files={"other": ("x.json", b"[]", "application/json")})
+    assert form.status_code == 400
+    assert api.post("/api/import", data=b"[]", headers={"Content-Type": "text/plain"}).status_code == 415
+    cross_site = api.post(
+        "/api/import", files={"file": ("c.json", FIXTURE.read_bytes())}, headers={"Origin": "https://evil.example"}
+    )
+    assert cross_site.status_code == 403
+    assert [c["id"] for c in listed(api)] == ["main"]
+
+
+def test_an_import_larger_than_the_chat_body_limit_is_accepted_up_to_its_own(serve):
+    api = serve(IMPORT_MAX_BYTES="200000")
+    big = json.loads(FIXTURE.read_text())
+    big[0]["title"] = "大" + "。" * 100_000  # about 300 KB: over MAX_BODY_BYTES (64 KB) and IMPORT_MAX_BYTES
+    too_big = api.post("/api/import", json=big)
+    assert (too_big.status_code, too_big.json()["code"]) == (413, "payload_too_large")
+    big[0]["title"] = "大" + "。" * 30_000  # about 90 KB: over MAX_BODY_BYTES, under IMPORT_MAX_BYTES
+    assert api.post("/api/import", json=big).status_code == 200
+
+
+def test_a_migration_that_fails_leaves_the_old_files_in_place_and_the_next_start_completes_it(
+    make_settings, tmp_path, monkeypatch, caplog
+):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    visible = write_legacy_v2(data_dir, live=30, archived=100)
+    before = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*.json")}
+    settings = make_settings()
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(HistoryStore, "write_log", disk_full)
+        Conversations(settings)
+    assert "cannot be prepared" in caplog.text
+    legacy = {
+        p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*.json") if "conversations" not in p.parts
+    }
+    assert legacy == before
+    assert list(Conversations(settings).store("main").visible()) == visible

@@ -388,9 +388,25 @@ def test_full_or_read_only_data_folder_answers_503_and_recovers(upstream, tmp_pa
             history = requests.get(server.base_url + "/api/history", timeout=10).json()["messages"]
 
             filler = fill(data_dir)
+            # An append may still fit in the log's last, partly used block: those turns are answered and
+            # stored. Once it is full, turns are refused and the log is left whole.
+            squeezed_in = []
+            for number in range(300):
+                response = requests.post(server.base_url + "/api/chat", json={"message": f"满了{number}"}, timeout=10)
+                if response.status_code != 200:
+                    break
+                squeezed_in.append(f"满了{number}")
+            else:
+                raise AssertionError("a full file system never refused a turn")
+            stored = live.read_bytes()
             assert_storage_refused(server.base_url)
-            assert live.read_bytes() == before, "a failed write changed the stored history"
-            assert requests.get(server.base_url + "/api/history", timeout=10).json()["messages"] == history
+            after = live.read_bytes()
+            assert after.startswith(stored) and after.endswith(b"\n"), "a refused turn rewrote the log or tore it"
+            # What a refused turn may keep: its question, whole, so the page can offer Retry; never a reply.
+            assert all(json.loads(line)["role"] == "user" for line in after[len(stored) :].splitlines())
+            assert stored.startswith(before), "the log was rewritten"
+            listed = requests.get(server.base_url + "/api/history", timeout=10).json()["messages"]
+            assert listed[: len(history)] == history
             assert not list(data_dir.glob("conversations/.main.jsonl.*.tmp")), "a temp file was left behind"
             filler.unlink()
             assert take_turn(server.base_url, False, "空间回来了").message == "收到：空间回来了"
@@ -406,7 +422,12 @@ def test_full_or_read_only_data_folder_answers_503_and_recovers(upstream, tmp_pa
             assert live.read_bytes() == before
             assert take_turn(server.base_url, False, "可以写了").status == 200
             contents = [m["content"] for m in read_whole_history(data_dir)]
-            # The refused turns stored nothing; every turn that was answered is there, in order.
+            answered_while_full = [m for m in contents if "满了" in m]
+            for text in squeezed_in:  # answered while the disk was full: stored, question and reply
+                assert answered_while_full.count(text) == 1 and answered_while_full.count("收到：" + text) == 1
+            # A refused turn may have kept its question (for Retry), never its reply; the rest is there, in order.
+            assert [m for m in answered_while_full if m.startswith("收到：")] == ["收到：" + t for t in squeezed_in]
+            contents = [m for m in contents if "满了" not in m and m != "存不下"]  # refused questions, kept
             assert contents == [
                 "第一条",
                 "收到：第一条",

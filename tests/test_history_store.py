@@ -121,12 +121,12 @@ def test_a_bad_line_in_the_middle_is_skipped_kept_aside_and_the_rest_kept(tmp_pa
     for text in ("一", "二", "三"):
         store.append("user", text)
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[2] = b"not json at all\n"  # message 2, damaged by a bad edit
+    lines[2] = lines[3] = b"not json at all\n"  # messages 2 and 3, damaged by a bad edit
     path.write_bytes(b"".join(lines))
-    assert [m["content"] for m in HistoryStore(path).recent(10)] == ["一", "三"]
-    assert store.append("user", "四")["id"] == 4  # never reuses an id it cannot see
-    assert [m["content"] for m in live_messages(path)] == ["一", "三", "四"]
-    assert [p.read_bytes().count(b"not json at all") for p in tmp_path.glob("main.jsonl.corrupt-*")] == [1]
+    assert [m["content"] for m in HistoryStore(path).recent(10)] == ["一"]
+    assert store.append("user", "四")["id"] == 4  # never reuses an id a page may have seen
+    assert [m["content"] for m in live_messages(path)] == ["一", "四"]
+    assert [p.read_bytes().count(b"not json at all") for p in tmp_path.glob("main.jsonl.corrupt-*")] == [2]
 
 
 def test_live_log_stays_capped_and_paging_reaches_the_archives(tmp_path):
