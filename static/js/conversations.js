@@ -121,28 +121,13 @@ export function searchTerms(query) {
   return [...new Set(words)].sort((a, b) => b.length - a.length);
 }
 
-const HAN_RUN = /^\p{Script=Han}{3,}$/u;
-
-/**
- * The terms to mark in `text`: each term, or for a run of three or more Chinese characters that `text` does not
- * hold whole, its two-character pieces (the server matches Chinese words of two characters and more, so
- * "吃药提醒" finds "提醒你吃药").
- */
-function termsIn(text, terms) {
-  const lower = text.toLowerCase();
-  return terms.flatMap(term => {
-    if (!HAN_RUN.test(term) || lower.includes(term)) return [term];
-    return Array.from({ length: term.length - 1 }, (_, i) => term.slice(i, i + 2));
-  });
-}
-
 /**
  * `text` cut into `[{ text, hit }]` pieces, `hit` where a term occurs (any case). The caller builds text
  * nodes and <mark>s from them, so nothing from the server is ever parsed as HTML.
  */
 export function highlightPieces(text, terms) {
   const source = String(text ?? '');
-  const usable = termsIn(source, terms.filter(Boolean)).sort((a, b) => b.length - a.length);
+  const usable = terms.filter(Boolean);
   if (!usable.length || !source) return source ? [{ text: source, hit: false }] : [];
   const pattern = new RegExp(usable.map(term => term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'giu');
   const pieces = [];
