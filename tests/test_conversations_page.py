@@ -316,6 +316,9 @@ def test_a_reminder_made_in_the_form_speaks_in_the_open_conversation(server, ope
 
 def test_search_marks_the_words_and_opens_the_conversation_at_the_message(server, open_page):
     other = server.create("健康")
+    tall = "\n".join(f"第{line}行" for line in range(12))  # tall messages: the match is far down its page
+    for turn in range(4):
+        server.chat(f"早先的第{turn}个问题\n{tall}", other)
     server.chat("记得<b>吃药</b>，一天三次", other)
     for turn in range(12):  # the match is far from the newest page (HISTORY_PAGE_SIZE=8)
         server.chat(f"后来的第{turn}个问题", other)
@@ -392,7 +395,7 @@ CHATGPT_EXPORT = [
 def test_import_through_the_file_picker_then_again_skips_it_and_export_all_is_a_download(server, open_page, tmp_path):
     export = tmp_path / "conversations.json"
     export.write_text(json.dumps(CHATGPT_EXPORT, ensure_ascii=False), encoding="utf-8")
-    page = open_page(server.base_url)
+    page = open_page(server.base_url, "?poll=3600000")  # no polling: the import itself refreshes the list
     for expected in ("已导入 1 个对话，跳过 0 个。", "已导入 0 个对话，跳过 1 个。"):
         with page.expect_file_chooser() as chooser:
             page.click("#import-open")
