@@ -299,6 +299,15 @@ def test_done_and_snooze_on_a_reminder_message_name_the_conversation_it_is_in(se
     assert [m.get("done_at") is not None for m in done] == [True]
 
 
+def test_the_list_refreshes_when_the_window_regains_focus(server, open_page):
+    page = open_page(server.base_url, "?poll=3600000")  # no polling to wait for
+    made = server.create("在别的标签页里新建的")
+    page.wait_for_timeout(500)
+    expect(entry(page, made)).to_have_count(0)
+    page.evaluate("window.dispatchEvent(new Event('focus'))")
+    expect(entry(page, made)).to_have_count(1)
+
+
 def test_a_reminder_made_in_the_form_speaks_in_the_open_conversation(server, open_page):
     other = server.create("工作")
     page = open_page(server.base_url, f"?c={other}", timezone_id="Asia/Shanghai")
