@@ -118,7 +118,10 @@ def test_two_conversations_keep_their_own_messages_and_the_address_names_the_ope
     second = open_id(page)
     assert ID.match(second) and second != first
     expect(page.locator("article.message")).to_have_count(0)
+    count = len(server.conversations())
+    page.click("#conversation-new")  # an empty new one open: New keeps it rather than making another
     send(page, "香蕉的问题")
+    assert open_id(page) == second and len(server.conversations()) == count
 
     assert [body["conversation_id"] for body in streamed] == [first, second]
     assert server.contents(first) == ["苹果的问题", "收到：苹果的问题"]
