@@ -158,6 +158,7 @@ def test_two_conversations_keep_their_own_messages_and_the_address_names_the_ope
     expect(page.locator("#conversation-list li.conversation").first).to_have_attribute("data-id", first)
 
 
+@pytest.mark.slow
 def test_switching_while_a_reply_streams_lets_it_finish_in_its_own_conversation(server, upstream, open_page):
     slow = server.create("慢的回答")
     quick = server.create("快的")
