@@ -323,16 +323,19 @@ def test_bell_asks_for_notification_permission_on_click_and_toggles(serve, open_
     expect(bell).to_have_attribute("aria-pressed", "false")
 
 
-def test_new_chat_clears_the_conversation_after_confirming(serve, upstream, open_page):
+def test_clear_empties_the_conversation_after_confirming(serve, upstream, open_page):
     api = serve()
     assert api.chat("旧话题").status_code == 200
     page = open_page(api.base_url)
     expect(page.locator("article.message")).to_have_count(2)
+    clear = page.get_by_role("menuitem", name="清空消息")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.click("#new-chat")
+    page.click('li.conversation[data-id="main"] .conversation-more')
+    clear.click()
     expect(page.locator("article.message")).to_have_count(2)
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#new-chat")
+    page.click('li.conversation[data-id="main"] .conversation-more')
+    clear.click()
     expect(page.locator("article.message")).to_have_count(0)
     expect(page.locator("#empty")).to_be_visible()
     assert api.history() == []
@@ -664,4 +667,6 @@ def test_desktop_light_screenshot_and_page_weight(serve, upstream, open_page):
     assert "/static/vendor/marked/marked.umd.js" in sizes and "/static/js/main.js" in sizes
     app_modules = {f"/static/js/{module.name}" for module in (ROOT / "static" / "js").glob("*.js")}
     assert app_modules <= sizes.keys(), f"modules the page never loaded: {sorted(app_modules - sizes.keys())}"
-    assert total < 135_000, report  # 120 KB before issue 13: the push bell (3 KB) and the channels panel (6.5 KB)
+    # 120 KB before issue 13: the push bell (3 KB) and the channels panel (6.5 KB); issue 14's sidebar, search and
+    # import/export add about 12 KB (five small modules, strings, styles).
+    assert total < 150_000, report

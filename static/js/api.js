@@ -76,18 +76,67 @@ export async function requestJson(path, options) {
 /** Whether chat is configured and a login is needed. */
 export const getHealth = () => requestJson('/api/health');
 
-/** A page of messages, oldest first: the newest by default, or those `before` / `after` an id. */
-export function getHistory({ before, after, limit } = {}) {
+/** `path?name=value&…` with only the values given (undefined and null are left out). */
+function withQuery(path, values) {
   const query = new URLSearchParams();
-  for (const [name, value] of Object.entries({ before, after, limit })) {
+  for (const [name, value] of Object.entries(values)) {
     if (value !== undefined && value !== null) query.set(name, String(value));
   }
   const search = query.toString();
-  return requestJson(search ? `/api/history?${search}` : '/api/history');
+  return search ? `${path}?${search}` : path;
 }
 
-/** Clear the conversation (the server archives it). */
-export const clearHistory = () => requestJson('/api/history', { method: 'DELETE' });
+/**
+ * A page of messages of conversation `conversationId` (none: the main one), oldest first: the newest by
+ * default, or those `before` / `after` an id.
+ */
+export const getHistory = ({ before, after, limit, conversationId } = {}) =>
+  requestJson(withQuery('/api/history', { conversation_id: conversationId, before, after, limit }));
+
+/** Clear a conversation's messages (the server archives them). */
+export const clearHistory = ({ conversationId } = {}) =>
+  requestJson(withQuery('/api/history', { conversation_id: conversationId }), { method: 'DELETE' });
+
+/** Every conversation's meta (`id`, `title`, `updated_at`, `pinned`, `reminder_at`, …), pinned then newest first. */
+export const listConversations = () => requestJson('/api/conversations');
+
+/** A new conversation (`{title?}`); answers `{conversation}`. */
+export const createConversation = (fields = {}) => requestJson('/api/conversations', { method: 'POST', body: fields });
+
+/** Rename or pin a conversation (`{title?, pinned?}`); answers `{conversation}`. */
+export const changeConversation = (id, changes) =>
+  requestJson(`/api/conversations/${encodeURIComponent(id)}`, { method: 'PATCH', body: changes });
+
+/** Delete a conversation (the server archives it; main cannot be deleted). */
+export const deleteConversation = id =>
+  requestJson(`/api/conversations/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+/** Where a conversation downloads as `markdown` or `json` (a link: the browser saves the file). */
+export const conversationExportUrl = (id, format) =>
+  withQuery(`/api/conversations/${encodeURIComponent(id)}/export`, { format });
+
+/** Where every conversation downloads as a ChatGPT-compatible conversations.json. */
+export const EXPORT_ALL_URL = '/api/export';
+
+/** Messages matching `q` in every conversation, newest first: `{results: [{conversation_id, message_id, snippet, …}]}`. */
+export const searchMessages = (q, { limit, signal } = {}) => requestJson(withQuery('/api/search', { q, limit }), { signal });
+
+/**
+ * Upload a conversations.json (ours or ChatGPT's) as multipart field `file`: `{imported, skipped, conversations}`.
+ * Not JSON, so fetch sets the multipart Content-Type with its boundary itself.
+ */
+export async function importConversations(file) {
+  const form = new FormData();
+  form.append('file', file, file.name || 'conversations.json');
+  let response;
+  try {
+    response = await fetch('/api/import', { method: 'POST', credentials: 'same-origin', body: form });
+  } catch (error) {
+    throw new ApiError('', { code: 'network', status: 0, cause: error });
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
 
 /** The reminder schedule and its next run. */
 export const getSchedule = () => requestJson('/api/schedule');
@@ -114,14 +163,22 @@ export function previewSchedule({ at, cron, timezone }, { signal } = {}) {
   return requestJson(`/api/schedule/preview?${query}`, { signal });
 }
 
-/** Remind again of reminder message `messageId`, once, `minutes` from now (a new one-off reminder). */
-export const snoozeReminder = (id, messageId, minutes = 10) => requestJson(
-  `/api/reminders/${encodeURIComponent(id)}/snooze`, { method: 'POST', body: { message_id: messageId, minutes } },
+/** The body of a call about message `messageId`, naming its conversation when given (else the reminder's own). */
+const aboutMessage = (messageId, conversationId, extra = {}) =>
+  (conversationId ? { message_id: messageId, ...extra, conversation_id: conversationId } : { message_id: messageId, ...extra });
+
+/**
+ * Remind again of reminder message `messageId` (in conversation `conversationId`), once, `minutes` from now
+ * (a new one-off reminder).
+ */
+export const snoozeReminder = (id, messageId, minutes = 10, { conversationId } = {}) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/snooze`,
+  { method: 'POST', body: aboutMessage(messageId, conversationId, { minutes }) },
 );
 
-/** Mark reminder message `messageId` done; answers the stored message with `done_at`. */
-export const markReminderDone = (id, messageId) => requestJson(
-  `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: { message_id: messageId } },
+/** Mark reminder message `messageId` (in conversation `conversationId`) done; answers the stored message with `done_at`. */
+export const markReminderDone = (id, messageId, { conversationId } = {}) => requestJson(
+  `/api/reminders/${encodeURIComponent(id)}/done`, { method: 'POST', body: aboutMessage(messageId, conversationId) },
 );
 
 /** Every push channel (NOTIFY_URLS ones first, browsers last), each URL masked by the server. */
@@ -149,11 +206,12 @@ export const logIn = token => requestJson('/api/login', { method: 'POST', body: 
 export const logOut = () => request('/api/logout', { method: 'POST' }).catch(() => null);
 
 /**
- * Start a streamed turn and return its text/event-stream body (bytes). `retryOf` answers an already
- * stored user message again instead of storing `message` twice.
+ * Start a streamed turn in conversation `conversationId` (none: main) and return its text/event-stream
+ * body (bytes). `retryOf` answers an already stored user message again instead of storing `message` twice.
  */
-export async function openChatStream({ message, retryOf = null, signal }) {
+export async function openChatStream({ message, retryOf = null, conversationId = null, signal }) {
   const body = retryOf ? { message, retry_of: retryOf } : { message };
+  if (conversationId) body.conversation_id = conversationId;
   const response = await request('/api/chat/stream', { method: 'POST', body, signal });
   if (!response.ok) throw await errorFrom(response);
   return response.body;

@@ -13,10 +13,15 @@ export class Chat {
   #composer;
   #onTurnEnd;
   #onReminder;
+  #conversationId;
 
-  /** `onReminder()`: a reply changed the reminders (a tool call created, changed or cancelled one). */
-  constructor({ thread, history, composer, onTurnEnd = () => {}, onReminder = () => {} }) {
+  /**
+   * `onReminder()`: a reply changed the reminders (a tool call created, changed or cancelled one);
+   * `conversationId()`: the conversation a new turn goes to (null: main).
+   */
+  constructor({ thread, history, composer, onTurnEnd = () => {}, onReminder = () => {}, conversationId = () => null }) {
     this.#thread = thread;
+    this.#conversationId = conversationId;
     this.#onReminder = onReminder;
     this.#history = history;
     this.#composer = composer;
@@ -28,6 +33,19 @@ export class Chat {
 
   get busy() {
     return this.#turn !== null;
+  }
+
+  /**
+   * Another conversation is shown now, with its own `history`. A turn in flight goes on in the background (the
+   * server stores its reply there) but no longer touches this thread, the composer or the new history.
+   */
+  switchTo(history) {
+    this.#offerRetry(null);
+    this.#history = history;
+    if (this.#turn) {
+      this.#turn = null;
+      this.#composer.setStreaming(false);
+    }
   }
 
   /** Stop button, Escape, or the login form taking over: the server keeps the partial reply marked stopped. */
@@ -72,7 +90,7 @@ export class Chat {
    */
   async send(text, { retryOf = null, userEl = null } = {}) {
     if (this.#turn || !text.trim()) return;
-    const turn = new Turn(text, { retryOf });
+    const turn = new Turn(text, { retryOf, conversationId: this.#conversationId() });
     this.#turn = turn;
     const user = userEl ?? messageElement({ role: 'user', content: text });
     const reply = messageElement({ role: 'assistant', content: '' });
@@ -85,8 +103,10 @@ export class Chat {
     try {
       await turn.run();
     } finally {
-      this.#turn = null;
-      this.#composer.setStreaming(false);
+      if (this.#turn === turn) {
+        this.#turn = null;
+        this.#composer.setStreaming(false);
+      }
       this.#onTurnEnd();
     }
   }
@@ -94,10 +114,12 @@ export class Chat {
   /** Connect the turn's events to its two elements. */
   #follow(turn, user, reply) {
     const thread = this.#thread;
+    const history = this.#history;  // this conversation's, also once another one is shown
+    const shown = () => this.#turn === turn;  // false once the user switched to another conversation
     let frame = 0;
     const draw = () => {  // at most once per animation frame, however fast the pieces come
       frame = 0;
-      const stick = thread.nearBottom();
+      const stick = shown() && thread.nearBottom();
       renderStreamingReply(reply, turn);
       if (stick) thread.scrollToBottom();
     };
@@ -109,7 +131,7 @@ export class Chat {
 
     turn.on('start', userMessage => {
       if (!userMessage) return;
-      this.#show(user, userMessage);
+      this.#show(user, userMessage, history);
       reply.dataset.replyTo = userMessage.id;
       this.#composer.clearIfStill(turn.text);  // the words are safe on the server now
     });
@@ -125,10 +147,11 @@ export class Chat {
       if (!message) return;
       // The stored message carries the actions; a server that did not store them still shows the streamed cards.
       const actions = message.reminder_actions ?? (turn.reminderActions.length ? turn.reminderActions : undefined);
-      this.#show(reply, actions ? { ...message, reminder_actions: actions } : message);
+      this.#show(reply, actions ? { ...message, reminder_actions: actions } : message, history);
     });
     turn.on('stopped', ({ started }) => {
       settle();
+      if (!shown()) return;
       if (!started) {  // stopped before the server took the message: as if never sent
         user.remove();
         reply.remove();
@@ -137,11 +160,11 @@ export class Chat {
         return;
       }
       this.#show(reply, { ...reply.message, role: 'assistant', content: turn.content, reasoning: turn.reasoning,
-        stopped: true, timestamp: new Date().toISOString() });
+        stopped: true, timestamp: new Date().toISOString() }, history);
     });
     turn.on('error', error => {
       settle();
-      this.#showFailure(turn, user, reply, error);
+      if (shown()) this.#showFailure(turn, user, reply, error);
     });
   }
 
@@ -180,9 +203,9 @@ export class Chat {
     }
   }
 
-  /** Draw a stored message into its element and note its id, so polling does not add it again. */
-  #show(article, message) {
+  /** Draw a stored message into its element and note its id in `history`, so polling does not add it again. */
+  #show(article, message, history = this.#history) {
     updateMessageElement(article, message);
-    if (message.id) this.#history.remember(message.id);
+    if (message.id) history.remember(message.id);
   }
 }

@@ -50,8 +50,20 @@ export class MessageHistory {
   }
 
   /** The newest page, starting over: everything known before is forgotten. */
-  async loadNewest() {
-    const data = await this.#fetchPage();
+  loadNewest() {
+    return this.#loadFirst(this.#fetchPage());
+  }
+
+  /**
+   * Starting over at message `id` (a search result): the page that ends with it. The messages after it are
+   * then newerPages(), so the thread stays one unbroken run.
+   */
+  loadEndingAt(id) {
+    return this.#loadFirst(this.#fetchPage({ before: id + 1 }));
+  }
+
+  async #loadFirst(request) {
+    const data = await request;
     this.#known.clear();
     this.#newestId = 0;
     this.#read(data.messages);

@@ -28,6 +28,7 @@ function localInputValue(date) {
 export class ReminderForm {
   #el;
   #onSaved;
+  #conversationId;
   #editing = null;  // the reminder the form edits; null while it creates one
   #previewCall = 0;  // numbers the preview requests: only the newest one's answer is shown
   #previewAbort = null;
@@ -35,10 +36,14 @@ export class ReminderForm {
   #channelsShown = false;  // the "Send to" field is filled: only then does a save send `channels`
   #channelsCall = 0;
 
-  /** `el`: the form and its fields (see index.html); `onSaved()`: a reminder was created or changed. */
-  constructor(el, { onSaved = () => {} } = {}) {
+  /**
+   * `el`: the form and its fields (see index.html); `onSaved()`: a reminder was created or changed;
+   * `conversationId()`: the conversation a new reminder speaks in (the one open; null: main).
+   */
+  constructor(el, { onSaved = () => {}, conversationId = () => null } = {}) {
     this.#el = el;
     this.#onSaved = onSaved;
+    this.#conversationId = conversationId;
     el.cancel.addEventListener('click', () => this.close());
     el.form.addEventListener('submit', event => { event.preventDefault(); this.#save(); });
     el.form.addEventListener('input', event => {
@@ -197,7 +202,8 @@ export class ReminderForm {
         if (fields.at !== undefined && fields.at !== editing.at) changes.at = fields.at;
         await changeReminder(editing.id, changes);
       } else {
-        await createReminder(fields);
+        const conversationId = this.#conversationId();
+        await createReminder(conversationId ? { ...fields, conversation_id: conversationId } : fields);
       }
       this.close();
       this.#onSaved();

@@ -22,13 +22,16 @@ export class ReminderPanel {
 
   /**
    * `el`: the dialog and its parts (see index.html); `onChange(reminders)`: the list was (re)loaded;
-   * `onSent()`: a reminder was sent now, so its message is in the conversation.
+   * `onSent()`: a reminder was sent now, so its message is in the conversation; `conversationId()`: where a
+   * new reminder speaks (the conversation open).
    */
-  constructor(el, { onChange = () => {}, onSent = () => {} } = {}) {
+  constructor(el, { onChange = () => {}, onSent = () => {}, conversationId = () => null } = {}) {
     this.#el = el;
     this.#onChange = onChange;
     this.#onSent = onSent;
-    this.#form = new ReminderForm(el, { onSaved: () => this.load().then(() => el.newButton.focus()) });
+    this.#form = new ReminderForm(el, {
+      onSaved: () => this.load().then(() => el.newButton.focus()), conversationId,
+    });
     this.#drawer = new Drawer(el, { onOpen: () => this.load(), onClose: () => this.#form.close() });
     el.newButton.addEventListener('click', () => this.#form.open(null));
   }

@@ -11,11 +11,16 @@ export const SNOOZE_MINUTES = 10;
 export class ReminderThread {
   #onChange;
   #list;
+  #conversationId;
 
-  /** `thread`: the Thread (its events); `list`: the messages' parent; `onChange()`: the reminders changed. */
-  constructor({ thread, list, onChange = () => {} }) {
+  /**
+   * `thread`: the Thread (its events); `list`: the messages' parent; `onChange()`: the reminders changed;
+   * `conversationId()`: the conversation shown, where the messages are.
+   */
+  constructor({ thread, list, onChange = () => {}, conversationId = () => null }) {
     this.#list = list;
     this.#onChange = onChange;
+    this.#conversationId = conversationId;
     thread.listen(REMINDER_EVENTS.undo, event => this.#act(event, () => this.#undo(event)));
     thread.listen(REMINDER_EVENTS.done, event => this.#act(event, () => this.#done(event)));
     thread.listen(REMINDER_EVENTS.snooze, event => this.#act(event, () => this.#snooze(event)));
@@ -63,13 +68,15 @@ export class ReminderThread {
 
   async #done(event) {
     const article = event.target.closest('article');
-    const { message } = await markReminderDone(senderOf(article.message), article.message.id);
+    const { message } = await markReminderDone(senderOf(article.message), article.message.id,
+      { conversationId: this.#conversationId() });
     this.#redraw(article, { ...article.message, ...message });
   }
 
   async #snooze(event) {
     const article = event.target.closest('article');
-    const { reminder } = await snoozeReminder(senderOf(article.message), article.message.id, SNOOZE_MINUTES);
+    const { reminder } = await snoozeReminder(senderOf(article.message), article.message.id, SNOOZE_MINUTES,
+      { conversationId: this.#conversationId() });
     this.#redraw(article, { ...article.message, snoozed_until: reminder.next_runs[0] ?? null });
   }
 

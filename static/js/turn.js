@@ -35,10 +35,11 @@ export class Turn {
   #listeners = new Map();
   #controller = new AbortController();
 
-  /** `retryOf`: the id of an already stored user message this turn answers again. */
-  constructor(text, { retryOf = null } = {}) {
+  /** `retryOf`: the id of an already stored user message this turn answers again; `conversationId`: where (none: main). */
+  constructor(text, { retryOf = null, conversationId = null } = {}) {
     this.text = text;
     this.retryOf = retryOf;
+    this.conversationId = conversationId;
   }
 
   /** Call `listener(detail)` on event `name`; returns the function that removes it. */
@@ -65,7 +66,9 @@ export class Turn {
     if (this.state !== TurnState.READY) throw new Error(`a turn runs once (this one is ${this.state})`);
     this.state = TurnState.SENDING;
     try {
-      const body = await open({ message: this.text, retryOf: this.retryOf, signal: this.#controller.signal });
+      const body = await open({
+        message: this.text, retryOf: this.retryOf, conversationId: this.conversationId, signal: this.#controller.signal,
+      });
       for await (const { data, id } of readEvents(body)) {
         if (id) this.lastEventId = id;
         if (data) this.apply(JSON.parse(data));
