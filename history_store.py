@@ -198,7 +198,7 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
             record = None
         if not isinstance(record, dict):
             bad += 1
-        elif "role" in record and isinstance(record.get("id"), int):
+        elif isinstance(record.get("id"), int) and isinstance(record.get("content"), str) and "role" in record:
             if messages is None:
                 messages = list(base.messages)
             messages.append(record)
@@ -215,7 +215,11 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
         elif isinstance(record.get("meta"), dict):
             meta = {**meta, **record["meta"]}
             if "version" in record and lines == 1:  # the header
-                next_id, floor_id = int(record.get("next_id", 1)), int(record.get("floor_id", 1))
+                given = record.get("next_id"), record.get("floor_id")
+                if all(isinstance(number, int) for number in given):
+                    next_id, floor_id = given
+                else:  # an edited header: ids then come from the messages (and archives, on repair)
+                    bad += 1
         else:
             bad += 1
     return _Log(

@@ -326,3 +326,15 @@ def test_the_reminder_state_file_is_fsynced_before_its_rename_and_its_folder_aft
     calls = record_fsync_and_replace(monkeypatch)
     assert api.post("/api/schedule/run", json={}).status_code == 200
     assert_replaced_durably(calls, api.settings.data_dir, "scheduler_state.json")
+
+
+def test_lines_that_parse_but_are_no_record_of_ours_are_damage_not_a_crash(tmp_path):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path)
+    store.append("user", "好")
+    with path.open("ab") as log:  # hand edits: a message without content, a header-like line with text ids
+        log.write(b'{"id": 7, "role": "user"}\n{"version": 3, "next_id": "x", "floor_id": null, "meta": {}}\n')
+    assert [m["content"] for m in HistoryStore(path).recent(10)] == ["好"]
+    assert store.append("user", "再来")["id"] >= 2
+    path.write_bytes(b'{"version": 3, "next_id": "many", "floor_id": 1, "meta": {}}\n')
+    assert HistoryStore(path).recent(10) == [] and HistoryStore(path).append("user", "新")["id"] >= 1
