@@ -204,7 +204,7 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
             messages.append(record)
             next_id = max(next_id, record["id"] + 1)
             meta = {**meta, "updated_at": record.get("timestamp")}
-            if record.get("is_scheduled"):
+            if record.get("is_scheduled") and record["id"] >= int(meta.get("reminders_from") or 0):
                 meta["reminder_at"] = record.get("timestamp")
         elif "done" in record:
             if messages is None:
@@ -446,8 +446,15 @@ class HistoryStore:
         after = max(after, log_state.floor_id - 1)  # nothing below the floor is visible, so never read it
         live_first = live[0]["id"] if live else log_state.next_id
         found: list[Message] = []
-        if after + 1 < live_first:  # a page further behind than a rotation: rare, so every archive above it
-            found = self._archived_between(self._archives(live_first), after, live_first)[: limit + 1]
+        if after + 1 < live_first:  # oldest first, stopping once the page is full and no later archive overlaps
+            by_id: dict[int, Message] = {}
+            for first, last, name in self._archives(live_first):  # by last id: a later overlapping copy wins
+                if last <= after or first >= live_first:
+                    continue
+                if len(by_id) > limit and first > max(by_id):
+                    break
+                by_id.update((m["id"], m) for m in self._archive(name) if after < m["id"] < live_first)
+            found = [by_id[number] for number in sorted(by_id)][: limit + 1]
         if len(found) <= limit:
             found += [m for m in live if m["id"] > after]
         return found[:limit], len(found) > limit
@@ -653,9 +660,8 @@ class HistoryStore:
             self._write_archive(older[start : start + max(keep, 1)])
         if numbered:
             meta = {**meta, "updated_at": numbered[-1].get("timestamp")}
-            scheduled = [m for m in numbered if m.get("is_scheduled")]
-            if scheduled:
-                meta["reminder_at"] = scheduled[-1].get("timestamp")
+        # Reminder messages brought in are history, not news: only those that arrive from now on set reminder_at.
+        meta = {**meta, "reminder_at": None, "reminders_from": len(numbered) + 1}
         return self.write_log(len(numbered) + 1, 1, meta, live)
 
     # ---- recovery ------------------------------------------------------------------------

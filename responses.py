@@ -111,7 +111,9 @@ class Conversation(BaseModel):
     updated_at: str | None = Field(description="When its newest message was stored.")
     message_count: int = Field(ge=0)
     pinned: bool
-    reminder_at: str | None = Field(description="When its newest reminder message was stored; null if none.")
+    reminder_at: str | None = Field(
+        description="When its newest reminder message arrived (imported ones do not count); null if none."
+    )
 
 
 class ConversationList(BaseModel):

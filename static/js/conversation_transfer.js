@@ -7,7 +7,7 @@ export class ConversationTransfer {
   #el;
   #onImported;
 
-  /** `el`: `exportLink`, `importButton`, `file` (a hidden file input), `status`; `onImported()`: refresh the list. */
+  /** `el`: `exportLink`, `importButton`, `file` (a hidden file input), `status`; `onImported(conversations)`: take in those created. */
   constructor(el, { onImported = () => {} } = {}) {
     this.#el = el;
     this.#onImported = onImported;
@@ -26,9 +26,9 @@ export class ConversationTransfer {
     el.importButton.disabled = true;
     this.#say(t('importing'));
     try {
-      const { imported, skipped } = await importConversations(file);
+      const { imported, skipped, conversations } = await importConversations(file);
       this.#say(t('importDone', { imported, skipped }));
-      await this.#onImported();
+      await this.#onImported(conversations ?? []);
     } catch (error) {
       this.#say(apiErrorText(error), true);
     } finally {

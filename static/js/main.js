@@ -96,7 +96,7 @@ new ConversationSearch({ input: byId('conversation-search'), results: byId('sear
 });
 new ConversationTransfer({
   exportLink: byId('export-all'), importButton: byId('import-open'), file: byId('import-file'), status: byId('transfer-status'),
-}, { onImported: () => sidebar.refresh() });
+}, { onImported: conversations => { sidebar.seeImported(conversations); return sidebar.refresh(); } });
 const poller = new Poller(pollAll, pollInterval(location.search, root.dataset.pollMs));
 const login = new Login(
   { app: byId('app'), panel: byId('login'), form: byId('login-form'), token: byId('token'), error: byId('login-error') },
@@ -190,7 +190,9 @@ async function openConversation(id, { messageId = null, how = 'push' } = {}) {
   try {
     loaded = await loadConversation(messageId);
   } catch (error) {
-    if (error.code === 'conversation_not_found' && id !== MAIN_ID) return fallBackToMain();
+    if (error.code === 'conversation_not_found' && id !== MAIN_ID) {
+      return history === messageHistory ? fallBackToMain() : undefined;  // a late answer for one already left
+    }
     if (error.status !== 401) thread.showEdgeError(errorText(error.code));
     loaded = history === messageHistory;
   }
@@ -209,9 +211,11 @@ function fallBackToMain() {
 
 /** Polling: new messages of the open conversation, and the list (titles, times, reminders' dots). */
 async function pollAll() {
+  const polled = conversationId;
   const results = await Promise.allSettled([pollNewMessages(), login.shown ? null : sidebar.refresh()]);
   const gone = results[0].status === 'rejected' && results[0].reason?.code === 'conversation_not_found';
-  if (gone && conversationId !== MAIN_ID) await fallBackToMain();  // deleted in another tab
+  // Deleted in another tab; unless the user has opened another meanwhile, which the answer is not about.
+  if (gone && polled !== MAIN_ID && polled === conversationId) await fallBackToMain();
 }
 
 /** Messages newer than the newest shown (reminders, other tabs): add them, notify about reminders. */
@@ -270,8 +274,7 @@ async function start() {
   if (gone) showNotice(t('conversationGone'));
   await openConversation(gone ? MAIN_ID : named.id, { messageId: gone ? null : named.messageId, how: gone ? 'replace' : 'none' });
   markReady(true);
-  if (login.shown) return;
-  chatReady = true;
+  if (login.shown) return;  // chatReady is openConversation's: set once the conversation open now is on screen
   pushBell.load();
   reminders.refreshSchedule();
   reminderPanel.load();

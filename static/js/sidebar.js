@@ -52,6 +52,7 @@ export class Sidebar {
   #items = new Map();  // id → its <li>
   #menu = null;  // the entry menu shown: { item, button, menu }
   #refreshing = null;
+  #changes = 0;  // local changes made (create, rename, pin, delete): a list asked for before one is stale
 
   /**
    * `el`: `list` (the <ul>), `newButton`, `status` (a line for failures); `on`: `open(id)` (the user chose one),
@@ -97,8 +98,10 @@ export class Sidebar {
   }
 
   async #load() {
+    const changes = this.#changes;
     try {
       const { conversations } = await listConversations();
+      if (changes !== this.#changes) return this.#conversations;  // answered before a change here: keep ours
       this.#conversations = conversations;
       this.#loaded = true;
       this.#status('');
@@ -132,6 +135,7 @@ export class Sidebar {
 
   /** Take a changed or new meta into the list and draw it. */
   #put(meta) {
+    this.#changes += 1;
     this.#conversations = [...this.#conversations.filter(each => each.id !== meta.id), meta];
     this.#draw();
   }
@@ -141,6 +145,13 @@ export class Sidebar {
     this.#el.status.textContent = text;
     this.#el.status.hidden = !text;
     this.#el.status.classList.toggle('failed', failed);
+  }
+
+  /** Conversations this page just imported: their reminders are history, not news (no unread dot). */
+  seeImported(conversations) {
+    const seen = readSeen() ?? {};
+    for (const meta of conversations) if (meta.reminder_at) seen[meta.id] = meta.reminder_at;
+    writeSeen(seen);
   }
 
   #noteSeen() {
@@ -368,6 +379,7 @@ export class Sidebar {
         return;
       }
     }
+    this.#changes += 1;
     this.#conversations = this.#conversations.filter(each => each.id !== meta.id);
     this.#draw();
     this.#on.deleted(meta.id);
