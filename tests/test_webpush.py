@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -406,22 +407,33 @@ def test_the_service_worker_shows_a_pushed_reminder_as_a_notification(api, open_
         if scope in registrations:
             break
         wait_for(100)
-    for tag in (REMINDER["tag"], REMINDER["tag"]):  # sent twice: the same occurrence, one notification
-        cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {
-                "origin": api.base_url,
-                "registrationId": registrations[scope],
-                "data": json.dumps({**REMINDER, "tag": tag}),
-            },
-        )
+
+    def deliver_twice() -> None:  # the same occurrence sent twice: one notification
+        for tag in (REMINDER["tag"], REMINDER["tag"]):
+            cdp.send(
+                "ServiceWorker.deliverPushMessage",
+                {
+                    "origin": api.base_url,
+                    "registrationId": registrations[scope],
+                    "data": json.dumps({**REMINDER, "tag": tag}),
+                },
+            )
+
     notifications = """async () => {
       const registration = await navigator.serviceWorker.ready;
       const shown = await registration.getNotifications();
       return shown.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}));
     }"""
     # Polled from here: page.evaluate awaits the promise; wait_for_function would count the promise as truthy.
-    shown = wait_until(lambda: page.evaluate(notifications), 20, message="the notification")
+    # On a loaded machine a worker just activated may drop a push delivered through DevTools: deliver again until
+    # one shows (re-sending the same occurrence is what the tag must absorb anyway).
+    for _ in range(5):
+        deliver_twice()
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: page.evaluate(notifications), 6, message="the notification")
+            break
+    else:
+        raise AssertionError("no notification after five deliveries")
     time.sleep(0.5)  # the second push of the same occurrence would show a second notification now
     shown = page.evaluate(notifications)
     assert shown == [{"title": "定时提醒", "body": "喝水", "tag": REMINDER["tag"], "url": "/"}]
