@@ -536,6 +536,13 @@ def brightness(css_color: str) -> float:
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
+def computed(locator, property_name: str) -> str:
+    """An element's computed style. Asked again while it reads empty: the element was just replaced (the page
+    draws a card again when the reminders load), and a detached element has no computed style."""
+    style = f"e => getComputedStyle(e).{property_name}"
+    return wait_until(lambda: locator.evaluate(style), 10, message=f"the {property_name} of an attached element")
+
+
 @browser
 def test_the_reminder_card_and_panel_follow_dark_mode(serve, upstream, open_page):
     api = serve()
@@ -545,9 +552,9 @@ def test_the_reminder_card_and_panel_follow_dark_mode(serve, upstream, open_page
     page = open_page(api.base_url, color_scheme="dark", **IN_SHANGHAI)
     card = page.locator(".reminder-card")
     expect(card).to_have_count(1)
-    assert brightness(card.locator(".reminder-card-title").evaluate("e => getComputedStyle(e).color")) > 150
+    assert brightness(computed(card.locator(".reminder-card-title"), "color")) > 150
     screenshot(page, "reminder-card-dark-zh-CN")
     panel = open_panel(page)
-    assert brightness(panel.evaluate("e => getComputedStyle(e).backgroundColor")) < 60
-    assert brightness(panel.locator(".reminder-item").first.evaluate("e => getComputedStyle(e).color")) > 150
+    assert brightness(computed(panel, "backgroundColor")) < 60
+    assert brightness(computed(panel.locator(".reminder-item").first, "color")) > 150
     screenshot(page, "reminders-panel-dark-zh-CN")
