@@ -389,17 +389,22 @@ class HistoryStore:
             _ARCHIVED[self.archive_dir] = (key, found)
         return found
 
-    def _archived_between(self, archives: list[tuple[int, int, str]], after: int, below: int) -> list[Message]:
-        """The archived messages with `after` < id < `below`, oldest first. Where archives overlap (a rotation
-        a crash interrupted, done again later), the later archive's copy wins: it may carry a done mark."""
+    def _archived_between(
+        self, archives: list[tuple[int, int, str]], after: int, below: int, limit: int | None = None
+    ) -> list[Message]:
+        """The archived messages with `after` < id < `below`, oldest first; with `limit`, the first `limit` + 1
+        (it stops reading once they are found and no later archive overlaps them). Where archives overlap (a
+        rotation a crash interrupted, done again later), the later archive's copy wins: it may carry a done mark."""
         by_id: dict[int, Message] = {}
-        for first, last, name in reversed(archives):
+        for first, last, name in archives:  # by last id: a later overlapping copy replaces an earlier one
             if last <= after or first >= below:
                 continue
-            for message in self._read_archive(name):
-                if after < message["id"] < below:
-                    by_id.setdefault(message["id"], message)
-        return [by_id[number] for number in sorted(by_id)]
+            if limit is not None and len(by_id) > limit and first > max(by_id):
+                break
+            read = self._archive(name) if limit is not None else self._read_archive(name)
+            by_id.update((m["id"], m) for m in read if after < m["id"] < below)
+        found = [by_id[number] for number in sorted(by_id)]
+        return found if limit is None else found[: limit + 1]
 
     def version(self) -> tuple[Any, ...]:
         """Changes whenever the visible messages may have: for caches built from `visible()`."""
@@ -446,15 +451,8 @@ class HistoryStore:
         after = max(after, log_state.floor_id - 1)  # nothing below the floor is visible, so never read it
         live_first = live[0]["id"] if live else log_state.next_id
         found: list[Message] = []
-        if after + 1 < live_first:  # oldest first, stopping once the page is full and no later archive overlaps
-            by_id: dict[int, Message] = {}
-            for first, last, name in self._archives(live_first):  # by last id: a later overlapping copy wins
-                if last <= after or first >= live_first:
-                    continue
-                if len(by_id) > limit and first > max(by_id):
-                    break
-                by_id.update((m["id"], m) for m in self._archive(name) if after < m["id"] < live_first)
-            found = [by_id[number] for number in sorted(by_id)][: limit + 1]
+        if after + 1 < live_first:  # a page that fell behind a rotation
+            found = self._archived_between(self._archives(live_first), after, live_first, limit)
         if len(found) <= limit:
             found += [m for m in live if m["id"] > after]
         return found[:limit], len(found) > limit
