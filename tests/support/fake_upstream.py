@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -62,6 +64,7 @@ class FakeUpstream:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{PATH}"
         self.closed_streams = threading.Event()
+        self.closed_at: float | None = None  # time.monotonic() when the app dropped a stalled stream
         self.connections = 0  # TCP connections accepted, to tell a reused connection from a new one
 
     def start(self) -> FakeUpstream:
@@ -84,6 +87,7 @@ class FakeUpstream:
             self.requests.clear()
             self.headers.clear()
             self.connections = 0
+            self.closed_at = None
         self.closed_streams.clear()
 
     def _next(self) -> dict[str, Any]:
@@ -227,7 +231,10 @@ class FakeUpstream:
                             self._chunk(blob[start : start + size])
                             time.sleep(pause)
                     else:
-                        for frame in frames:
+                        stall_at = behaviour.get("stall_at")  # after this many frames, silence for `stall` seconds
+                        for number, frame in enumerate(frames):
+                            if number == stall_at and not self._silent(behaviour.get("stall", 30.0)):
+                                return
                             self._chunk(frame)
                             time.sleep(pause)
                     if ending == "cut":
@@ -238,6 +245,18 @@ class FakeUpstream:
                 except (BrokenPipeError, ConnectionResetError):
                     upstream.closed_streams.set()
                     self.close_connection = True
+
+            def _silent(self, seconds: float) -> bool:
+                """Send nothing for `seconds`, noticing at once when the app hangs up; False if it did."""
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    readable, _, _ = select.select([self.connection], [], [], 0.02)
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        upstream.closed_at = time.monotonic()
+                        upstream.closed_streams.set()
+                        self.close_connection = True
+                        return False
+                return True
 
         return Handler
 
