@@ -107,6 +107,7 @@ class Replies:
         self.folder = folder
         self._live: dict[Path, Journal] = {}
         self._condition = threading.Condition()
+        self._changes = 0  # counts writes and ends in this process, for followers to wait on
         self._watcher: threading.Thread | None = None
 
     def path(self, conversation_id: str, message_id: int) -> Path:
@@ -132,6 +133,7 @@ class Replies:
 
     def _changed(self) -> None:
         with self._condition:
+            self._changes += 1
             self._condition.notify_all()
 
     def _watch_stops(self) -> None:
@@ -174,6 +176,7 @@ class Replies:
             buffer = b""
             probe_at = time.monotonic()  # a writer long dead is noticed at once
             while True:
+                changes = self._changes  # taken before reading: a write after the read is not waited past
                 chunk = journal.read()
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
@@ -198,7 +201,8 @@ class Replies:
                     if self._settle_if_dead(journal, path, events, settle):
                         continue
                 with self._condition:
-                    self._condition.wait(None if local and deadline is None else FOLLOW_POLL_SECONDS)
+                    if self._changes == changes:
+                        self._condition.wait(None if local and deadline is None else FOLLOW_POLL_SECONDS)
 
     def _settle_if_dead(self, journal: Any, path: Path, events: list[dict[str, Any]], settle: Settle) -> bool:
         """If the writer is gone and no one wrote the end: write it (once, under the journal's lock)."""
