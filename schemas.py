@@ -322,6 +322,12 @@ class SearchQuery(Schema):
     limit: _query_int(1, "At most this many results (default 50).", 200) = None  # type: ignore[valid-type]
 
 
+class UsageQuery(Schema):
+    """Which days to sum."""
+
+    days: _query_int(1, "The last this many days in TIMEZONE, today included (default 30).", 366) = None  # type: ignore[valid-type]
+
+
 class ReminderPath(BaseModel):
     """Which reminder: its `id` (`env` is the read-only reminder from .env)."""
 

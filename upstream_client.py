@@ -124,8 +124,8 @@ class UpstreamClient:
     def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> UpstreamStream:
         """Open the stream now (so refusals raise here) and return its pieces as they arrive.
 
-        The stream asks for token usage; a provider that refuses that field is asked once more without it,
-        and, if that works, never asked for it again by this process.
+        The stream asks for token usage; a provider that refuses that field is asked once more without it and,
+        once that works (or its refusal named the field), never asked for it again by this process.
         """
         payload = self._payload(messages, tools, stream=True)
         try:
@@ -134,14 +134,19 @@ class UpstreamClient:
             if "stream_options" not in payload or not _may_refuse_stream_options(refusal):
                 raise
             del payload["stream_options"]
+            if "stream_options" in refusal.message:  # it says so: whatever the next answer, never ask again
+                self._stop_asking_for_usage(refusal)
             response = self._post(payload, stream=True)  # refused again: the field was not the reason, say why
-            if self.asks_stream_usage:
-                self.asks_stream_usage = False
-                log.warning(
-                    "The model API refused stream_options (%s); streams no longer ask it for token usage",
-                    refusal.message,
-                )
+            self._stop_asking_for_usage(refusal)
         return UpstreamStream(response, self._read_events(response))
+
+    def _stop_asking_for_usage(self, refusal: UpstreamError) -> None:
+        """From now on, streams of this process do not ask for usage; said once in the log (never the key)."""
+        if self.asks_stream_usage:
+            self.asks_stream_usage = False
+            log.warning(
+                "The model API refused stream_options (%s); streams no longer ask it for token usage", refusal.message
+            )
 
     def _payload(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, stream: bool) -> dict:
         payload: dict[str, Any] = {"model": self.settings.model, "messages": messages, "stream": stream}
