@@ -71,6 +71,22 @@ def test_a_replys_tokens_show_on_hover_and_the_month_total_in_the_header(serve, 
     expect(popover).to_be_hidden()
 
 
+def test_escape_closes_the_popover_without_stopping_a_reply(serve, upstream, open_page):
+    api = serve()
+    upstream.script({"pieces": ["一", "二", "三", "四", "五", "六"], "chunk_delay": 0.4})
+    page = open_page(api.base_url)
+    page.fill("#input", "数到六")
+    page.press("#input", "Enter")
+    expect(page.locator("article.message.assistant .bubble").last).to_contain_text("一")
+    popover = open_usage(page)
+    page.keyboard.press("Escape")
+    expect(popover).to_be_hidden()
+    reply = page.locator("article.message.assistant[data-id]").last
+    expect(reply.locator(".bubble")).to_have_text("一二三四五六", timeout=15_000)
+    assert "stopped" not in (reply.get_attribute("class") or "")
+    page.keyboard.press("Escape")  # with the popover closed, Escape is the page's own again (nothing to stop)
+
+
 def test_the_month_is_the_servers_even_when_the_browser_is_still_in_the_last_one(serve, open_page):
     api = serve()
     # A reply stored an hour before this month began in the server's zone, and one now.

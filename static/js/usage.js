@@ -84,6 +84,11 @@ export class UsageMenu {
       button.setAttribute('aria-expanded', String(event.newState === 'open'));
       if (event.newState === 'open') this.load();
     });
+    document.addEventListener('keydown', event => {  // while capturing: before the page's own Escape (Stop)
+      if (event.key !== 'Escape' || !popover.matches(':popover-open')) return;
+      event.stopPropagation();  // Escape closes the popover; it does not also stop a reply
+      popover.hidePopover();
+    }, true);
   }
 
   async load() {
