@@ -84,16 +84,17 @@ class UsageReport:
         self._counted: dict[str, _Counted] = {}
         self._lock = threading.Lock()
 
-    def report(self, days: int = DEFAULT_DAYS, now: datetime | None = None) -> dict[str, Any]:
+    def report(self, days: int = DEFAULT_DAYS) -> dict[str, Any]:
         """The last `days` days, today included: totals, each day with usage (oldest first) and each
         conversation with usage (most tokens first)."""
         if not MIN_DAYS <= days <= MAX_DAYS:
             raise ValueError(f"days must be between {MIN_DAYS} and {MAX_DAYS}.")
-        today = (now or datetime.now(self.zone)).astimezone(self.zone).date()
+        today = datetime.now(self.zone).date()
         since = today - timedelta(days=days - 1)
         first = since.isoformat()
-        by_day: dict[str, Counts]
-        total, by_day, by_conversation = _empty(), {}, []
+        total = _empty()
+        by_day: dict[str, Counts] = {}
+        by_conversation: list[dict[str, Any]] = []
         for conversation_id, counted in self._refreshed(since):
             mine = _empty()
             for day, counts in counted.by_day.items():
