@@ -113,6 +113,17 @@ def test_usage_totals_equal_the_sum_of_the_fake_upstreams_usage(upstream, tmp_pa
     assert totals == sorted(totals, reverse=True)
 
 
+def test_a_reminder_worded_by_the_model_counts_like_a_reply(api, upstream):
+    reminder = api.post("/api/reminders", json={"text": "喝水", "cron": "0 8 * * *"}).json()["reminder"]
+    sent = api.post(f"/api/reminders/{reminder['id']}/run", json={})
+    assert sent.status_code == 200, sent.text
+    message = sent.json()["message"]
+    [usage] = upstream.usages_sent
+    assert message["generated"] is True and counts(message["usage"]) == counts(usage)
+    report = api.get("/api/usage").json()
+    assert counts(report["total"]) == counts(usage) and report["total"]["messages"] == 1
+
+
 # ---- streams and stream_options -------------------------------------------------------------------
 
 
