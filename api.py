@@ -77,6 +77,7 @@ from responses import (
     Schedule,
     SearchResults,
     Success,
+    Usage,
 )
 from scheduler import Reminders
 from schemas import (
@@ -103,10 +104,12 @@ from schemas import (
     ReplyQuery,
     ReplyStop,
     SearchQuery,
+    UsageQuery,
     body_example,
 )
 from search import SearchIndex
 from security import COOKIE_MAX_AGE, COOKIE_NAME, public, security, spends_api_key
+from usage import DEFAULT_DAYS, UsageReport
 from webpush import WebPush
 
 api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=operation_id)
@@ -392,6 +395,17 @@ def search(query: SearchQuery) -> Any:
     except ValueError as problem:
         raise BadRequest(str(problem), code="invalid_q") from None
     return {"success": True, "results": results}
+
+
+@api.get(
+    "/usage",
+    security=TOKEN_OR_COOKIE,
+    responses={200: Usage, 400: BAD_REQUEST, **GUARDED, 503: STORAGE_UNAVAILABLE},
+)
+def usage(query: UsageQuery) -> Any:
+    """Tokens the model API reported for the stored replies of the last `days` days, per day and per conversation."""
+    report: UsageReport = current_app.extensions["usage"]
+    return {"success": True, **report.report(query.days or DEFAULT_DAYS)}
 
 
 @api.get("/health", responses={200: Health})

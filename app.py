@@ -33,6 +33,7 @@ from security import (
     warn_about_untrusted_forwarding,
 )
 from upstream_client import UpstreamClient
+from usage import UsageReport
 from webpush import WebPush
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     service = ChatService(settings, conversations, UpstreamClient(settings), reminders)
     app.extensions["conversations"] = conversations
     app.extensions["search"] = SearchIndex()  # each worker keeps its own folded copy of every message
+    app.extensions["usage"] = UsageReport(conversations, settings.timezone)  # and its own daily token counts
     app.extensions["settings"] = settings
     # Where Security's budgets count. Only RATE_LIMIT and ACCESS_TOKEN (wrong guesses) make budgets:
     # without either, no file in the data folder and no wait on an unreachable RATE_LIMIT_STORAGE.

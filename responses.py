@@ -158,6 +158,48 @@ class SearchResults(BaseModel):
     results: list[SearchHit]
 
 
+class UsageCounts(BaseModel):
+    """Tokens the model API reported, summed, and over how many replies."""
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+    messages: int = Field(ge=0, description="Replies that reported usage (a turn with tool rounds is one).")
+
+
+class UsageDay(UsageCounts):
+    """One day, in TIMEZONE."""
+
+    date: str = Field(description="YYYY-MM-DD in TIMEZONE.")
+
+
+class UsageConversation(UsageCounts):
+    """One conversation."""
+
+    conversation_id: str
+    title: str = Field(description="Empty while untitled.")
+
+
+class Usage(BaseModel):
+    """Token usage of the last `days` days."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        **_described(
+            "Token usage of the stored replies of the last `days` days (TIMEZONE), per day and per conversation. "
+            "What the history shows counts: cleared and deleted conversations no longer do."
+        ),
+    )
+    success: Literal[True]
+    days: int = Field(ge=1, le=366)
+    since: str = Field(description="The first day counted, YYYY-MM-DD in TIMEZONE.")
+    today: str = Field(description="Today in TIMEZONE, YYYY-MM-DD: `since` + `days` - 1.")
+    timezone: str = Field(description="TIMEZONE, the zone the days are counted in.")
+    total: UsageCounts
+    by_day: list[UsageDay] = Field(description="Each day with usage, oldest first.")
+    by_conversation: list[UsageConversation] = Field(description="Each conversation with usage, most tokens first.")
+
+
 class Imported(BaseModel):
     """What an import created."""
 
@@ -399,6 +441,7 @@ BAD_REQUEST = _error(
         "missing_q",
         "invalid_q",
         "invalid_format",
+        "invalid_days",
         "bad_request",
     ],
 )

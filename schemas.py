@@ -343,6 +343,12 @@ class ReplyStop(Schema):
     conversation_id: ConversationId = None
 
 
+class UsageQuery(Schema):
+    """Which days to sum."""
+
+    days: _query_int(1, "The last this many days in TIMEZONE, today included (default 30).", 366) = None  # type: ignore[valid-type]
+
+
 class ReminderPath(BaseModel):
     """Which reminder: its `id` (`env` is the read-only reminder from .env)."""
 

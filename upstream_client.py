@@ -35,6 +35,11 @@ CHAT_COMPLETIONS_PATH = "/chat/completions"
 # connection can be used again (the end comes with [DONE] or right after it).
 DRAIN_SECONDS = 0.2
 DRAIN_READS = 4
+# Streams ask for the token counts: providers then send them in one last event (`"choices": []`) before [DONE].
+STREAM_OPTIONS = {"include_usage": True}
+# A refusal of a request carrying `stream_options` that may be about it: strict servers (older vLLM, some gateways)
+# answer 400 to a field they do not know; FastAPI-based ones 422.
+REFUSED_STATUSES = frozenset({400, 422})
 
 
 @dataclass
@@ -85,6 +90,8 @@ class UpstreamClient:
         # Everything but the body is the same on every call: prepared once per kind (requests' URL checks, header
         # merging and auth cost ~0.2 ms a call), each call copies one and adds its JSON.
         self._prepared = {stream: self._prepare(stream) for stream in (False, True)}
+        # Cleared for good (in this process) once the provider refused a stream that asked for usage.
+        self.asks_stream_usage = True
         if self.url != settings.api_url:
             log.info(
                 "API_URL %s is a base URL: chat requests go to %s", url_shown(settings.api_url), url_shown(self.url)
@@ -117,12 +124,36 @@ class UpstreamClient:
         return completion
 
     def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> UpstreamStream:
-        """Open the stream now (so refusals raise here) and return its pieces as they arrive."""
-        response = self._post(self._payload(messages, tools, stream=True), stream=True)
+        """Open the stream now (so refusals raise here) and return its pieces as they arrive.
+
+        The stream asks for token usage; a provider that refuses that field is asked once more without it and,
+        once that works (or its refusal named the field), never asked for it again by this process.
+        """
+        payload = self._payload(messages, tools, stream=True)
+        try:
+            response = self._post(payload, stream=True)
+        except UpstreamError as refusal:
+            if "stream_options" not in payload or not _may_refuse_stream_options(refusal):
+                raise
+            del payload["stream_options"]
+            if "stream_options" in refusal.message:  # it says so: whatever the next answer, never ask again
+                self._stop_asking_for_usage(refusal)
+            response = self._post(payload, stream=True)  # refused again: the field was not the reason, say why
+            self._stop_asking_for_usage(refusal)
         return UpstreamStream(response, self._read_events(response))
+
+    def _stop_asking_for_usage(self, refusal: UpstreamError) -> None:
+        """From now on, streams of this process do not ask for usage; said once in the log (never the key)."""
+        if self.asks_stream_usage:
+            self.asks_stream_usage = False
+            log.warning(
+                "The model API refused stream_options (%s); streams no longer ask it for token usage", refusal.message
+            )
 
     def _payload(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, stream: bool) -> dict:
         payload: dict[str, Any] = {"model": self.settings.model, "messages": messages, "stream": stream}
+        if stream and self.asks_stream_usage:
+            payload["stream_options"] = STREAM_OPTIONS
         if tools:
             payload["tools"] = tools
         return payload
@@ -234,8 +265,13 @@ class UpstreamClient:
     # ---- streaming -----------------------------------------------------------------------
 
     def _read_events(self, response: requests.Response) -> Iterator[StreamPiece]:
-        """Parse server-sent events; bytes are split only at newlines, so UTF-8 is never cut."""
-        finished = False
+        """Parse server-sent events; bytes are split only at newlines, so UTF-8 is never cut.
+
+        The finish piece is held back until [DONE] or the body's end: the token usage a provider sends comes
+        after the finish reason, in an event of its own, and goes out on that piece.
+        """
+        finish: StreamPiece | None = None
+        usage: dict[str, Any] = {}
         buffer = b""
         calls: dict[int, ToolCall] = {}  # a tool call arrives in fragments, keyed by its index
         try:
@@ -247,20 +283,22 @@ class UpstreamClient:
                     if data is None:
                         continue
                     if data == b"[DONE]":
-                        if not finished:
-                            yield StreamPiece("finish", "stop", tool_calls=list(calls.values()))
+                        yield _finished(finish, usage, calls)
                         return
-                    for piece in self._pieces(data, calls):
+                    event = self._event(data)
+                    usage = _usage_of(event) or usage  # counts so far: a later event's are the newer ones
+                    for piece in self._pieces(event, calls):
                         if piece.kind == "finish":
-                            finished = True
-                            piece.tool_calls = list(calls.values())
-                        yield piece
+                            finish = piece
+                        else:
+                            yield piece
         except UpstreamError:
-            if finished:  # the reply was whole; only what follows the finish reason was lost
-                return
-            raise
-        if not finished:
+            if finish is None:
+                raise
+            # The reply was whole; only what follows the finish reason was lost (perhaps its usage).
+        if finish is None:
             raise UpstreamError("The model's reply was cut off before it finished.", code="upstream_incomplete")
+        yield _finished(finish, usage, calls)
 
     def _chunks(self, response: requests.Response) -> Iterator[bytes]:
         """Raw body bytes as soon as they arrive (read1 does not wait for a full buffer)."""
@@ -276,8 +314,8 @@ class UpstreamClient:
         except (urllib3.exceptions.HTTPError, OSError):
             raise _broken() from None
 
-    def _pieces(self, data: bytes, calls: dict[int, ToolCall]) -> list[StreamPiece]:
-        """The reasoning, reply text and finish reason in one `data:` event; tool call fragments go into `calls`."""
+    def _event(self, data: bytes) -> dict[str, Any]:
+        """One `data:` payload as JSON."""
         try:
             event = json.loads(data)
             if may_hold_surrogates(data):  # rarely: the full walk costs more than the parse (~18 µs an event)
@@ -286,6 +324,10 @@ class UpstreamClient:
             raise _malformed() from None
         if not isinstance(event, dict):
             raise _malformed()
+        return event
+
+    def _pieces(self, event: dict[str, Any], calls: dict[int, ToolCall]) -> list[StreamPiece]:
+        """The reasoning, reply text and finish reason in one event; tool call fragments go into `calls`."""
         if "error" in event:
             raise UpstreamError(f"The model API reported an error mid-reply: {self._redact(_message_of(event))}")
         choices = event.get("choices") or []
@@ -305,8 +347,7 @@ class UpstreamClient:
         if content:
             pieces.append(StreamPiece("delta", content, model))
         if finish:
-            usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}
-            pieces.append(StreamPiece("finish", finish, model, usage))
+            pieces.append(StreamPiece("finish", finish, model))
         return pieces
 
 
@@ -421,6 +462,34 @@ def _merge_tool_calls(fragments: Any, calls: dict[int, ToolCall]) -> None:
             call.name += name
         if isinstance(arguments, str):
             call.arguments += arguments
+
+
+def _may_refuse_stream_options(refusal: UpstreamError) -> bool:
+    """Whether a refused stream may have been refused for asking for usage: a 400 (or 422) that names the field,
+    or names nothing; one about the tools is left to the caller, which asks again without them."""
+    if refusal.upstream_status not in REFUSED_STATUSES:
+        return False
+    text = refusal.message.lower()
+    return "stream_options" in text or "tool" not in text
+
+
+def _usage_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The token counts an event carries: at its top (OpenAI, vLLM, SiliconFlow) or in its choice (Moonshot)."""
+    usage = event.get("usage")
+    if not isinstance(usage, dict):
+        choices = event.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        usage = choice.get("usage")
+    return usage if isinstance(usage, dict) else {}
+
+
+def _finished(finish: StreamPiece | None, usage: dict[str, Any], calls: dict[int, ToolCall]) -> StreamPiece:
+    """The reply's finish piece (a plain "stop" when the provider sent none before [DONE]), with its usage
+    and the assembled tool calls."""
+    piece = finish or StreamPiece("finish", "stop")
+    piece.usage = usage
+    piece.tool_calls = list(calls.values())
+    return piece
 
 
 def _broken() -> UpstreamError:

@@ -61,7 +61,8 @@ def test_a_tool_call_creates_the_reminder_and_the_model_answers_with_its_result(
     assert result["tool_call_id"] == asked["tool_calls"][0]["id"]
     assert result["result"]["ok"] is True and result["result"]["reminder"]["id"] == card["id"]
     # One turn, two requests: their tokens add up; the tool round itself is not kept in the history.
-    assert message["usage"]["prompt_tokens"] == 20
+    assert len(upstream.usages_sent) == 2
+    assert message["usage"]["prompt_tokens"] == sum(usage["prompt_tokens"] for usage in upstream.usages_sent)
     assert [(m["role"], m["content"]) for m in api.history()] == [
         ("user", "明天这个时候提醒我吃药"),
         ("assistant", "好的，明天这个时候提醒你吃药。"),

@@ -34,6 +34,7 @@ PROTECTED = [
     ("POST", "/api/reminders/1/snooze", {"json": {"message_id": 1}}),
     ("POST", "/api/reminders/1/done", {"json": {"message_id": 1}}),
     ("GET", "/api/push/key", {}),
+    ("GET", "/api/usage", {}),
     ("POST", "/api/push/subscriptions", {"json": {"subscription": {"endpoint": "https://push.example.com/x"}}}),
     ("DELETE", "/api/push/subscriptions", {"json": {"endpoint": "https://push.example.com/x"}}),
     ("GET", "/api/no-such-route", {}),

@@ -19,6 +19,7 @@ import { ReminderThread } from './reminder_thread.js';
 import { SideDrawer } from './side_drawer.js';
 import { Sidebar } from './sidebar.js';
 import { Thread } from './thread.js';
+import { UsageMenu } from './usage.js';
 
 const byId = id => document.getElementById(id);
 const root = document.documentElement;
@@ -97,6 +98,10 @@ new ConversationSearch({ input: byId('conversation-search'), results: byId('sear
 new ConversationTransfer({
   exportLink: byId('export-all'), importButton: byId('import-open'), file: byId('import-file'), status: byId('transfer-status'),
 }, { onImported: conversations => { sidebar.seeImported(conversations); return sidebar.refresh(); } });
+new UsageMenu({
+  button: byId('usage-open'), popover: byId('usage-popover'), month: byId('usage-month'), total: byId('usage-total'),
+  split: byId('usage-split'), replies: byId('usage-replies'), status: byId('usage-status'),
+});
 const poller = new Poller(pollAll, pollInterval(location.search, root.dataset.pollMs));
 const login = new Login(
   { app: byId('app'), panel: byId('login'), form: byId('login-form'), token: byId('token'), error: byId('login-error') },

@@ -3,6 +3,7 @@
 import { LANG, errorText, t } from './i18n.js';
 import { renderReminderExtras } from './reminder_views.js';
 import { isFailedReply } from './retry.js';
+import { showTurnUsage } from './usage.js';
 
 /** The event a Retry button sends up from its message element; the chat decides whether to answer it. */
 export const RETRY_EVENT = 'retry-turn';
@@ -179,6 +180,7 @@ function renderMeta(meta, message) {
     if (message.error) flag.title = message.error;
     meta.append(flag);
   }
+  showTurnUsage(meta, message);
 }
 
 /** The collapsible thinking block, created on first use; open while thinking is live. */

@@ -4,6 +4,11 @@ Tests start it in a thread (`FakeUpstream().start()`), queue behaviours with `sc
 read back what the app sent with `requests`. Unscripted requests get a friendly Chinese echo.
 A behaviour with `tool_calls` ([{"name", "arguments"}]) answers with calls to the offered tools,
 whole or streamed in fragments as providers send them.
+Every answer reports token `usage` that depends on what was asked and said (`usages_sent` lists them); a
+stream sends it only when asked with `stream_options: {"include_usage": true}`, in a last event of its own.
+`stream_options` says how the fake treats that field: "honour" it, "ignore" it (no usage, as many providers),
+or refuse the request with a 400 as strict servers do ("refuse": older vLLM's words; "refuse_unknown": an
+OpenAI-style gateway's).
 It also runs on its own for benchmarks: `python -m tests.support.fake_upstream --port 8999`.
 """
 
@@ -29,6 +34,35 @@ def default_reply(request: dict[str, Any]) -> str:
     """The echo every unscripted request gets."""
     users = [m["content"] for m in request.get("messages", []) if m.get("role") == "user"]
     return f"收到：{users[-1] if users else ''}"
+
+
+def usage_for(request: dict[str, Any], said: str) -> dict[str, int]:
+    """Token counts that follow the request and the answer, so sums over several calls mean something:
+    one "token" per character asked (every message's text) and per character said (text, reasoning, calls)."""
+    asked = sum(len(m.get("content") or "") for m in request.get("messages", []) if isinstance(m, dict))
+    prompt, completion = 7 + asked, 3 + len(said)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# What strict servers answer to a field they do not know, word for word.
+STREAM_OPTIONS_REFUSALS = {
+    "refuse": {  # vLLM before it allowed extra fields (pydantic's extra="forbid")
+        "object": "error",
+        "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), 'msg': 'Extra inputs are not "
+        "permitted', 'input': {'include_usage': True}}]",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    },
+    "refuse_unknown": {  # OpenAI-style gateways (one-api/new-api, older Azure API versions)
+        "error": {
+            "message": "Unknown parameter: 'stream_options'.",
+            "type": "invalid_request_error",
+            "param": "stream_options",
+            "code": "unknown_parameter",
+        }
+    },
+}
 
 
 def encode_json(data: Any) -> bytes:
@@ -66,6 +100,8 @@ class FakeUpstream:
         self.closed_streams = threading.Event()
         self.closed_at: float | None = None  # time.monotonic() when the app dropped a stalled stream
         self.connections = 0  # TCP connections accepted, to tell a reused connection from a new one
+        self.stream_options = "honour"  # or "ignore", "refuse", "refuse_unknown" (see the module's docstring)
+        self.usages_sent: list[dict[str, int]] = []
 
     def start(self) -> FakeUpstream:
         # A short poll interval: stop() returns within 50 ms instead of serve_forever's default 0.5 s.
@@ -88,11 +124,19 @@ class FakeUpstream:
             self.headers.clear()
             self.connections = 0
             self.closed_at = None
+            self.stream_options = "honour"
+            self.usages_sent.clear()
         self.closed_streams.clear()
 
     def _next(self) -> dict[str, Any]:
         with self._lock:
             return self._script.popleft() if self._script else {}
+
+    def _sent(self, usage: dict[str, int]) -> dict[str, int]:
+        """Note token counts as they go out, for tests that compare the app's sums with them."""
+        with self._lock:
+            self.usages_sent.append(usage)
+        return usage
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         upstream = self
@@ -121,6 +165,10 @@ class FakeUpstream:
                 with upstream._lock:
                     upstream.requests.append(body)
                     upstream.headers.append(dict(self.headers))
+                refusal = STREAM_OPTIONS_REFUSALS.get(upstream.stream_options)
+                authorized = self.headers.get("Authorization") == f"Bearer {upstream.api_key}"
+                if refusal is not None and "stream_options" in body and authorized:
+                    return self._json(400, refusal)  # before the script: its next behaviour is for the request again
                 behaviour = upstream._next()
                 if self.headers.get("Authorization") != f"Bearer {upstream.api_key}":
                     return self._json(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
@@ -152,6 +200,7 @@ class FakeUpstream:
                     message["reasoning_content"] = reasoning
                 if calls:
                     message["tool_calls"] = calls
+                usage = upstream._sent(usage_for(body, said(content, reasoning, calls)))
                 return self._json(
                     200,
                     {
@@ -161,11 +210,7 @@ class FakeUpstream:
                         "choices": [
                             {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
                         ],
-                        "usage": {
-                            "prompt_tokens": 10,
-                            "completion_tokens": len(content),
-                            "total_tokens": 10 + len(content),
-                        },
+                        "usage": usage,
                     },
                 )
 
@@ -219,12 +264,26 @@ class FakeUpstream:
                 if "frames" in behaviour:  # exact `data:` payloads instead of the generated ones
                     frames = [f"data: {frame}\n\n".encode() for frame in behaviour["frames"]]
                 ending = behaviour.get("ending", "done")
+                usage_at, usage = None, None  # the usage event's place among the frames, and what it says
                 if ending == "bad_chunk":
                     frames.append(b'data: {"choices": [oops\n\n')
                 elif ending == "done":
-                    frames += [event({}, "tool_calls" if _tool_calls(behaviour) else "stop"), b"data: [DONE]\n\n"]
+                    frames.append(event({}, "tool_calls" if _tool_calls(behaviour) else "stop"))
+                    asked = isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage")
+                    if asked and upstream.stream_options == "honour":  # after the finish reason, with no choices
+                        usage = usage_for(body, said(content, reasoning, _tool_calls(behaviour)))
+                        usage_at = len(frames)
+                        data = {
+                            "id": "chatcmpl-fake",
+                            "object": "chat.completion.chunk",
+                            "model": body.get("model", ""),
+                        }
+                        frames.append(b"data: " + encode_json({**data, "choices": [], "usage": usage}) + b"\n\n")
+                    frames.append(b"data: [DONE]\n\n")
                 try:
                     if behaviour.get("split_bytes"):
+                        if usage is not None:
+                            upstream._sent(usage)
                         blob = b"".join(frames)
                         size = behaviour["split_bytes"]
                         for start in range(0, len(blob), size):
@@ -235,6 +294,8 @@ class FakeUpstream:
                         for number, frame in enumerate(frames):
                             if number == stall_at and not self._silent(behaviour.get("stall", 30.0)):
                                 return
+                            if number == usage_at:
+                                upstream._sent(usage)
                             self._chunk(frame)
                             time.sleep(pause)
                     if ending == "cut":
@@ -259,6 +320,11 @@ class FakeUpstream:
                 return True
 
         return Handler
+
+
+def said(content: str, reasoning: str, calls: list[dict[str, Any]]) -> str:
+    """Everything an answer says, as its completion tokens count it."""
+    return content + reasoning + "".join(call["function"]["name"] + call["function"]["arguments"] for call in calls)
 
 
 def _tool_calls(behaviour: dict[str, Any]) -> list[dict[str, Any]]:
