@@ -255,10 +255,12 @@ class Replies:
                 elif path.suffix in (".jsonl", ".tmp"):
                     with open(path, "rb") as journal:
                         fcntl.flock(journal.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-                        if path.stat().st_mtime < cutoff or path.suffix == ".tmp":
+                        age = time.time() - path.stat().st_mtime
+                        # A temporary journal is locked a moment after it is created: only an old one is left over.
+                        if age > KEEP_SECONDS or (path.suffix == ".tmp" and age > 60):
                             path.unlink()
                             path.with_suffix(".stop").unlink(missing_ok=True)
-                        else:
+                        elif path.suffix == ".jsonl":
                             conversation_id, _, number = path.stem.rpartition("-")
                             unlocked.append((conversation_id, int(number)))
         return unlocked

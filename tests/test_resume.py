@@ -278,3 +278,25 @@ def test_a_reminder_whose_writer_was_killed_keeps_its_own_text(upstream, tmp_pat
             lambda: next(m for m in history(server) if m["id"] == placeholder["id"] and "streaming" not in m), 10
         )
     assert stored["content"] == "喝水" and stored["generated"] is False and stored["interrupted"] is True
+
+
+def test_at_start_up_a_reply_a_dead_process_left_is_settled_and_old_journals_are_removed(make_settings, upstream):
+    from app import create_app
+    from chat_service import ChatService
+
+    settings = make_settings()
+    service: ChatService = create_app(settings).extensions["chat"]
+    store = service.conversations.main
+    question = store.append("user", "问")
+    journal, placeholder = service._begin_reply(store, "main", None, reply_to=question["id"])
+    journal.write({"type": "delta", "content": "半"})
+    journal.end()  # as a process killed mid-reply leaves it: unlocked, no end
+    old = settings.data_dir / "replies" / "main-999.jsonl"
+    old.write_text('{"id": 0, "type": "begin"}\n')
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+
+    create_app(settings)  # a worker starting
+
+    stored = store.message(placeholder["id"])
+    assert stored["interrupted"] is True and stored["content"] == "半" and "streaming" not in stored
+    assert not old.exists() and (settings.data_dir / "replies" / f"main-{placeholder['id']}.jsonl").exists()
