@@ -196,6 +196,9 @@ def _sse(events: Iterator[dict[str, Any]]) -> Response:
             yield f"id: {event['id']}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     response = Response(lines(), mimetype="text/event-stream")
+    closing = getattr(events, "close", None)
+    if closing is not None:  # called by the server even if the body was never read: the reply goes on without it
+        response.call_on_close(closing)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

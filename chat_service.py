@@ -154,10 +154,7 @@ class ChatService:
         except BaseException:
             hold.close()
             raise
-        events = self._relay(turn, pieces, hold, placeholder, journal)
-        # Not a daemon: a worker stopping gracefully lets the reply finish (Gunicorn's graceful_timeout allowing).
-        threading.Thread(target=_write, args=(journal, events), name="reply", daemon=False).start()
-        return self.follow_reply(conversation_id, placeholder["id"])
+        return _Written(journal, self._relay(turn, pieces, hold, placeholder, journal))
 
     def _begin_reply(
         self, store: HistoryStore, conversation_id: str, fallback: str | None, **fields: Any
@@ -643,6 +640,39 @@ class ChatService:
     def clear_history(self, conversation_id: str | None = None) -> int:
         """Archive and hide every message of a conversation; returns how many were cleared."""
         return self.conversations.store(conversation_id).clear()
+
+
+class _Written:
+    """A reply's events as the request's own thread journals them, so the first words wait for no hand-off
+    between threads. When the client leaves first (`close()`), a thread of its own writes the rest: the reply
+    belongs to the server, not to the request."""
+
+    def __init__(self, journal: Journal, events: Iterator[dict[str, Any]]):
+        self._journal = journal
+        self._events = events
+        self._over = False
+
+    def __iter__(self) -> _Written:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            event = next(self._events)
+        except BaseException:  # StopIteration after the terminal event, or a bug in the relay
+            self._end()
+            raise
+        return self._journal.write(event)
+
+    def _end(self) -> None:
+        if not self._over:
+            self._over = True
+            self._journal.end()
+
+    def close(self) -> None:
+        if not self._over:
+            self._over = True
+            # Not a daemon: a worker stopping gracefully lets the reply finish (Gunicorn's graceful_timeout allowing).
+            threading.Thread(target=_write, args=(self._journal, self._events), name="reply", daemon=False).start()
 
 
 def _write(journal: Journal, events: Iterator[dict[str, Any]]) -> None:
