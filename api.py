@@ -7,7 +7,7 @@ A route is guarded by ACCESS_TOKEN unless marked `@public`, and counts against R
 """
 
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +36,7 @@ from responses import (
     IMPORT_BODY,
     IMPORT_REFUSED,
     MAIN_CONVERSATION,
+    MESSAGE_NOT_FOUND,
     NO_BODY,
     POSTED,
     RATE_LIMITED,
@@ -72,6 +73,7 @@ from responses import (
     ReminderResult,
     ReminderRuns,
     ReminderSent,
+    ReplyStopped,
     Schedule,
     SearchResults,
     Success,
@@ -97,6 +99,9 @@ from schemas import (
     ReminderPath,
     ReminderPreviewQuery,
     ReminderSnooze,
+    ReplyPath,
+    ReplyQuery,
+    ReplyStop,
     SearchQuery,
     body_example,
 )
@@ -108,11 +113,13 @@ api = APIBlueprint("api", __name__, url_prefix="/api", operation_id_callback=ope
 # Guarded routes may be called with the token, with the login cookie, or with neither while no ACCESS_TOKEN is set.
 TOKEN_OR_COOKIE = [{}, {"bearerToken": []}, {"loginCookie": []}]
 EVENTS = {
-    "description": "Server-sent events, one `data: {json}` line each: `start` (with `user_message`), `reasoning` "
-    "and `delta` (with `content`), `reminder` (with `action`, `reminder` and for an update `previous`, as soon as a "
-    "reminder tool call ran), then `done` (with the stored `message`) or `error` (with `error` "
-    "and `code`, when the model fails mid-reply; what arrived is stored as `incomplete`, or, if nothing did, an "
-    "empty `incomplete` message with the `error` and its `error_code`).",
+    "description": "Server-sent events, each an `id:` line (1, 2, 3 … per reply; resume after one with "
+    "GET /api/chat/stream/{message_id} and Last-Event-ID) and a `data: {json}` line: `start` (with `message_id`, the "
+    "reply being written, `conversation_id` and `user_message`), `reasoning` and `delta` (with `content`), "
+    "`reminder` (with `action`, `reminder` and for an update `previous`, as soon as a reminder tool call ran), then "
+    "one of `done` (with the stored `message`), `stopped` (Stop was asked; `message`: what arrived, stored "
+    "`stopped`) or `error` (with `error`, `code` and the stored `message`: what arrived, `incomplete`; code "
+    "`interrupted` when the server process writing it died). A client that leaves does not stop the reply.",
     "content": {
         "text/event-stream": {
             "schema": {  # one event, as Schemathesis checks each
@@ -176,13 +183,19 @@ def _require_json_object_body() -> None:
         )
 
 
-def _sse(events: Generator[dict[str, Any], None, None]) -> Iterator[str]:
-    """Server-sent event lines; closing this (client gone) closes the relay, which stores the partial reply."""
-    try:
+def _sse(events: Iterator[dict[str, Any]]) -> Response:
+    """Server-sent events, each with its `id:` for Last-Event-ID. A client that leaves stops only its reading
+    of the reply's journal, never the reply."""
+
+    def lines() -> Iterator[str]:
         for event in events:
-            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-    finally:
-        events.close()
+            data = {key: value for key, value in event.items() if key != "id"}
+            yield f"id: {event['id']}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    response = Response(lines(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
 @api.post(
@@ -205,11 +218,36 @@ def chat(body: ChatRequest) -> Any:
 @spends_api_key
 def chat_stream(body: ChatRequest) -> Response:
     """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
-    events = _service().stream_reply(body.message, body.retry_of, body.conversation_id)
-    response = Response(_sse(events), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-    return response
+    return _sse(_service().stream_reply(body.message, body.retry_of, body.conversation_id))
+
+
+@api.get(
+    "/chat/stream/<message_id>",
+    security=TOKEN_OR_COOKIE,
+    responses={200: EVENTS, 400: BAD_REQUEST, **GUARDED, 404: MESSAGE_NOT_FOUND, 503: STORAGE_UNAVAILABLE},
+)
+def chat_stream_resume(path: ReplyPath, query: ReplyQuery) -> Response:
+    """Follow a reply from any worker: the events after `after` (or Last-Event-ID), then live until it ends."""
+    after = _last_event_id(request.headers.get("Last-Event-ID"), query.after or 0)
+    return _sse(_service().follow_reply(query.conversation_id or MAIN, path.message_id, after))
+
+
+@api.post(
+    "/chat/stream/<message_id>/stop",
+    security=TOKEN_OR_COOKIE,
+    responses={200: ReplyStopped, **TAKES_JSON, **GUARDED, 404: MESSAGE_NOT_FOUND, 503: STORAGE_UNAVAILABLE},
+)
+def chat_stream_stop(path: ReplyPath, body: ReplyStop) -> Any:
+    """Stop a reply being written (on any worker) within a second, even while the model is silent; answers it
+    as stored: the text received so far, `stopped`."""
+    return {"success": True, "message": _service().stop_reply(body.conversation_id, path.message_id)}
+
+
+def _last_event_id(header: str | None, after: int) -> int:
+    """Where a reconnecting client left off: the Last-Event-ID it sends (a browser's EventSource does), else `after`."""
+    if header is not None and header.strip().isdigit():
+        return int(header.strip())
+    return after
 
 
 @api.get(

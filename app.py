@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["rate_limits"] = RateLimitStore(settings) if counts_calls else None
     app.extensions["security"] = Security(settings)
     app.extensions["chat"] = service
+    service.settle_orphans()
     # A channel deleted or a browser gone: reminders that named it stop naming it.
     webpush = WebPush(settings.data_dir, settings.push_contact, on_removed=reminders.forget_channel)
     app.extensions["webpush"] = webpush

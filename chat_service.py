@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from config import Settings
 from conversations import MAIN, Conversations
-from errors import INTERNAL_ERROR, AppError, NotConfigured, StorageError, UpstreamError
-from history_store import HistoryStore, Message
+from errors import INTERNAL_ERROR, AppError, NotConfigured, NotFound, StorageError, UpstreamError
+from history_store import STREAMING, HistoryStore, Message
 from reminder_tools import (
     MAX_TOOL_ROUNDS,
     TOOLS,
@@ -27,6 +29,7 @@ from reminder_tools import (
     time_line,
 )
 from reminders import ReminderStore
+from replies import TERMINAL, Journal, Replies
 from titles import Titles
 from turn_gate import Turn, TurnGate
 from upstream_client import Completion, ToolCall, UpstreamClient, UpstreamStream
@@ -42,6 +45,9 @@ REMINDER_PROMPT = (
 
 # Besides the reminder's own wording time, how long its message may wait for a turn in progress to end.
 TURN_WAIT_MARGIN_SECONDS = 30
+STOP_WAIT_SECONDS = 5.0  # Stop answers once the reply is stored stopped; the writer notices within 0.1 s
+SETTLE_WAIT_SECONDS = 2.0  # reading a dead writer's journal to settle its reply
+INTERRUPTED = "The server stopped while writing this reply; try again."
 Answer = TypeVar("Answer", Completion, UpstreamStream)
 
 
@@ -78,6 +84,7 @@ class ChatService:
         self.upstream = upstream
         self.reminder_tools = ReminderTools(reminders, settings.timezone)
         self.titles = Titles(settings, upstream)
+        self.replies = Replies(settings.data_dir / "replies")
 
     def _gate(self, conversation_id: str) -> TurnGate:
         """The gate of one conversation: a turn there holds back only that conversation's reminder messages."""
@@ -123,24 +130,150 @@ class ChatService:
 
     def stream_reply(
         self, text: str, retry_of: int | None = None, conversation_id: str | None = None
-    ) -> Generator[dict[str, Any], None, None]:
+    ) -> Iterator[dict[str, Any]]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
 
-        The returned iterator yields the page's events; whatever happens to it (end, error, client
-        gone), the text received so far is stored.
+        The reply is then written by a thread of its own, into the history (a `streaming` message from the
+        start) and into its journal; a client that leaves does not stop it, only `stop_reply` does. The returned
+        iterator follows the journal: the page's events, each with its `id`.
         """
+        conversation_id = conversation_id or MAIN
         store = self.conversations.store(conversation_id)
         self._require_configured()
-        hold = self._gate(conversation_id or MAIN).turn()
+        hold = self._gate(conversation_id).turn()
         try:
             question = self._question(store, text, retry_of)
-            turn = self._start_turn(conversation_id or MAIN, store, question)
+            turn = self._start_turn(conversation_id, store, question)
             with self._failing_turn(turn):
                 pieces = self._ask(turn, self.upstream.stream)
+                try:
+                    journal, placeholder = self._begin_reply(store, conversation_id, None, reply_to=question["id"])
+                except BaseException:
+                    pieces.close()
+                    raise
         except BaseException:
             hold.close()
             raise
-        return self._relay(turn, pieces, hold)
+        events = self._relay(turn, pieces, hold, placeholder, journal)
+        # Not a daemon: a worker stopping gracefully lets the reply finish (Gunicorn's graceful_timeout allowing).
+        threading.Thread(target=_write, args=(journal, events), name="reply", daemon=False).start()
+        return self.follow_reply(conversation_id, placeholder["id"])
+
+    def _begin_reply(
+        self, store: HistoryStore, conversation_id: str, fallback: str | None, **fields: Any
+    ) -> tuple[Journal, Message]:
+        """The reply's journal, locked, and its message stored as `streaming` (numbered, the journal named after it)."""
+        try:
+            journal = self.replies.open(conversation_id, fallback)
+        except OSError as error:
+            raise StorageError(f"The reply cannot be written: {error.strerror or error}.") from None
+        try:
+            message = store.append(
+                "assistant", "", durable=False, on_id=journal.bind, streaming=True, model=self.settings.model, **fields
+            )
+        except BaseException:
+            journal.end()
+            raise
+        if not journal.message_id:  # a reminder occurrence stored already: that message, no journal
+            journal.end()
+        return journal, message
+
+    def follow_reply(self, conversation_id: str, message_id: int, after: int = 0) -> Iterator[dict[str, Any]]:
+        """The events of reply `message_id` numbered above `after`, then live until its end, from any worker.
+
+        A reply whose journal is gone (ended long ago) answers only its end, from the history.
+        """
+        store = self.conversations.store(conversation_id)
+        message = self._reply(store, message_id)  # checked now, not once the response has started
+        return self._follow(conversation_id, store, message, after)
+
+    def _follow(
+        self, conversation_id: str, store: HistoryStore, message: Message, after: int
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.replies.follow(conversation_id, message["id"], after, self._settler(store, message["id"]))
+        except FileNotFoundError:
+            yield {"id": after + 1, **_terminal(self._settled(conversation_id, store, message))}
+
+    @staticmethod
+    def _reply(store: HistoryStore, message_id: int) -> Message:
+        message = store.message(message_id)
+        if message is None or message["role"] != "assistant":
+            raise NotFound("There is no reply with this id in this conversation.", code="message_not_found")
+        return message
+
+    def stop_reply(self, conversation_id: str | None, message_id: int) -> Message:
+        """Stop reply `message_id` wherever it is being written; returns it as stored (stopped, or as it ended)."""
+        conversation_id = conversation_id or MAIN
+        store = self.conversations.store(conversation_id)
+        message = self._reply(store, message_id)
+        if message.get(STREAMING):
+            self.replies.stop(conversation_id, message_id)
+            return self._awaited(conversation_id, store, message, STOP_WAIT_SECONDS)
+        return message
+
+    def _awaited(self, conversation_id: str, store: HistoryStore, message: Message, seconds: float) -> Message:
+        """Message `message` once its reply ended (at most `seconds` from now; settled if its writer died)."""
+        deadline = time.monotonic() + seconds
+        settle = self._settler(store, message["id"])
+        with contextlib.suppress(FileNotFoundError):
+            for event in self.replies.follow(conversation_id, message["id"], 0, settle, deadline):
+                if event.get("type") in TERMINAL and event.get("message"):
+                    return event["message"]
+        return self._settled(conversation_id, store, store.message(message["id"]) or message)
+
+    def settle_orphans(self) -> None:
+        """At start-up: drop old journals, and store as interrupted each reply a dead process left `streaming`."""
+        for conversation_id, message_id in self.replies.sweep():
+            try:
+                store = self.conversations.store(conversation_id)
+                message = store.message(message_id)
+                if message is not None:
+                    self._settled(conversation_id, store, message)
+            except AppError as error:  # a deleted conversation, an unreadable log: nothing to settle there
+                log.info("Reply %s-%d not settled: %s", conversation_id, message_id, error.message)
+
+    def _settled(self, conversation_id: str, store: HistoryStore, message: Message) -> Message:
+        """A `streaming` message no process is writing any more (no journal, or an unlocked one), stored as
+        interrupted; any other message as it is."""
+        if not message.get(STREAMING):
+            return message
+        alive = self.replies.alive(conversation_id, message["id"])
+        if alive:
+            return message
+        if alive is None:  # no journal at all
+            terminal = self._settler(store, message["id"])([])
+            return terminal.get("message") or message
+        return self._awaited(conversation_id, store, message, SETTLE_WAIT_SECONDS)
+
+    def _settler(self, store: HistoryStore, message_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """How to end a reply whose writer died, from the events it wrote: the text so far, marked interrupted
+        (Retry answers it again); a reminder's message gets the reminder's own text, so it is never lost."""
+
+        def settle(events: list[dict[str, Any]]) -> dict[str, Any]:
+            begin = next((e for e in events if e.get("type") == "begin"), {})
+            content = "".join(str(e.get("content", "")) for e in events if e.get("type") == "delta")
+            reasoning = "".join(str(e.get("content", "")) for e in events if e.get("type") == "reasoning")
+            actions = [_action(e) for e in events if e.get("type") == "reminder"]
+            fields: dict[str, Any] = {"content": content, "interrupted": True}
+            if begin.get("fallback") is not None:
+                fields.update(content=begin["fallback"], generated=False)
+            else:
+                fields.update(incomplete=True, error=INTERRUPTED, error_code="interrupted")
+                if reasoning:
+                    fields["reasoning"] = reasoning
+                if actions:
+                    fields["reminder_actions"] = actions
+            try:
+                message = store.finish(message_id, fields)
+            except StorageError as error:
+                log.warning("The interrupted reply %d was not stored: %s", message_id, error.message)
+                message = None
+            if begin.get("fallback") is not None:
+                return {"type": "done", "message": message}
+            return {"type": "error", "error": INTERRUPTED, "code": "interrupted", "message": message}
+
+        return settle
 
     @contextlib.contextmanager
     def _failing_turn(self, turn: _Turn) -> Iterator[None]:
@@ -250,15 +383,23 @@ class ChatService:
 
     # ---- streaming -----------------------------------------------------------------------
 
-    def _relay(self, turn: _Turn, pieces: UpstreamStream, hold: Turn) -> Generator[dict[str, Any], None, None]:
-        """The page's events for one streamed turn; stores the reply however the stream ends."""
+    def _relay(
+        self, turn: _Turn, pieces: UpstreamStream, hold: Turn, placeholder: Message, journal: Journal
+    ) -> Generator[dict[str, Any], None, None]:
+        """The events of one streamed turn, for its journal; stores the reply however the stream ends."""
         question = turn.question
         content: list[str] = []
         reasoning: list[str] = []
-        outcome = Completion(content="")
-        extra: dict[str, Any] = {"stopped": True}  # until the stream ends one way or the other
+        outcome = Completion(content="", model=self.settings.model)
+        extra: dict[str, Any] = {"incomplete": True, "error": INTERNAL_ERROR, "error_code": "internal_error"}
+        journal.on_stop(pieces.abort)
         try:
-            yield {"type": "start", "user_message": question}
+            yield {
+                "type": "start",
+                "message_id": placeholder["id"],
+                "conversation_id": turn.conversation_id,
+                "user_message": question,
+            }
             for action in turn.actions:  # set by the phrase grammar before the model was asked
                 yield {"type": "reminder", **action}
             while True:
@@ -282,47 +423,51 @@ class ChatService:
                     if rest:
                         yield self._shown(rest, content, round_text)
                     calls = [*calls, *hidden.calls]
-                if not calls or turn.tools is None:
+                if not calls or turn.tools is None or journal.stopping.is_set():
                     break
                 pieces.close()
                 yield from self._run_tools(turn, calls, "".join(round_text))
                 pieces = self._ask(turn, self.upstream.stream)
-            extra = {}
+                journal.on_stop(pieces.abort)
+            extra = {"stopped": True} if journal.stopping.is_set() else {}
         except AppError as error:
-            extra = {"incomplete": True, "error": error.message, "error_code": error.code}
-            yield {"type": "error", "error": error.message, "code": error.code}
+            if journal.stopping.is_set():  # the aborted read, or a request Stop caught before it was answered
+                extra = {"stopped": True}
+            else:
+                extra = {"incomplete": True, "error": error.message, "error_code": error.code}
         except Exception:
             log.exception("The reply stream failed unexpectedly")
-            extra = {"incomplete": True, "error": INTERNAL_ERROR, "error_code": "internal_error"}
-            yield {
-                "type": "error",
-                "error": INTERNAL_ERROR,
-                "code": "internal_error",
-            }
         finally:
-            unsaved: StorageError | None = None
-            try:
-                pieces.close()
-                outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
-                if not extra or outcome.content or outcome.reasoning or turn.actions:
-                    reply = self._store_reply(
-                        turn.store, outcome, reply_to=question["id"], **extra, **_actions_field(turn)
-                    )
-                    if "stopped" in extra:
-                        log.info("Client left mid-reply; stored %d characters as stopped", len(reply["content"]))
-                elif "error" in extra:  # failed before any text: still recorded, as a non-stream failure is
-                    self._store_failure(turn, extra["error"], extra["error_code"])
-            except StorageError as error:  # a full disk, or the conversation deleted meanwhile: say so, no traceback
-                log.warning("The streamed reply to message %d was not stored: %s", question["id"], error.message)
-                unsaved = error
-            finally:
-                hold.close()  # the reply is stored: a reminder due meanwhile may follow it now
-        if unsaved is not None:  # the client is still there (had it left, GeneratorExit would have ended this)
-            yield {"type": "error", "error": unsaved.message, "code": unsaved.code}
-            return
-        if not extra:
-            self.titles.after_exchange(turn.conversation_id, turn.store, question, reply)
-            yield {"type": "done", "message": reply}
+            pieces.close()
+        message: Message | None = None
+        try:
+            outcome.content, outcome.reasoning = "".join(content), "".join(reasoning)
+            message = self._finish_reply(turn.store, placeholder, outcome, **extra, **_actions_field(turn))
+            if "stopped" in extra:
+                log.info("Reply stopped; stored %d characters", len(outcome.content))
+        except StorageError as error:  # a full disk, or the conversation deleted meanwhile: say so, no traceback
+            log.warning("The streamed reply to message %d was not stored: %s", question["id"], error.message)
+            extra = {"incomplete": True, "error": error.message, "error_code": error.code}
+        finally:
+            hold.close()  # the reply is stored: a reminder due meanwhile may follow it now
+        if not extra and message is not None:
+            self.titles.after_exchange(turn.conversation_id, turn.store, question, message)
+        yield _terminal(message, extra)
+
+    def _finish_reply(
+        self, store: HistoryStore, placeholder: Message, completion: Completion, **fields: Any
+    ) -> Message:
+        """Store a streamed reply's final form in its `streaming` message; the form is returned even if the
+        message is gone (its conversation was cleared meanwhile)."""
+        fields = {"content": completion.content, "model": completion.model or self.settings.model, **fields}
+        if completion.reasoning:
+            fields["reasoning"] = completion.reasoning
+        if completion.usage:
+            fields["usage"] = completion.usage
+        stored = store.finish(placeholder["id"], fields)
+        if stored is None:
+            return {k: v for k, v in {**placeholder, **fields}.items() if k != STREAMING}
+        return stored
 
     @staticmethod
     def _shown(text: str, content: list[str], round_text: list[str]) -> dict[str, Any]:
@@ -357,8 +502,8 @@ class ChatService:
         store = self.conversations.store(conversation_id)
         gate = self._gate(conversation_id)
         existing = store.find_scheduled(scheduled_for, reminder["id"])
-        if existing is not None:
-            return existing, None
+        if existing is not None:  # still being worded (by a leader since killed, or a manual run): its end
+            return self._awaited(conversation_id, store, existing, self.settings.read_timeout + 30), None
         fields: dict[str, Any] = {"is_scheduled": True, "reminder_id": reminder["id"], "scheduled_for": scheduled_for}
         if late:
             fields["late"] = True
@@ -367,14 +512,64 @@ class ChatService:
             try:
                 self._require_configured()
                 prompt = {"role": "user", "content": REMINDER_PROMPT.format(text=reminder["text"])}
-                completion = self.upstream.complete([*self._context(store, None), prompt])
-                with gate.between_turns():  # after a reply in progress, never between a question and its answer
-                    return self._store_reply(store, completion, generated=True, **fields), None
+                pieces = self.upstream.stream([*self._context(store, None), prompt], None)
             except AppError as error:
                 log.warning("Reminder %s could not be worded by the model: %s", reminder["id"], error.message)
                 failure = error
+            else:
+                try:
+                    with gate.between_turns():  # after a reply in progress, never between a question and its answer
+                        journal, message = self._begin_reply(
+                            store, conversation_id, reminder["text"], generated=True, **fields
+                        )
+                except BaseException:
+                    pieces.close()
+                    raise
+                if not journal.message_id:  # another process stored this occurrence meanwhile
+                    pieces.close()
+                    return message, None
+                return self._word(journal, store, message, pieces)
         with gate.between_turns():
             return store.append("assistant", reminder["text"], generated=False, **fields), failure
+
+    def _word(
+        self, journal: Journal, store: HistoryStore, placeholder: Message, pieces: UpstreamStream
+    ) -> tuple[Message, AppError | None]:
+        """Stream a reminder's wording into its message and journal, live for open pages. If the model fails or
+        someone stops it, the message is the reminder's own text (`generated: false`): a reminder is never lost."""
+        content: list[str] = []
+        outcome = Completion(content="", model=self.settings.model)
+        failure: AppError | None = None
+        journal.on_stop(pieces.abort)
+        try:
+            start = {"type": "start", "message_id": placeholder["id"], "conversation_id": journal.conversation_id}
+            journal.write({**start, "message": placeholder})
+            for piece in pieces:
+                if piece.kind == "delta":
+                    content.append(piece.text)
+                    journal.write({"type": "delta", "content": piece.text})
+                elif piece.kind == "reasoning":
+                    journal.write({"type": "reasoning", "content": piece.text})
+                else:
+                    _add_usage(outcome.usage, piece.usage)
+                outcome.model = piece.model or outcome.model
+        except AppError as error:
+            if not journal.stopping.is_set():
+                log.warning("Reminder message %d could not be worded: %s", placeholder["id"], error.message)
+                failure = error
+        finally:
+            pieces.close()
+        try:
+            outcome.content = "".join(content)
+            if failure is not None or journal.stopping.is_set() or not outcome.content.strip():
+                fields = {"content": journal.fallback, "generated": False, "model": outcome.model}
+                message = store.finish(placeholder["id"], fields) or {**placeholder, **fields}
+            else:
+                message = self._finish_reply(store, placeholder, outcome)
+            journal.write(_terminal(message))
+        finally:
+            journal.end()
+        return message, failure
 
     def reminder_conversation(self, reminder: dict[str, Any]) -> str:
         """Where a reminder's messages go: its conversation, or main once that was deleted (never lost)."""
@@ -440,13 +635,41 @@ class ChatService:
         """
         store = self.conversations.store(conversation_id)
         limit = limit or self.settings.history_page_size
-        if after is not None:
-            return store.newer(after, limit)
-        return store.page(limit, before)
+        messages, more = store.newer(after, limit) if after is not None else store.page(limit, before)
+        conversation_id = conversation_id or MAIN
+        # A reply left `streaming` by a process that died is stored as interrupted before anyone sees it.
+        return [self._settled(conversation_id, store, m) if m.get(STREAMING) else m for m in messages], more
 
     def clear_history(self, conversation_id: str | None = None) -> int:
         """Archive and hide every message of a conversation; returns how many were cleared."""
         return self.conversations.store(conversation_id).clear()
+
+
+def _write(journal: Journal, events: Iterator[dict[str, Any]]) -> None:
+    """The reply's thread: each event into its journal, the journal released at the end (a reply that ends
+    without its terminal event reads to followers as one whose writer died)."""
+    try:
+        for event in events:
+            journal.write(event)
+    except Exception:
+        log.exception("Writing a reply's events failed")
+    finally:
+        journal.end()
+
+
+def _terminal(message: Message | None, failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The last event of a reply: `done`, `stopped` or `error`, with the message as stored."""
+    failure = failure if failure is not None else message or {}
+    if failure.get("stopped"):
+        return {"type": "stopped", "message": message}
+    if failure.get("error_code"):
+        return {"type": "error", "error": failure.get("error"), "code": failure["error_code"], "message": message}
+    return {"type": "done", "message": message}
+
+
+def _action(event: dict[str, Any]) -> dict[str, Any]:
+    """A `reminder` event as the stored message's reminder action."""
+    return {k: v for k, v in event.items() if k not in ("id", "type")}
 
 
 def _actions_field(turn: _Turn) -> dict[str, Any]:

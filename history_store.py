@@ -168,6 +168,7 @@ class _Log:
         return self.size > self.end or self.bad > 0
 
 
+STREAMING = "streaming"  # marks a reply still being written; its "finish" line replaces it
 GENERATION_BYTES = 48  # '{"version":3,"generation":"<16 hex>"' and a little more
 
 
@@ -212,6 +213,14 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
             index = next((i for i, m in enumerate(messages) if m["id"] == record["done"]), None)
             if index is not None:
                 messages[index] = {**messages[index], "done_at": record.get("at")}
+        elif "finish" in record and isinstance(record.get("fields"), dict):
+            if messages is None:
+                messages = list(base.messages)
+            index = _live_index(messages, record["finish"])
+            if index is not None:
+                kept = {k: v for k, v in messages[index].items() if k != STREAMING}
+                messages[index] = {**kept, **record["fields"]}
+                meta = {**meta, "updated_at": record.get("at")}
         elif isinstance(record.get("meta"), dict):
             meta = {**meta, **record["meta"]}
             if "version" in record and lines == 1:  # the header
@@ -234,6 +243,11 @@ def _parse_lines(base: _Log | None, inode: int, size: int, chunk: bytes) -> _Log
         meta,
         base.messages if messages is None else messages,
     )
+
+
+def _live_index(messages: list[Message], message_id: Any) -> int | None:
+    """Where message `message_id` is in the live log, searching from the newest (a reply being written is recent)."""
+    return next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["id"] == message_id), None)
 
 
 def _with_count(log_state: _Log) -> dict[str, Any]:
@@ -569,9 +583,13 @@ class HistoryStore:
         """Keep the log short: past the limit, the oldest messages go to an archive; extra lines fold away."""
         messages = log_state.messages
         if len(messages) > self.live_limit:
-            keep = self.live_limit // 2
-            self._write_archive(messages[:-keep])
-            messages = messages[-keep:]
+            # A reply still being written stays live, and so does what follows it: its finish line must find it.
+            writing = next((i for i, m in enumerate(messages) if m.get(STREAMING)), len(messages))
+            cut = min(len(messages) - self.live_limit // 2, writing)
+            if cut == 0:
+                return log_state
+            self._write_archive(messages[:cut])
+            messages = messages[cut:]
         elif log_state.lines - len(messages) <= self.live_limit:
             return log_state
         return self.write_log(log_state.next_id, log_state.floor_id, log_state.meta, messages)
@@ -579,13 +597,23 @@ class HistoryStore:
     def _now(self) -> str:
         return datetime.now(self.zone).isoformat(timespec="milliseconds")
 
-    def append(self, role: str, content: str, *, durable: bool = True, **fields: Any) -> Message:
+    def append(
+        self,
+        role: str,
+        content: str,
+        *,
+        durable: bool = True,
+        on_id: Callable[[int], None] | None = None,
+        **fields: Any,
+    ) -> Message:
         """Store one message with a fresh id and timestamp and return it.
 
         A scheduled message carries `scheduled_for` (its tick) and, for a user's reminder, `reminder_id`;
         a second append for the same occurrence returns the stored message instead of adding another,
         so a reminder is never stored twice. `durable=False` leaves the fdatasync to the next durable append
         (a turn's question, synced with its reply: one sync a turn, none before the model is asked).
+        `on_id(id)` runs under the lock before the message is written: what it prepares (a reply's journal) is in
+        place before any reader can see the message; if it raises, nothing is stored.
         """
         with self._locked():
             log_state = self._writable()
@@ -602,8 +630,38 @@ class HistoryStore:
                 "is_scheduled": bool(fields.pop("is_scheduled", False)),
                 **fields,
             }
+            if on_id is not None:
+                on_id(message["id"])
             self._compact(self._append_line(log_state, message, durable))
             return message
+
+    def finish(self, message_id: int, fields: dict[str, Any]) -> Message | None:
+        """Give a reply stored while `streaming` its final fields (content, usage, stopped …), durably; returns
+        it as stored. A message already finished is returned unchanged (two settlers of one dead turn write
+        once); None if the message is gone (the conversation was cleared meanwhile)."""
+        with self._locked():
+            log_state = self._writable()
+            index = _live_index(log_state.messages, message_id)
+            if index is None:
+                return None
+            if not log_state.messages[index].get(STREAMING):
+                return log_state.messages[index]
+            appended = self._append_line(log_state, {"finish": message_id, "at": self._now(), "fields": fields})
+            self._compact(appended)
+            return appended.messages[_live_index(appended.messages, message_id) or 0]
+
+    def message(self, message_id: int) -> Message | None:
+        """Visible message `message_id`, live or archived; None if there is none."""
+        log_state = self._log()
+        if message_id < log_state.floor_id:
+            return None
+        index = _live_index(log_state.messages, message_id)
+        if index is not None:
+            return log_state.messages[index]
+        live = log_state.messages
+        live_first = live[0]["id"] if live else log_state.next_id
+        found = self._archived_between(self._archives(live_first), message_id - 1, message_id + 1)
+        return found[0] if found else None
 
     def change_meta(self, *, only_unset: bool = False, **changes: Any) -> dict[str, Any]:
         """Change the conversation's title, pinned mark or other meta; returns the meta as changed.

@@ -39,7 +39,15 @@ class Message(BaseModel):
         description="The turn failed: `content` is what arrived before the error, empty (with `reply_to`) when "
         "nothing did. Retry it with `retry_of`=`reply_to`; a later whole reply to the same message supersedes it.",
     )
-    stopped: bool | None = Field(None, description="The client left mid-stream.")
+    stopped: bool | None = Field(None, description="Stopped mid-reply (POST /api/chat/stream/{message_id}/stop).")
+    streaming: bool | None = Field(
+        None,
+        description="Still being written: follow it with GET /api/chat/stream/{message_id}; when it ends, the same "
+        "id holds the final message.",
+    )
+    interrupted: bool | None = Field(
+        None, description="The server process writing it died; `content` is what it had written (Retry it)."
+    )
     error: str | None = Field(None, description="Why an incomplete reply stopped: the error's one sentence.")
     error_code: str | None = Field(
         None, description="With `error`: the error's stable `code`, as in the failed request's answer or `error` event."
@@ -280,6 +288,14 @@ class ReminderPreview(BaseModel):
     next_runs: list[str]
 
 
+class ReplyStopped(BaseModel):
+    """The reply as stored once stopped (or as it had ended already)."""
+
+    model_config = ConfigDict(extra="forbid", **_described("The reply as stored: `stopped`, or as it had ended."))
+    success: Literal[True]
+    message: Message
+
+
 class ReminderMessageDone(BaseModel):
     """The reminder message, marked done."""
 
@@ -371,6 +387,7 @@ BAD_REQUEST = _error(
         "invalid_message",
         "empty_message",
         "invalid_retry_of",
+        "invalid_message_id",
         "invalid_limit",
         "invalid_before",
         "invalid_after",
@@ -457,6 +474,10 @@ UPSTREAM_FAILED = _error(
 UNAVAILABLE = _error(
     "Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is read-only or full)",
     ["not_configured", "storage_unavailable"],
+)
+MESSAGE_NOT_FOUND = _error(
+    "There is no reply with this id in this conversation, or no such conversation",
+    ["message_not_found", "conversation_not_found"],
 )
 CONVERSATION_NOT_FOUND = _error("There is no conversation with this id", ["conversation_not_found"])
 MAIN_CONVERSATION = _error("The main conversation cannot be deleted", ["main_conversation"])

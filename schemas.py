@@ -322,6 +322,27 @@ class SearchQuery(Schema):
     limit: _query_int(1, "At most this many results (default 50).", 200) = None  # type: ignore[valid-type]
 
 
+class ReplyPath(BaseModel):
+    """Which reply: the id of the assistant message (the `message_id` of its stream's `start` event)."""
+
+    message_id: Annotated[int, Field(ge=1)]
+
+
+class ReplyQuery(Schema):
+    """Where to resume: after event `after` (or the Last-Event-ID header), in conversation `conversation_id`."""
+
+    after: _query_int(0, "Replay the events numbered above this; Last-Event-ID, when sent, wins.") = None  # type: ignore[valid-type]
+    conversation_id: ConversationParameter = None
+
+
+class ReplyStop(Schema):
+    """Which conversation the reply is in (absent: the main one)."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"conversation_id": "main"}})
+
+    conversation_id: ConversationId = None
+
+
 class ReminderPath(BaseModel):
     """Which reminder: its `id` (`env` is the read-only reminder from .env)."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -321,6 +323,15 @@ class UpstreamStream:
     def __iter__(self) -> Iterator[StreamPiece]:
         yield from self._pieces
         self._whole = True  # [DONE] or the body's end arrived: nothing is left but the body's last bytes
+
+    def abort(self) -> None:
+        """End the stream from another thread, at once, even while the upstream sends nothing: the blocked read
+        returns and the iteration raises (Stop)."""
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._whole:

@@ -263,7 +263,13 @@ def read_whole_history(data_dir: Path) -> list[dict[str, Any]]:
     """
     by_id: dict[int, dict[str, Any]] = {}
     lines = (data_dir / "conversations" / "main.jsonl").read_text().splitlines()
-    live = [record for record in map(json.loads, lines) if "role" in record]
+    records = list(map(json.loads, lines))
+    live = [record for record in records if "role" in record]
+    for record in records:  # a streamed reply: its `streaming` message, then the line that finishes it
+        if "finish" in record:
+            message = next(m for m in live if m["id"] == record["finish"])
+            message.pop("streaming")
+            message.update(record["fields"])
     for archive in sorted((data_dir / "conversations" / "main-archive").glob("*.json")):
         for message in json.loads(archive.read_text())["messages"]:
             assert by_id.setdefault(message["id"], message) == message, "one id, two different messages"

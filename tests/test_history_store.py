@@ -338,3 +338,37 @@ def test_lines_that_parse_but_are_no_record_of_ours_are_damage_not_a_crash(tmp_p
     assert store.append("user", "再来")["id"] >= 2
     path.write_bytes(b'{"version": 3, "next_id": "many", "floor_id": 1, "meta": {}}\n')
     assert HistoryStore(path).recent(10) == [] and HistoryStore(path).append("user", "新")["id"] >= 1
+
+
+def test_a_streamed_reply_is_stored_at_once_and_finished_in_place_by_one_line(tmp_path):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path)
+    question = store.append("user", "问")
+    bound: list[int] = []
+    placeholder = store.append("assistant", "", on_id=bound.append, streaming=True, reply_to=question["id"])
+    assert bound == [placeholder["id"]] and HistoryStore(path).recent(5)[-1]["streaming"] is True
+    finished = store.finish(placeholder["id"], {"content": "答", "usage": {"total_tokens": 3}})
+    assert finished == {
+        **{k: v for k, v in placeholder.items() if k != "streaming"},
+        "content": "答",
+        "usage": {"total_tokens": 3},
+    }
+    assert HistoryStore(path).recent(5)[-1] == finished  # a fresh reader folds the finish line in
+    assert store.finish(placeholder["id"], {"content": "again"}) == finished  # once only
+    assert store.finish(999, {"content": "x"}) is None
+    assert HistoryStore(path).message(placeholder["id"]) == finished and store.message(999) is None
+
+
+def test_rotation_keeps_a_reply_being_written_in_the_live_log(tmp_path):
+    path = tmp_path / "main.jsonl"
+    store = HistoryStore(path, live_limit=10)
+    store.append("user", "早")
+    writing = store.append("assistant", "", streaming=True)
+    for number in range(30):  # well past the limit while the reply is still being written
+        store.append("user", f"第{number}条")
+    assert store.recent(100)[0]["id"] <= writing["id"], "the reply being written was archived"
+    finished = store.finish(writing["id"], {"content": "写完了"})
+    assert finished["content"] == "写完了" and HistoryStore(path).message(writing["id"]) == finished
+    store.append("user", "再来一条")  # now the rotation may archive it
+    assert len(store.recent(100)) <= 10
+    assert HistoryStore(path).message(writing["id"]) == finished
