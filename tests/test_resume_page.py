@@ -108,7 +108,7 @@ def growing_texts(page: Page) -> None:
           window.__texts = [];
           const note = () => {
             const bubble = [...document.querySelectorAll('article.message.assistant')].at(-1)?.querySelector('.bubble');
-            const text = bubble?.textContent ?? '';
+            const text = (bubble?.textContent ?? '').trim();
             if (window.__texts.at(-1) !== text) window.__texts.push(text);
           };
           new MutationObserver(note).observe(document.getElementById('message-list'),
@@ -245,7 +245,9 @@ def test_a_reminder_being_worded_streams_into_an_open_page(server, upstream, ope
     page = open_page(server.base_url, "?poll=300")
     follows = follow_requests(page)
     upstream.script({"pieces": words, "chunk_delay": 0.2})
-    run = threading.Thread(target=server.call, args=("POST", f"/api/reminders/{reminder['id']}/run"), daemon=True)
+    run = threading.Thread(
+        target=server.call, args=("POST", f"/api/reminders/{reminder['id']}/run"), kwargs={"json": {}}, daemon=True
+    )
     run.start()
 
     message = page.locator("article.message.scheduled")
