@@ -176,10 +176,12 @@ def test_switching_while_a_reply_streams_lets_it_finish_in_its_own_conversation(
     expect(page.locator("#send")).to_be_visible()  # the composer is free for this conversation at once
     send(page, "这里问别的")
     assert "段" not in page.locator("#message-list").inner_text()
-    assert len(server.contents(slow)) == 1, "the other reply was still streaming meanwhile"
+    meanwhile = server.call("GET", "/api/history", params={"conversation_id": slow})["messages"]
+    assert meanwhile[-1]["streaming"] is True, "the other reply was still streaming meanwhile"
 
-    entry(page, slow).locator("a").click()
-    expect(page.locator("#message-list")).to_contain_text("第15段。", timeout=40_000)  # stored whole, found by polling
+    entry(page, slow).locator("a").click()  # the reply still being written is followed again there, to its end
+    expect(page.locator("#message-list")).to_contain_text("第15段。", timeout=40_000)
+    expect(page.locator("#send")).to_be_visible(timeout=10_000)  # the terminal event came: the reply is stored
     assert server.contents(slow) == ["说得慢一点", "".join(f"第{i}段。" for i in range(16))]
     assert server.contents(quick) == ["这里问别的", "收到：这里问别的"]
 

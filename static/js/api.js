@@ -216,3 +216,21 @@ export async function openChatStream({ message, retryOf = null, conversationId =
   if (!response.ok) throw await errorFrom(response);
   return response.body;
 }
+
+/**
+ * Follow reply `messageId` (in conversation `conversationId`, none: main) from after event `after`: the
+ * text/event-stream body replaying the events after it, then live ones until the reply's terminal event.
+ * A reply the server does not know is ApiError 404 `message_not_found`.
+ */
+export async function resumeChatStream({ messageId, conversationId = null, after = 0, signal }) {
+  const path = withQuery(`/api/chat/stream/${encodeURIComponent(messageId)}`, { conversation_id: conversationId, after });
+  const response = await request(path, { signal, headers: { 'Last-Event-ID': String(after) } });
+  if (!response.ok) throw await errorFrom(response);
+  return response.body;
+}
+
+/** Stop reply `messageId` on the server: answers `{ message }`, the reply as stored (marked stopped if it was cut). */
+export const stopChatStream = (messageId, { conversationId = null } = {}) => requestJson(
+  `/api/chat/stream/${encodeURIComponent(messageId)}/stop`,
+  { method: 'POST', body: conversationId ? { conversation_id: conversationId } : {} },
+);

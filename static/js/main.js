@@ -50,6 +50,7 @@ const composer = new Composer(
 );
 const chat = new Chat({
   thread, history: messageHistory, composer, onTurnEnd: () => poller.soon(), onReminder: () => reminderPanel.load(),
+  onFollowedEnd: message => { if (message?.is_scheduled) noteNewReminders([message]); },
   conversationId: () => conversationId,
 });
 const reminders = new Reminders({
@@ -138,10 +139,11 @@ async function loadConversation(messageId = null) {
   const messages = await (messageId === null ? history.loadNewest() : history.loadEndingAt(messageId));
   if (!current()) return false;
   thread.replace(messages);
+  chat.followStreaming(messages);  // replies still being written: the text so far at once, then live
   if (messageId !== null) {
     for await (const fresh of history.newerPages()) {
       if (!current()) return false;
-      thread.append(fresh);
+      chat.followStreaming(thread.append(fresh));
     }
   }
   thread.updateEdge(history);
@@ -232,14 +234,18 @@ async function pollNewMessages() {
     const stick = thread.nearBottom();
     const shown = thread.append(fresh);
     chat.noteNewMessages(shown);
+    chat.followStreaming(shown);  // another tab's turn, a reminder being worded: they stream in here too
     if (stick && shown.length) thread.scrollToBottom();
-    const newReminders = shown.filter(message => message.is_scheduled);
-    if (newReminders.length) {
-      reminders.notify(newReminders);
-      reminders.refreshSchedule();
-      reminderPanel.load();  // their last results, and the notes under them
-    }
+    noteNewReminders(shown.filter(message => message.is_scheduled && !message.streaming));  // a streaming one once written
   }
+}
+
+/** Reminder messages just shown: notify, and read the schedule and the panel again. */
+function noteNewReminders(messages) {
+  if (!messages.length) return;
+  reminders.notify(messages);
+  reminders.refreshSchedule();
+  reminderPanel.load();  // their last results, and the notes under them
 }
 
 /** Ask, confirm, then clear conversation `id`'s messages on the server, and on the page if it is open. */
@@ -288,7 +294,13 @@ async function start() {
 
 authEvents.addEventListener('unauthorized', () => login.show());
 document.addEventListener('keydown', event => { if (event.key === 'Escape') chat.stop(); });
-document.addEventListener('visibilitychange', () => { if (!document.hidden && !login.shown) poller.soon(); });
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden || login.shown) return;
+  chat.retryNow();  // a phone waking up: reconnect a dropped reply now, not after its pause
+  poller.soon();
+});
+window.addEventListener('online', () => chat.retryNow());
+window.addEventListener('offline', () => chat.dropConnections());  // a connection may hang dead instead of failing
 window.addEventListener('focus', () => { if (!login.shown) poller.soon(); });
 window.addEventListener('popstate', () => {  // back / forward: the conversation that address names
   const named = conversationFromSearch(location.search);

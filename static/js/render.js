@@ -217,6 +217,21 @@ export function renderStreamingReply(article, { content, reasoning }) {
   article.message = { ...article.message, content };
 }
 
+/** Say on a streaming reply that its connection is lost and being opened again (`on`), or no longer. */
+export function renderReconnecting(article, on) {
+  article.classList.toggle('reconnecting', on);
+  let note = article.querySelector('.reconnecting-note');
+  if (!on) {
+    note?.remove();
+    return;
+  }
+  if (!note) {
+    note = make('p', 'reconnecting-note', t('reconnecting'));
+    note.setAttribute('role', 'status');
+    article.querySelector('.bubble').after(note);
+  }
+}
+
 /** Remember that the user toggled a thinking block, so streaming stops opening/closing it (a toggle listener). */
 export function noteReasoningToggle(event) {
   const details = event.target;

@@ -64,6 +64,11 @@ export class Thread {
     return true;
   }
 
+  /** The element of stored message `id`, or null. */
+  element(id) {
+    return this.#list.querySelector(`article[data-id="${CSS.escape(String(id))}"]`);
+  }
+
   /** Listen to an event that bubbles up from the messages (e.g. a Retry button's). */
   listen(name, listener) {
     this.#list.addEventListener(name, listener);

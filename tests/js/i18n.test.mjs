@@ -89,3 +89,15 @@ describe('the tables', () => {
     assert.equal(t('title'), STRINGS[expected].title);
   });
 });
+
+describe('resumable replies', () => {
+  test('the reconnecting note and the interrupted error have their own words in both languages', () => {
+    for (const language of ['zh-CN', 'en']) {
+      const { t: translate, errorText } = createTranslator(language);
+      assert.equal(translate('reconnecting'), STRINGS[language].reconnecting);
+      assert.notEqual(errorText('interrupted'), errorText('default'));
+      assert.notEqual(errorText('message_not_found'), errorText('default'));
+    }
+    assert.notEqual(STRINGS.en.reconnecting, STRINGS['zh-CN'].reconnecting);
+  });
+});

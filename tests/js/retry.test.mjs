@@ -67,3 +67,21 @@ describe('repeatsFailedTurn (Enter after a failure)', () => {
     assert.equal(repeatsFailedTurn('请记住这句话', found), true);
   });
 });
+
+describe('replies the server could not finish', () => {
+  test('a reply interrupted by the death of the process writing it is a failed turn, offered again', () => {
+    const question = { id: 7, role: 'user', content: '讲个故事' };
+    const interrupted = {
+      id: 8, role: 'assistant', content: '从前', incomplete: true, interrupted: true, error_code: 'interrupted', reply_to: 7,
+    };
+    assert.ok(isFailedReply(interrupted));
+    assert.deepEqual(failedTurn([question, interrupted]), { id: 7, text: '讲个故事' });
+  });
+
+  test('a reply still being written is not a failure', () => {
+    const question = { id: 7, role: 'user', content: '讲个故事' };
+    const placeholder = { id: 8, role: 'assistant', content: '', streaming: true, reply_to: 7 };
+    assert.equal(isFailedReply(placeholder), false);
+    assert.equal(failedTurn([question, placeholder]), null);
+  });
+});

@@ -133,42 +133,40 @@ describe('Turn', () => {
     assert.equal(turn.error.code, 'default');
   });
 
-  test('stop mid-stream aborts the request and keeps the partial text', async () => {
-    const turn = new Turn('hi');
+  test('stop mid-stream asks the server to stop the reply and ends with the reply it stored', async () => {
+    const stored = { ...REPLY, content: '第0段', stopped: true };
+    const stops = [];
+    const turn = new Turn('hi', {
+      conversationId: 'c1',
+      requestStop: async (id, options) => { stops.push([id, options]); return { success: true, message: stored }; },
+    });
     const seen = record(turn);
     let signal;
     const open = async request => {
       signal = request.signal;
-      return hangingStreamOf(sse({ type: 'start', user_message: USER }), sse({ type: 'delta', content: '第0段' }))(request);
+      return hangingStreamOf(sse({ type: 'start', message_id: 12, user_message: USER }), sse({ type: 'delta', content: '第0段' }))(request);
     };
     turn.on('delta', () => setTimeout(() => turn.stop(), 0));
     assert.equal(await turn.run(open), TurnState.STOPPED);
-    assert.ok(signal.aborted, 'the request was aborted');
-    assert.equal(turn.content, '第0段');
-    assert.deepEqual(seen.at(-1), ['stopped', { started: true }]);
+    assert.deepEqual(stops, [[12, { conversationId: 'c1' }]], 'the stop route, with the reply id from start');
+    assert.ok(signal.aborted, 'the stream is closed once the turn ended');
+    assert.deepEqual(turn.message, stored);
+    assert.deepEqual(seen.at(-1), ['stopped', { started: true, message: stored }]);
     assert.equal(seen.filter(([name]) => name === 'stopped').length, 1);
-    assert.equal(seen.filter(([name]) => name === 'error').length, 0, 'an abort is not an error');
+    assert.equal(seen.filter(([name]) => name === 'error').length, 0, 'a stop is not an error');
   });
 
-  test('an abort from elsewhere (e.g. the page unloading) also ends the turn as stopped, not failed', async () => {
-    const turn = new Turn('hi');
+  test('an abort from elsewhere (e.g. the page unloading) leaves the reply to the server: not stopped, not failed', async () => {
+    const stops = [];
+    const turn = new Turn('hi', { requestStop: async id => { stops.push(id); return {}; } });
     const seen = record(turn);
     const open = async () => (async function* () {
-      yield encoder.encode(sse({ type: 'start', user_message: USER }) + sse({ type: 'delta', content: 'a' }));
+      yield encoder.encode(sse({ type: 'start', message_id: 12, user_message: USER }) + sse({ type: 'delta', content: 'a' }));
       throw new DOMException('The operation was aborted.', 'AbortError');
     })();
-    assert.equal(await turn.run(open), TurnState.STOPPED);
-    assert.deepEqual(seen.map(([name]) => name), ['start', 'delta', 'stopped']);
-  });
-
-  test('stop before start reports that the server never took the message', async () => {
-    const turn = new Turn('hi');
-    const seen = record(turn);
-    const running = turn.run(hangingStreamOf());
-    assert.equal(turn.state, TurnState.SENDING);
-    assert.ok(turn.stop());
-    assert.equal(await running, TurnState.STOPPED);
-    assert.deepEqual(seen, [['stopped', { started: false }]]);
+    assert.equal(await turn.run(open), TurnState.LEFT);
+    assert.deepEqual(seen.map(([name]) => name), ['start', 'delta']);
+    assert.deepEqual(stops, []);
   });
 
   test('events after done are ignored, and so are stop and fail', () => {
@@ -190,7 +188,7 @@ describe('Turn', () => {
   });
 
   test('events after an error or a stop are ignored', () => {
-    for (const end of [t => t.fail(new ApiError('x')), t => t.stop()]) {
+    for (const end of [t => t.fail(new ApiError('x')), t => t.apply({ type: 'stopped', message: { ...REPLY, content: 'a' } })]) {
       const turn = new Turn('hi');
       turn.state = TurnState.SENDING;
       turn.apply({ type: 'delta', content: 'a' });
