@@ -11,29 +11,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import requests
 from playwright.sync_api import Locator, Page, expect
 
 from tests.support.browser import PHONE, screenshot, wait_ready
 from tests.support.client import app_env
-from tests.support.servers import Gunicorn
+from tests.support.servers import Gunicorn, GunicornUser
 
 pytestmark = pytest.mark.browser
 ID = re.compile(r"^[0-9a-f]{12}$")
 
 
-class Server:
+class Server(GunicornUser):
     """The app under Gunicorn (2 workers, threads), and a user of its API beside the page."""
-
-    def __init__(self, gunicorn: Gunicorn):
-        self.gunicorn = gunicorn
-        self.base_url = gunicorn.base_url
-        self.session = requests.Session()
-
-    def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> dict:
-        response = self.session.request(method, self.base_url + path, timeout=30, **kwargs)
-        assert response.status_code == status, response.text
-        return response.json()
 
     def conversations(self) -> list[dict]:
         return self.call("GET", "/api/conversations")["conversations"]

@@ -13,15 +13,13 @@ import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
 from tests.support.browser import screenshot
 from tests.support.client import app_env
-from tests.support.servers import Gunicorn, worker_holding
+from tests.support.servers import Gunicorn, GunicornUser, worker_holding
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -37,18 +35,8 @@ INTERRUPTED = {"zh-CN": "服务进程意外退出", "en-US": "process writing th
 RETRY = {"zh-CN": "重试", "en-US": "Retry"}
 
 
-class Server:
+class Server(GunicornUser):
     """The app under Gunicorn as in production (two gthread workers), and a user of its API beside the page."""
-
-    def __init__(self, gunicorn: Gunicorn):
-        self.gunicorn = gunicorn
-        self.base_url = gunicorn.base_url
-        self.session = requests.Session()
-
-    def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> dict:
-        response = self.session.request(method, self.base_url + path, timeout=60, **kwargs)
-        assert response.status_code == status, response.text
-        return response.json()
 
     def history(self) -> list[dict]:
         return self.call("GET", "/api/history", params={"limit": 500})["messages"]

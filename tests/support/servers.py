@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 
 import requests
 from flask import Flask
@@ -182,3 +183,17 @@ def one_connection_per_worker(server: Gunicorn, workers: int = 2) -> Iterator[li
     finally:
         for connection in opened:
             connection.close()
+
+
+class GunicornUser:
+    """A user of a Gunicorn-served app's API, beside the page a test drives (one kept-alive session)."""
+
+    def __init__(self, gunicorn: Gunicorn):
+        self.gunicorn = gunicorn
+        self.base_url = gunicorn.base_url
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> dict:
+        response = self.session.request(method, self.base_url + path, timeout=60, **kwargs)
+        assert response.status_code == status, response.text
+        return response.json()
