@@ -481,11 +481,22 @@ class ChatService:
         store = self.conversations.main
         existing = store.find_scheduled(tick)
         if existing is not None:
-            return existing
+            return self._awaited(MAIN, store, existing, self.settings.read_timeout + 30)
         prompt = {"role": "user", "content": self.settings.scheduled_message_prompt}
-        completion = self.upstream.complete([*self._context(store, None), prompt])
-        with self._gate(MAIN).between_turns():  # after a reply in progress, never between a question and its answer
-            return self._store_reply(store, completion, is_scheduled=True, scheduled_for=tick)
+        pieces = self.upstream.stream([*self._context(store, None), prompt], None)
+        try:
+            with self._gate(MAIN).between_turns():  # after a reply in progress, never between a question and its answer
+                journal, message = self._begin_reply(store, MAIN, None, is_scheduled=True, scheduled_for=tick)
+        except BaseException:
+            pieces.close()
+            raise
+        if not journal.message_id:  # another process stored this tick meanwhile
+            pieces.close()
+            return message
+        message, failure = self._word(journal, store, message, pieces)
+        if failure is not None:
+            raise failure
+        return message
 
     def reminder_reply(
         self, reminder: dict[str, Any], scheduled_for: str, late: bool = False
@@ -533,7 +544,8 @@ class ChatService:
         self, journal: Journal, store: HistoryStore, placeholder: Message, pieces: UpstreamStream
     ) -> tuple[Message, AppError | None]:
         """Stream a reminder's wording into its message and journal, live for open pages. If the model fails or
-        someone stops it, the message is the reminder's own text (`generated: false`): a reminder is never lost."""
+        someone stops it, the message is the reminder's own text (`generated: false`): a reminder is never lost.
+        The .env reminder (no text of its own, `journal.fallback` None) keeps what arrived, marked failed or stopped."""
         content: list[str] = []
         outcome = Completion(content="", model=self.settings.model)
         failure: AppError | None = None
@@ -558,11 +570,16 @@ class ChatService:
             pieces.close()
         try:
             outcome.content = "".join(content)
-            if failure is not None or journal.stopping.is_set() or not outcome.content.strip():
-                fields = {"content": journal.fallback, "generated": False, "model": outcome.model}
+            fallback = journal.fallback
+            if fallback is not None and (failure or journal.stopping.is_set() or not outcome.content.strip()):
+                fields = {"content": fallback, "generated": False, "model": outcome.model}
                 message = store.finish(placeholder["id"], fields) or {**placeholder, **fields}
+            elif failure is not None:  # the .env reminder has no text of its own: what arrived, marked failed
+                failed = {"incomplete": True, "error": failure.message, "error_code": failure.code}
+                message = self._finish_reply(store, placeholder, outcome, **failed)
             else:
-                message = self._finish_reply(store, placeholder, outcome)
+                stopped = {"stopped": True} if journal.stopping.is_set() else {}
+                message = self._finish_reply(store, placeholder, outcome, **stopped)
             journal.write(_terminal(message))
         finally:
             journal.end()

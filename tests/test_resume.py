@@ -300,3 +300,26 @@ def test_at_start_up_a_reply_a_dead_process_left_is_settled_and_old_journals_are
     stored = store.message(placeholder["id"])
     assert stored["interrupted"] is True and stored["content"] == "半" and "streaming" not in stored
     assert not old.exists() and (settings.data_dir / "replies" / f"main-{placeholder['id']}.jsonl").exists()
+
+
+def test_the_env_reminder_is_worded_through_the_same_path_and_a_failure_keeps_what_arrived(api, upstream):
+    words = [f"该休息{i}。" for i in range(20)]
+    upstream.script({"pieces": words, "content": "".join(words), "chunk_delay": 0.05})
+    ran: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: ran.update(api.post("/api/schedule/run", json={}).json()))
+    runner.start()
+    placeholder = wait_until(lambda: next((m for m in api.history() if m.get("streaming")), None), 30)
+    followed = [
+        json.loads(line[6:])
+        for line in api.get(f"/api/chat/stream/{placeholder['id']}").iter_lines()
+        if line.startswith(b"data: ")
+    ]
+    runner.join(30)
+    assert placeholder["is_scheduled"] is True and text_of(followed) == "".join(words)
+    assert followed[-1] == {"type": "done", "message": ran["message"]} and "streaming" not in ran["message"]
+
+    upstream.script({"content": "半句", "ending": "cut"})
+    failed = api.post("/api/schedule/run", json={})
+    assert failed.status_code == 502 and failed.json()["code"] == "upstream_incomplete"
+    stored = api.history()[-1]
+    assert stored["content"] == "半句" and stored["incomplete"] is True and stored["is_scheduled"] is True
