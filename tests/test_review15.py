@@ -1,0 +1,49 @@
+"""Review of issue 15 (resumable replies, Stop, interrupted): each test shows one problem found, against real
+Gunicorn, the fake upstream and real files."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from tests.test_resume import gunicorn
+
+
+def streamed(server, message: str) -> tuple[int, str]:
+    """POST a turn to the stream route and read it to its end; returns the reply's message id and the body."""
+    body = requests.post(server.base_url + "/api/chat/stream", json={"message": message}, timeout=30).text
+    start = json.loads(body.split("data: ")[1].split("\n")[0])
+    return start["message_id"], body
+
+
+@pytest.mark.xfail(strict=True, reason="review15: follow() never returns when after >= the terminal event's id")
+def test_resuming_after_the_terminal_event_id_ends_instead_of_hanging(upstream, tmp_path):
+    """A client that asks for the events after the last one (its Last-Event-ID is the terminal's, or larger) must
+    get an answer that ends; the follower used to poll forever, holding a Gunicorn thread per such request."""
+    upstream.script({"pieces": ["一", "二"], "content": "一二"})
+    with gunicorn(upstream, tmp_path) as server:
+        message_id, body = streamed(server, "数")
+        last = body.count("data: ")  # the terminal event's id
+        url = f"{server.base_url}/api/chat/stream/{message_id}"
+        for after in (last, last + 50):
+            started = time.monotonic()
+            answer = requests.get(url, params={"after": after}, timeout=(5, 8))
+            assert answer.status_code == 200 and time.monotonic() - started < 8
+            assert answer.text.count("data: ") <= 1
+
+
+@pytest.mark.xfail(strict=True, reason="review15: _last_event_id: '²'.isdigit() but int('²') raises: a 500")
+@pytest.mark.parametrize("header", ["\u00b2", "1\u00b9"])
+def test_a_last_event_id_of_superscript_digits_is_not_a_500(upstream, tmp_path, header):
+    """str.isdigit() accepts '²' (latin-1, so it reaches the app through WSGI) but int() refuses it."""
+    upstream.script({"pieces": ["一"], "content": "一"})
+    with gunicorn(upstream, tmp_path) as server:
+        message_id, _ = streamed(server, "数")
+        answer = requests.get(
+            f"{server.base_url}/api/chat/stream/{message_id}", headers={"Last-Event-ID": header}, timeout=30
+        )
+        assert answer.status_code in (200, 400), answer.text
+        assert "Traceback" not in server.log_text()
