@@ -187,8 +187,8 @@ class Replies:
                     events.append(event)
                     if event["id"] > after:
                         yield event
-                        if event.get("type") in TERMINAL:
-                            return
+                    if event.get("type") in TERMINAL:  # sent, or the client has it already (`after` reaches it)
+                        return
                 if chunk:
                     continue
                 now = time.monotonic()

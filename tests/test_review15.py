@@ -19,7 +19,6 @@ def streamed(server, message: str) -> tuple[int, str]:
     return start["message_id"], body
 
 
-@pytest.mark.xfail(strict=True, reason="review15: follow() never returns when after >= the terminal event's id")
 def test_resuming_after_the_terminal_event_id_ends_instead_of_hanging(upstream, tmp_path):
     """A client that asks for the events after the last one (its Last-Event-ID is the terminal's, or larger) must
     get an answer that ends; the follower used to poll forever, holding a Gunicorn thread per such request."""
@@ -35,7 +34,6 @@ def test_resuming_after_the_terminal_event_id_ends_instead_of_hanging(upstream, 
             assert answer.text.count("data: ") <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="review15: _last_event_id: '²'.isdigit() but int('²') raises: a 500")
 @pytest.mark.parametrize("header", ["\u00b2", "1\u00b9"])
 def test_a_last_event_id_of_superscript_digits_is_not_a_500(upstream, tmp_path, header):
     """str.isdigit() accepts '²' (latin-1, so it reaches the app through WSGI) but int() refuses it."""
