@@ -3,13 +3,15 @@ Gunicorn, the fake upstream and real files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from http.client import HTTPConnection
 
 import pytest
 import requests
 
-from tests.test_resume import gunicorn
+from tests.test_resume import events_of, gunicorn, open_events
 
 
 def streamed(server, message: str) -> tuple[int, str]:
@@ -45,3 +47,26 @@ def test_a_last_event_id_of_superscript_digits_is_not_a_500(upstream, tmp_path, 
         )
         assert answer.status_code in (200, 400), answer.text
         assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.xfail(strict=True, reason="review15: Stop cannot reach a tool round's request still waiting for headers")
+def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_within_a_second(upstream, tmp_path):
+    """After a reminder tool call the relay asks the model again; while that request waits for its headers there is
+    no stream to abort, so Stop answered only after STOP_WAIT_SECONDS with the reply still `streaming`."""
+    call = {"tool_calls": [{"name": "create_reminder", "arguments": {"text": "喝水", "cron": "0 9 * * *"}}]}
+    upstream.script(call, {"delay": 8, "content": "好的"})
+    with (
+        gunicorn(upstream, tmp_path, READ_TIMEOUT="30") as server,
+        contextlib.closing(HTTPConnection("127.0.0.1", server.port, timeout=30)) as connection,
+    ):
+        response = open_events(connection, "POST", "/api/chat/stream", {"message": "每天九点提醒我喝水"})
+        events = events_of(response)
+        start = next(events)
+        assert next(events)["type"] == "reminder"  # the tool ran; the second request is waiting now
+        time.sleep(0.5)
+        asked = time.monotonic()
+        stop = requests.post(f"{server.base_url}/api/chat/stream/{start['message_id']}/stop", json={}, timeout=30)
+        answered = time.monotonic() - asked
+        assert stop.status_code == 200
+        stored = stop.json()["message"]
+        assert answered < 1.0 and stored.get("stopped") is True and "streaming" not in stored, (answered, stored)
