@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from http.client import HTTPConnection
 
@@ -70,3 +71,26 @@ def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_wit
         assert stop.status_code == 200
         stored = stop.json()["message"]
         assert answered < 1.0 and stored.get("stopped") is True and "streaming" not in stored, (answered, stored)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="review15: sweep() deletes a day-old unlocked journal before its reply is settled"
+)
+def test_a_reminder_left_streaming_by_a_crash_a_day_ago_keeps_its_text_after_the_restart(make_settings, upstream):
+    """A server down for more than KEEP_SECONDS after a crash mid-reply: at start-up its journal was removed unread,
+    and the reply was then settled from nothing: a reminder's own text (and a reply's text so far) lost."""
+    from app import create_app
+
+    settings = make_settings()
+    service = create_app(settings).extensions["chat"]
+    store = service.conversations.main
+    journal, placeholder = service._begin_reply(store, "main", "喝水", generated=True, is_scheduled=True)
+    journal.write({"type": "delta", "content": "记得"})
+    journal.end()  # as a process killed mid-reply leaves it: unlocked, no end
+    day_old = time.time() - 2 * 24 * 3600
+    os.utime(settings.data_dir / "replies" / f"main-{placeholder['id']}.jsonl", (day_old, day_old))
+
+    restarted = create_app(settings).extensions["chat"]  # the server comes back two days later
+
+    [shown] = [m for m in restarted.history(None)[0] if m["id"] == placeholder["id"]]
+    assert shown["content"] == "喝水" and shown["generated"] is False and "streaming" not in shown
