@@ -221,7 +221,7 @@ class ChatService:
 
     def settle_orphans(self) -> None:
         """At start-up: drop old journals, and store as interrupted each reply a dead process left `streaming`."""
-        for conversation_id, message_id in self.replies.sweep():
+        for conversation_id, message_id, old in self.replies.sweep():
             try:
                 store = self.conversations.store(conversation_id)
                 message = store.message(message_id)
@@ -229,6 +229,9 @@ class ChatService:
                     self._settled(conversation_id, store, message)
             except AppError as error:  # a deleted conversation, an unreadable log: nothing to settle there
                 log.info("Reply %s-%d not settled: %s", conversation_id, message_id, error.message)
+            if old:
+                with contextlib.suppress(OSError):
+                    self.replies.remove(conversation_id, message_id)
 
     def _settled(self, conversation_id: str, store: HistoryStore, message: Message) -> Message:
         """A `streaming` message no process is writing any more (no journal, or an unlocked one), stored as

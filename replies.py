@@ -241,10 +241,11 @@ class Replies:
         except FileNotFoundError:
             return None
 
-    def sweep(self) -> list[tuple[str, int]]:
-        """Remove journals (and Stop marks) older than KEEP_SECONDS and not locked; returns the (conversation,
-        message) of the other unlocked journals, for the caller to settle those a dead writer left unfinished."""
-        unlocked: list[tuple[str, int]] = []
+    def sweep(self) -> list[tuple[str, int, bool]]:
+        """Remove Stop marks and temporary journals left over; returns the (conversation, message, old) of each
+        unlocked journal, for the caller to settle those a dead writer left unfinished, then `remove` the old ones
+        (older than KEEP_SECONDS: read before removed, so a reply's text so far is never lost)."""
+        unlocked: list[tuple[str, int, bool]] = []
         if not self.folder.is_dir():
             return unlocked
         cutoff = time.time() - KEEP_SECONDS
@@ -257,13 +258,18 @@ class Replies:
                         fcntl.flock(journal.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
                         age = time.time() - path.stat().st_mtime
                         # A temporary journal is locked a moment after it is created: only an old one is left over.
-                        if age > KEEP_SECONDS or (path.suffix == ".tmp" and age > 60):
+                        if path.suffix == ".tmp" and age > 60:
                             path.unlink()
-                            path.with_suffix(".stop").unlink(missing_ok=True)
                         elif path.suffix == ".jsonl":
                             conversation_id, _, number = path.stem.rpartition("-")
-                            unlocked.append((conversation_id, int(number)))
+                            unlocked.append((conversation_id, int(number), age > KEEP_SECONDS))
         return unlocked
+
+    def remove(self, conversation_id: str, message_id: int) -> None:
+        """Remove a reply's journal and Stop mark (swept, once its reply is settled)."""
+        path = self.path(conversation_id, message_id)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".stop").unlink(missing_ok=True)
 
 
 def _event(line: bytes) -> dict[str, Any] | None:

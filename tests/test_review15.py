@@ -73,9 +73,6 @@ def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_wit
         assert answered < 1.0 and stored.get("stopped") is True and "streaming" not in stored, (answered, stored)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review15: sweep() deletes a day-old unlocked journal before its reply is settled"
-)
 def test_a_reminder_left_streaming_by_a_crash_a_day_ago_keeps_its_text_after_the_restart(make_settings, upstream):
     """A server down for more than KEEP_SECONDS after a crash mid-reply: at start-up its journal was removed unread,
     and the reply was then settled from nothing: a reminder's own text (and a reply's text so far) lost."""
