@@ -12,6 +12,9 @@ from http.client import HTTPConnection
 import pytest
 import requests
 
+from tests.support.client import app_env
+from tests.support.servers import Gunicorn
+from tests.support.waiting import wait_until
 from tests.test_resume import events_of, gunicorn, open_events
 
 
@@ -91,3 +94,32 @@ def test_a_reminder_left_streaming_by_a_crash_a_day_ago_keeps_its_text_after_the
 
     [shown] = [m for m in restarted.history(None)[0] if m["id"] == placeholder["id"]]
     assert shown["content"] == "喝水" and shown["generated"] is False and "streaming" not in shown
+
+
+@pytest.mark.xfail(
+    strict=True, reason="review15: an OSError journaling a reminder's wording leaves it streaming for good"
+)
+def test_a_reminder_whose_journal_cannot_be_written_still_ends_with_its_own_text(upstream, tmp_path):
+    """A full disk while a reminder is worded (here: the workers' file size limit, EFBIG, as ENOSPC would): the
+    OSError from the journal left `_word` before the message was finished and the journal released, so the
+    reminder stayed `streaming` (locked by a live process: never settled) and its text never arrived."""
+    words = ["记得喝水，别忘了。"] * 1500  # a journal of ~100 KB
+    upstream.script({"pieces": words, "content": "".join(words)})
+    limited = tmp_path / "limited.conf.py"
+    limited.write_text(
+        'exec(open("gunicorn.conf.py").read())\n'
+        "import resource\n\n\n"
+        "def post_fork(server, worker):\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, 48_000))\n"
+    )
+    environment = app_env(upstream, tmp_path / "data", DOTENV_PATH=str(tmp_path / "no.env"))
+    with Gunicorn(environment, ["-c", str(limited)], tmp_path / "gunicorn.log") as server:
+        made = requests.post(server.base_url + "/api/reminders", json={"text": "喝水", "cron": "0 9 * * *"}, timeout=30)
+        requests.post(f"{server.base_url}/api/reminders/{made.json()['reminder']['id']}/run", json={}, timeout=60)
+
+        def ended() -> dict | None:
+            messages = requests.get(server.base_url + "/api/history", timeout=30).json()["messages"]
+            return next((m for m in messages if m.get("is_scheduled") and not m.get("streaming")), None)
+
+        stored = wait_until(ended, 15, message="the reminder's message ended")
+    assert stored["content"] == "喝水" and stored["generated"] is False
