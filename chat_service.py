@@ -557,6 +557,9 @@ class ChatService:
             if not journal.stopping.is_set():
                 log.warning("Reminder message %d could not be worded: %s", placeholder["id"], error.message)
                 failure = error
+        except OSError as error:  # the journal cannot be written (a full disk): the reminder's own text still goes
+            failure = StorageError(f"The reminder's wording cannot be written: {error.strerror or error}.")
+            log.warning("Reminder message %d could not be worded: %s", placeholder["id"], failure.message)
         finally:
             pieces.close()
         try:
@@ -566,7 +569,8 @@ class ChatService:
                 message = store.finish(placeholder["id"], fields) or {**placeholder, **fields}
             else:
                 message = self._finish_reply(store, placeholder, outcome)
-            journal.write(_terminal(message))
+            with contextlib.suppress(OSError):  # without its end, followers settle it from the stored message
+                journal.write(_terminal(message))
         finally:
             journal.end()
         return message, failure

@@ -96,9 +96,6 @@ def test_a_reminder_left_streaming_by_a_crash_a_day_ago_keeps_its_text_after_the
     assert shown["content"] == "喝水" and shown["generated"] is False and "streaming" not in shown
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review15: an OSError journaling a reminder's wording leaves it streaming for good"
-)
 def test_a_reminder_whose_journal_cannot_be_written_still_ends_with_its_own_text(upstream, tmp_path):
     """A full disk while a reminder is worded (here: the workers' file size limit, EFBIG, as ENOSPC would): the
     OSError from the journal left `_word` before the message was finished and the journal released, so the
