@@ -120,3 +120,24 @@ def test_a_reminder_whose_journal_cannot_be_written_still_ends_with_its_own_text
 
         stored = wait_until(ended, 15, message="the reminder's message ended")
     assert stored["content"] == "喝水" and stored["generated"] is False
+
+
+@pytest.mark.xfail(
+    strict=True, reason="review15: journals are swept only when a worker starts; a long-running server keeps all"
+)
+def test_a_server_that_runs_for_days_removes_its_day_old_journals(api, upstream):
+    """KEEP_SECONDS says a journal outlives its reply a day, but sweep() runs only in create_app: a server up for
+    months keeps every reply's journal (each a line per streamed piece) and every Stop mark. Proposed: sweep at a
+    reply's start when the folder's `.swept` mark is over an hour old (one worker a time, any worker)."""
+    upstream.script({"pieces": ["一", "二"], "content": "一二"}, {"pieces": ["三"], "content": "三"})
+    first = api.post("/api/chat/stream", json={"message": "数"}).text
+    message_id = json.loads(first.split("data: ")[1].split("\n")[0])["message_id"]
+    replies = api.settings.data_dir / "replies"
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in replies.iterdir():  # the journal, and any mark the server keeps there, as if two days had passed
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert (replies / f"main-{message_id}.jsonl").exists()
+
+    api.post("/api/chat/stream", json={"message": "再数"})
+
+    assert not (replies / f"main-{message_id}.jsonl").exists()
