@@ -160,6 +160,8 @@ class ChatService:
         self, store: HistoryStore, conversation_id: str, fallback: str | None, **fields: Any
     ) -> tuple[Journal, Message]:
         """The reply's journal, locked, and its message stored as `streaming` (numbered, the journal named after it)."""
+        if self.replies.sweep_due():  # a server up for days: its old journals go, off the reply's path
+            threading.Thread(target=self.settle_orphans, name="reply-sweep", daemon=True).start()
         try:
             journal = self.replies.open(conversation_id, fallback)
         except OSError as error:
@@ -220,7 +222,9 @@ class ChatService:
         return self._settled(conversation_id, store, store.message(message["id"]) or message)
 
     def settle_orphans(self) -> None:
-        """At start-up: drop old journals, and store as interrupted each reply a dead process left `streaming`."""
+        """At start-up (and hourly): drop old journals, and store as interrupted each reply a dead process left
+        `streaming`."""
+        self.replies.sweep_due()  # marked swept: the workers starting with this one need not sweep at once again
         for conversation_id, message_id, old in self.replies.sweep():
             try:
                 store = self.conversations.store(conversation_id)

@@ -33,6 +33,7 @@ FOLLOW_POLL_SECONDS = 0.05  # how often a follower in another process looks for 
 PROBE_SECONDS = 0.5  # how often a follower checks that the writer is alive while no event comes
 STOP_POLL_SECONDS = 0.1  # how often the writing process looks for Stop asked by another worker
 KEEP_SECONDS = 24 * 3600  # a journal outlives its reply this long, for clients reconnecting late
+SWEEP_SECONDS = 3600  # a running server sweeps the folder this often (one worker a time, whichever begins a reply)
 
 Settle = Callable[[list[dict[str, Any]]], dict[str, Any]]  # the events so far → the terminal event to add
 
@@ -264,6 +265,20 @@ class Replies:
                             conversation_id, _, number = path.stem.rpartition("-")
                             unlocked.append((conversation_id, int(number), age > KEEP_SECONDS))
         return unlocked
+
+    def sweep_due(self) -> bool:
+        """Whether no process swept the folder for SWEEP_SECONDS (its `.swept` mark says when); if so, it is marked
+        swept now, so the other workers leave it to this one."""
+        mark = self.folder / ".swept"
+        try:
+            if time.time() - mark.stat().st_mtime < SWEEP_SECONDS:
+                return False
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        return True
 
     def remove(self, conversation_id: str, message_id: int) -> None:
         """Remove a reply's journal and Stop mark (swept, once its reply is settled)."""
