@@ -251,7 +251,7 @@ def chat_stream_stop(path: ReplyPath, body: ReplyStop) -> Any:
 
 def _last_event_id(header: str | None, after: int) -> int:
     """Where a reconnecting client left off: the Last-Event-ID it sends (a browser's EventSource does), else `after`."""
-    if header is not None and header.strip().isdigit():
+    if header is not None and header.strip().isascii() and header.strip().isdigit():  # not '²', which int() refuses
         return int(header.strip())
     return after
 

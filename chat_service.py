@@ -160,6 +160,8 @@ class ChatService:
         self, store: HistoryStore, conversation_id: str, fallback: str | None, **fields: Any
     ) -> tuple[Journal, Message]:
         """The reply's journal, locked, and its message stored as `streaming` (numbered, the journal named after it)."""
+        if self.replies.sweep_due():  # a server up for days: its old journals go, off the reply's path
+            threading.Thread(target=self.settle_orphans, name="reply-sweep", daemon=True).start()
         try:
             journal = self.replies.open(conversation_id, fallback)
         except OSError as error:
@@ -220,8 +222,10 @@ class ChatService:
         return self._settled(conversation_id, store, store.message(message["id"]) or message)
 
     def settle_orphans(self) -> None:
-        """At start-up: drop old journals, and store as interrupted each reply a dead process left `streaming`."""
-        for conversation_id, message_id in self.replies.sweep():
+        """At start-up (and hourly): drop old journals, and store as interrupted each reply a dead process left
+        `streaming`."""
+        self.replies.sweep_due()  # marked swept: the workers starting with this one need not sweep at once again
+        for conversation_id, message_id, old in self.replies.sweep():
             try:
                 store = self.conversations.store(conversation_id)
                 message = store.message(message_id)
@@ -229,6 +233,9 @@ class ChatService:
                     self._settled(conversation_id, store, message)
             except AppError as error:  # a deleted conversation, an unreadable log: nothing to settle there
                 log.info("Reply %s-%d not settled: %s", conversation_id, message_id, error.message)
+            if old:
+                with contextlib.suppress(OSError):
+                    self.replies.remove(conversation_id, message_id)
 
     def _settled(self, conversation_id: str, store: HistoryStore, message: Message) -> Message:
         """A `streaming` message no process is writing any more (no journal, or an unlocked one), stored as
@@ -566,6 +573,9 @@ class ChatService:
             if not journal.stopping.is_set():
                 log.warning("Reminder message %d could not be worded: %s", placeholder["id"], error.message)
                 failure = error
+        except OSError as error:  # the journal cannot be written (a full disk): the reminder's own text still goes
+            failure = StorageError(f"The reminder's wording cannot be written: {error.strerror or error}.")
+            log.warning("Reminder message %d could not be worded: %s", placeholder["id"], failure.message)
         finally:
             pieces.close()
         try:
@@ -580,7 +590,8 @@ class ChatService:
             else:
                 stopped = {"stopped": True} if journal.stopping.is_set() else {}
                 message = self._finish_reply(store, placeholder, outcome, **stopped)
-            journal.write(_terminal(message))
+            with contextlib.suppress(OSError):  # without its end, followers settle it from the stored message
+                journal.write(_terminal(message))
         finally:
             journal.end()
         return message, failure

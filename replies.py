@@ -33,6 +33,7 @@ FOLLOW_POLL_SECONDS = 0.05  # how often a follower in another process looks for 
 PROBE_SECONDS = 0.5  # how often a follower checks that the writer is alive while no event comes
 STOP_POLL_SECONDS = 0.1  # how often the writing process looks for Stop asked by another worker
 KEEP_SECONDS = 24 * 3600  # a journal outlives its reply this long, for clients reconnecting late
+SWEEP_SECONDS = 3600  # a running server sweeps the folder this often (one worker a time, whichever begins a reply)
 
 Settle = Callable[[list[dict[str, Any]]], dict[str, Any]]  # the events so far → the terminal event to add
 
@@ -187,8 +188,8 @@ class Replies:
                     events.append(event)
                     if event["id"] > after:
                         yield event
-                        if event.get("type") in TERMINAL:
-                            return
+                    if event.get("type") in TERMINAL:  # sent, or the client has it already (`after` reaches it)
+                        return
                 if chunk:
                     continue
                 now = time.monotonic()
@@ -241,10 +242,11 @@ class Replies:
         except FileNotFoundError:
             return None
 
-    def sweep(self) -> list[tuple[str, int]]:
-        """Remove journals (and Stop marks) older than KEEP_SECONDS and not locked; returns the (conversation,
-        message) of the other unlocked journals, for the caller to settle those a dead writer left unfinished."""
-        unlocked: list[tuple[str, int]] = []
+    def sweep(self) -> list[tuple[str, int, bool]]:
+        """Remove Stop marks and temporary journals left over; returns the (conversation, message, old) of each
+        unlocked journal, for the caller to settle those a dead writer left unfinished, then `remove` the old ones
+        (older than KEEP_SECONDS: read before removed, so a reply's text so far is never lost)."""
+        unlocked: list[tuple[str, int, bool]] = []
         if not self.folder.is_dir():
             return unlocked
         cutoff = time.time() - KEEP_SECONDS
@@ -257,13 +259,32 @@ class Replies:
                         fcntl.flock(journal.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
                         age = time.time() - path.stat().st_mtime
                         # A temporary journal is locked a moment after it is created: only an old one is left over.
-                        if age > KEEP_SECONDS or (path.suffix == ".tmp" and age > 60):
+                        if path.suffix == ".tmp" and age > 60:
                             path.unlink()
-                            path.with_suffix(".stop").unlink(missing_ok=True)
                         elif path.suffix == ".jsonl":
                             conversation_id, _, number = path.stem.rpartition("-")
-                            unlocked.append((conversation_id, int(number)))
+                            unlocked.append((conversation_id, int(number), age > KEEP_SECONDS))
         return unlocked
+
+    def sweep_due(self) -> bool:
+        """Whether no process swept the folder for SWEEP_SECONDS (its `.swept` mark says when); if so, it is marked
+        swept now, so the other workers leave it to this one."""
+        mark = self.folder / ".swept"
+        try:
+            if time.time() - mark.stat().st_mtime < SWEEP_SECONDS:
+                return False
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        return True
+
+    def remove(self, conversation_id: str, message_id: int) -> None:
+        """Remove a reply's journal and Stop mark (swept, once its reply is settled)."""
+        path = self.path(conversation_id, message_id)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".stop").unlink(missing_ok=True)
 
 
 def _event(line: bytes) -> dict[str, Any] | None:

@@ -275,7 +275,8 @@ def test_a_reminder_whose_writer_was_killed_keeps_its_own_text(upstream, tmp_pat
         writer = wait_until(lambda: worker_holding_pid(server, {"message_id": placeholder["id"]}), 10)
         os.kill(writer, signal.SIGKILL)
         stored = wait_until(
-            lambda: next(m for m in history(server) if m["id"] == placeholder["id"] and "streaming" not in m), 10
+            lambda: next((m for m in history(server) if m["id"] == placeholder["id"] and "streaming" not in m), None),
+            10,
         )
     assert stored["content"] == "喝水" and stored["generated"] is False and stored["interrupted"] is True
 
