@@ -97,8 +97,9 @@ def timed_events(response: requests.Response) -> list[tuple[float, dict]]:
         buffer += data
         while b"\n\n" in buffer:
             frame, buffer = buffer.split(b"\n\n", 1)
-            if frame.startswith(b"data: "):
-                events.append((time.monotonic(), json.loads(frame[len(b"data: ") :])))
+            for line in frame.split(b"\n"):  # each event: its `id:` line, then its `data:` line
+                if line.startswith(b"data: "):
+                    events.append((time.monotonic(), json.loads(line[len(b"data: ") :])))
     return events
 
 
