@@ -210,7 +210,15 @@ def test_the_env_reminder_is_pushed_too(upstream, receiver, tmp_path):
         wait_until(lambda: leader_pid(data_dir), 15, message="a leader")
         assert requests.post(server.base_url + "/api/schedule/run", json={}, timeout=30).status_code == 200
         arrival = wait_until(lambda: receiver.arrivals("/env"), 20, message="the push")[0]
-        env = wait_until(lambda: (env := listed(server)["env"])["last_run"].get("channels") and env, 10)
+        # The receiver sees the push before the sender records it as sent: wait for the record.
+        env = wait_until(
+            lambda: (
+                (env := listed(server)["env"])["last_run"].get("channels", {}).get("env-1", {}).get("status")
+                not in (None, "pending")
+                and env
+            ),
+            10,
+        )
         runs = runs_of(server.base_url, "env")
     assert arrival["body"]["message"].startswith("收到：") and arrival["body"]["title"] == "⏰ 提醒 · Reminder"
     assert env["last_run"]["channels"]["env-1"]["status"] == "sent" == runs[0]["channels"]["env-1"]["status"]
