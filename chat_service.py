@@ -32,7 +32,7 @@ from reminders import ReminderStore
 from replies import TERMINAL, Journal, Replies
 from titles import Titles
 from turn_gate import Turn, TurnGate
-from upstream_client import Completion, ToolCall, UpstreamClient, UpstreamStream
+from upstream_client import Cancel, Completion, ToolCall, UpstreamClient, UpstreamStream
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class _Turn:
     offer_tools: bool
     rounds: int = 0  # tool rounds carried out
     actions: list[dict[str, Any]] = field(default_factory=list)
+    cancel: Cancel = field(default_factory=Cancel)  # Stop reaches every request of the turn through it
 
     @property
     def tools(self) -> list[dict[str, Any]] | None:
@@ -332,7 +333,7 @@ class ChatService:
         """One request of the turn; when the provider refuses tools (HTTP 400), once more without them."""
         tools = turn.tools
         try:
-            return send(turn.messages, tools)
+            return send(turn.messages, tools, cancel=turn.cancel)
         except UpstreamError as error:
             if tools is None or error.upstream_status != 400:
                 raise
@@ -340,7 +341,7 @@ class ChatService:
         turn.offer_tools = False
         if turn.rounds == 0:  # refused before any call ran: the phrase grammar reads the user's words instead
             self._apply_phrases(turn)
-        return send(turn.messages, None)
+        return send(turn.messages, None, cancel=turn.cancel)
 
     def _complete(self, turn: _Turn) -> Completion:
         """The whole reply, after up to MAX_TOOL_ROUNDS rounds of reminder calls."""
@@ -396,7 +397,7 @@ class ChatService:
         reasoning: list[str] = []
         outcome = Completion(content="", model=self.settings.model)
         extra: dict[str, Any] = {"incomplete": True, "error": INTERNAL_ERROR, "error_code": "internal_error"}
-        journal.on_stop(pieces.abort)
+        journal.on_stop(turn.cancel.cancel)  # the stream open now, and the requests of any tool rounds to come
         try:
             yield {
                 "type": "start",
@@ -432,7 +433,6 @@ class ChatService:
                 pieces.close()
                 yield from self._run_tools(turn, calls, "".join(round_text))
                 pieces = self._ask(turn, self.upstream.stream)
-                journal.on_stop(pieces.abort)
             extra = {"stopped": True} if journal.stopping.is_set() else {}
         except AppError as error:
             if journal.stopping.is_set():  # the aborted read, or a request Stop caught before it was answered

@@ -8,6 +8,7 @@ import logging
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.utils import get_netrc_auth
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from config import Settings, url_shown
 from errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
@@ -40,6 +43,91 @@ STREAM_OPTIONS = {"include_usage": True}
 # A refusal of a request carrying `stream_options` that may be about it: strict servers (older vLLM, some gateways)
 # answer 400 to a field they do not know; FastAPI-based ones 422.
 REFUSED_STATUSES = frozenset({400, 422})
+# The Cancel of the request this thread is sending, for the connection to hand its socket to (see Cancel).
+_sending = threading.local()
+
+
+class Cancel:
+    """Ends a turn's requests to the model from another thread (Stop), at once, even while the model is silent.
+
+    The request in flight, whether still waiting for its response headers or mid-stream, has its socket shut
+    down, so the blocked read returns; no request is retried or sent after it. A connection hands its socket
+    over just before it waits for the response; a stream releases it before its connection goes back to the
+    pool, so a late Stop never reaches a connection that another turn uses by then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            _shut(self._socket)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep `seconds` unless cancelled meanwhile (a retry's backoff); True once cancelled."""
+        deadline = time.monotonic() + seconds
+        while not self.cancelled and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+        return self.cancelled
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._socket = sock
+            if self.cancelled:
+                _shut(sock)
+
+    def release(self) -> None:
+        with self._lock:
+            self._socket = None
+
+
+class _Cancellable:
+    """A connection that hands its socket to the sending thread's Cancel before waiting for the response."""
+
+    sock: socket.socket | None
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        cancel = getattr(_sending, "cancel", None)
+        if cancel is not None:
+            cancel.attach(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _CancellableHTTP(_Cancellable, HTTPConnection):
+    pass
+
+
+class _CancellableHTTPS(_Cancellable, HTTPSConnection):
+    pass
+
+
+class _CancellableHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CancellableHTTP
+
+
+class _CancellableHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CancellableHTTPS
+
+
+CANCELLABLE_POOLS = {"http": _CancellableHTTPPool, "https": _CancellableHTTPSPool}
+
+
+class _CancellableAdapter(HTTPAdapter):
+    """requests' adapter with connections a Cancel can reach, direct or through an HTTP(S) proxy. (Through a
+    SOCKS proxy only an open stream can be stopped: a request still waiting for its headers runs on.)"""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = CANCELLABLE_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = CANCELLABLE_POOLS
+        return manager
 
 
 @dataclass
@@ -80,7 +168,7 @@ class UpstreamClient:
         self.settings = settings
         self.session = requests.Session()
         # Large pool: many gthread threads may wait on long completions at once.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256)
+        adapter = _CancellableAdapter(pool_connections=4, pool_maxsize=256)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         parts = urlsplit(settings.api_url)  # host and port only: a user:password@ part stays out of messages
@@ -99,9 +187,12 @@ class UpstreamClient:
 
     # ---- public --------------------------------------------------------------------------
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Completion:
+    def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, cancel: Cancel | None = None
+    ) -> Completion:
         """Ask for a whole reply; with `tools`, the model may answer with calls to them instead."""
-        response = self._post(self._payload(messages, tools, stream=False), stream=False)
+        cancel = cancel or Cancel()
+        response = self._post(self._payload(messages, tools, stream=False), stream=False, cancel=cancel)
         try:
             body = response.json()
             if may_hold_surrogates(response.content):
@@ -121,26 +212,31 @@ class UpstreamClient:
             raise UpstreamError(
                 "The model API sent a reply that is not valid chat completion JSON.", code="upstream_bad_response"
             ) from None
+        finally:
+            cancel.release()
         return completion
 
-    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> UpstreamStream:
+    def stream(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, cancel: Cancel | None = None
+    ) -> UpstreamStream:
         """Open the stream now (so refusals raise here) and return its pieces as they arrive.
 
         The stream asks for token usage; a provider that refuses that field is asked once more without it and,
         once that works (or its refusal named the field), never asked for it again by this process.
         """
+        cancel = cancel or Cancel()
         payload = self._payload(messages, tools, stream=True)
         try:
-            response = self._post(payload, stream=True)
+            response = self._post(payload, stream=True, cancel=cancel)
         except UpstreamError as refusal:
             if "stream_options" not in payload or not _may_refuse_stream_options(refusal):
                 raise
             del payload["stream_options"]
             if "stream_options" in refusal.message:  # it says so: whatever the next answer, never ask again
                 self._stop_asking_for_usage(refusal)
-            response = self._post(payload, stream=True)  # refused again: the field was not the reason, say why
+            response = self._post(payload, stream=True, cancel=cancel)  # refused again: the field was not it, say why
             self._stop_asking_for_usage(refusal)
-        return UpstreamStream(response, self._read_events(response))
+        return UpstreamStream(response, self._read_events(response), cancel)
 
     def _stop_asking_for_usage(self, refusal: UpstreamError) -> None:
         """From now on, streams of this process do not ask for usage; said once in the log (never the key)."""
@@ -172,25 +268,29 @@ class UpstreamClient:
         }
         return self.session.prepare_request(requests.Request("POST", self.url, headers=headers))
 
-    def _post(self, payload: dict[str, Any], *, stream: bool) -> requests.Response:
+    def _post(self, payload: dict[str, Any], *, stream: bool, cancel: Cancel) -> requests.Response:
         """POST `payload`, retrying 429, 5xx and connection failures with backoff within RETRY_MAX_SECONDS."""
         settings = self.settings
         deadline = time.monotonic() + settings.retry_max_seconds
         for attempt in range(settings.retry_attempts + 1):
-            outcome = self._attempt(payload, stream=stream)
+            outcome = self._attempt(payload, stream=stream, cancel=cancel)
             if isinstance(outcome, requests.Response):
                 return outcome
             wait = _backoff_seconds(attempt) if outcome.retry_after is None else outcome.retry_after
             if attempt == settings.retry_attempts or time.monotonic() + wait > deadline:
                 raise outcome
             log.warning("Model API attempt %d failed (%s); retrying in %.1fs", attempt + 1, outcome.code, wait)
-            time.sleep(wait)
+            if cancel.wait(wait):
+                raise _stopped()
         raise AssertionError("unreachable")
 
-    def _attempt(self, payload: dict[str, Any], *, stream: bool) -> requests.Response | UpstreamError:
+    def _attempt(self, payload: dict[str, Any], *, stream: bool, cancel: Cancel) -> requests.Response | UpstreamError:
         """One request: a successful response, or a failure worth retrying; other failures are raised."""
         settings = self.settings
         session = self.session
+        if cancel.cancelled:
+            raise _stopped()
+        _sending.cancel = cancel
         try:
             request = self._prepared[stream].copy()
             request.prepare_body(None, None, json=payload)
@@ -206,10 +306,17 @@ class UpstreamClient:
                 allow_redirects=True,
             )
         except requests.RequestException as error:
+            if cancel.cancelled:  # the shut socket, not the model: never retried
+                raise _stopped() from None
             return self._retryable_request_failure(error)
+        finally:
+            _sending.cancel = None
         if response.status_code < 400:
             return response
-        return self._retryable_status_failure(response)
+        try:
+            return self._retryable_status_failure(response)
+        finally:
+            cancel.release()  # the connection may be pooled again
 
     def _retryable_request_failure(self, error: requests.RequestException) -> UpstreamError:
         """A failure to connect, to retry; a read timeout or a body cut off mid-way is raised at once."""
@@ -356,9 +463,10 @@ class UpstreamStream:
     the reply came whole: then the connection goes back to the pool for the next turn (no new TCP and TLS
     handshake, which costs a turn's first token tens of milliseconds against a distant API)."""
 
-    def __init__(self, response: requests.Response, pieces: Iterator[StreamPiece]):
+    def __init__(self, response: requests.Response, pieces: Iterator[StreamPiece], cancel: Cancel):
         self._response = response
         self._pieces = pieces
+        self._cancel = cancel
         self._whole = False
 
     def __iter__(self) -> Iterator[StreamPiece]:
@@ -368,13 +476,10 @@ class UpstreamStream:
     def abort(self) -> None:
         """End the stream from another thread, at once, even while the upstream sends nothing: the blocked read
         returns and the iteration raises (Stop)."""
-        connection = getattr(self._response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self._cancel.cancel()
 
     def close(self) -> None:
+        self._cancel.release()  # before the connection may go back to the pool
         if self._whole:
             self._read_to_end()
         self._response.close()  # drops the connection unless the body was read to its end (urllib3 kept it)
@@ -490,6 +595,16 @@ def _finished(finish: StreamPiece | None, usage: dict[str, Any], calls: dict[int
     piece.usage = usage
     piece.tool_calls = list(calls.values())
     return piece
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _stopped() -> UpstreamError:
+    return UpstreamError("The request to the model API was stopped.", code="stopped")
 
 
 def _broken() -> UpstreamError:

@@ -53,14 +53,23 @@ def test_a_last_event_id_of_superscript_digits_is_not_a_500(upstream, tmp_path, 
         assert "Traceback" not in server.log_text()
 
 
-@pytest.mark.xfail(strict=True, reason="review15: Stop cannot reach a tool round's request still waiting for headers")
-def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_within_a_second(upstream, tmp_path):
-    """After a reminder tool call the relay asks the model again; while that request waits for its headers there is
-    no stream to abort, so Stop answered only after STOP_WAIT_SECONDS with the reply still `streaming`."""
+BUSY = {"kind": "status", "status": 503, "headers": {"Retry-After": "8"}, "body": {"error": {"message": "busy"}}}
+
+
+@pytest.mark.parametrize(
+    "next_request",
+    [pytest.param([{"delay": 8, "content": "好的"}], id="slow-headers"), pytest.param([BUSY, {}], id="in-backoff")],
+)
+def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_within_a_second(
+    upstream, tmp_path, next_request
+):
+    """After a reminder tool call the relay asks the model again; while that request waited for its headers (or
+    for a retry after a 503) there was no stream to abort, so Stop answered only after STOP_WAIT_SECONDS with the
+    reply still `streaming`, and the request ran on."""
     call = {"tool_calls": [{"name": "create_reminder", "arguments": {"text": "喝水", "cron": "0 9 * * *"}}]}
-    upstream.script(call, {"delay": 8, "content": "好的"})
+    upstream.script(call, *next_request)
     with (
-        gunicorn(upstream, tmp_path, READ_TIMEOUT="30") as server,
+        gunicorn(upstream, tmp_path, READ_TIMEOUT="30", RETRY_MAX_SECONDS="30") as server,
         contextlib.closing(HTTPConnection("127.0.0.1", server.port, timeout=30)) as connection,
     ):
         response = open_events(connection, "POST", "/api/chat/stream", {"message": "每天九点提醒我喝水"})
@@ -74,6 +83,12 @@ def test_stop_during_a_tool_round_whose_next_request_is_slow_to_answer_stops_wit
         assert stop.status_code == 200
         stored = stop.json()["message"]
         assert answered < 1.0 and stored.get("stopped") is True and "streaming" not in stored, (answered, stored)
+        if next_request[0] is BUSY:
+            time.sleep(8)  # when the retry would have gone
+            assert len(upstream.requests) == 2, "a stopped turn was retried"
+        else:
+            assert upstream.closed_at is not None and upstream.closed_at - asked < 1.0, "the request is still open"
+        assert "Traceback" not in server.log_text()
 
 
 def test_a_reminder_left_streaming_by_a_crash_a_day_ago_keeps_its_text_after_the_restart(make_settings, upstream):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from errors import UpstreamError
 from tests.support.fake_upstream import API_KEY
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.servers import free_port
-from upstream_client import LONE_SURROGATE, chat_completions_url, may_hold_surrogates
+from tests.support.waiting import wait_until
+from upstream_client import LONE_SURROGATE, Cancel, UpstreamClient, chat_completions_url, may_hold_surrogates
 
 
 def test_429_is_retried_after_retry_after_then_succeeds(api, upstream):
@@ -301,3 +304,49 @@ def test_json_that_decodes_to_a_lone_surrogate_is_always_noticed(data):
 @pytest.mark.parametrize("data", [b'{"content": "\xe4\xbd\xa0\xe5\xa5\xbd"}', b'{"content": "\\u4f60 ok"}'])
 def test_ordinary_json_skips_the_surrogate_walk(data):
     assert not may_hold_surrogates(data)
+
+
+# ---- Stop: Cancel ends a turn's requests from another thread ------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["direct", "through-a-proxy"])
+def test_cancel_ends_a_request_still_waiting_for_its_headers_at_once(
+    make_settings, upstream, forward_proxy, monkeypatch, route
+):
+    if route == "through-a-proxy":
+        monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    client = UpstreamClient(make_settings(READ_TIMEOUT="30"))
+    upstream.script({"delay": 8, "content": "迟到的回答"})
+    cancel = Cancel()
+    threading.Timer(0.3, cancel.cancel).start()
+    asked = time.monotonic()
+    with pytest.raises(UpstreamError) as raised:
+        client.stream([{"role": "user", "content": "你好"}], cancel=cancel)
+    assert raised.value.code == "stopped" and time.monotonic() - asked < 1.5
+    assert len(upstream.requests) == 1  # never retried
+    if route == "direct":
+        wait_until(lambda: upstream.closed_at, 2, message="the upstream seeing its connection closed")
+    else:
+        assert forward_proxy.targets == [upstream.url]
+    client.close()
+
+
+def test_a_late_cancel_never_reaches_the_connection_once_it_is_pooled_again(make_settings, upstream):
+    """A turn's stream read whole gives its connection back to the pool; Stop on that turn afterwards (say during
+    its tool round) must not shut the connection the next turn is reading from."""
+    client = UpstreamClient(make_settings())
+    first = Cancel()
+    finished = client.stream([{"role": "user", "content": "一"}], cancel=first)
+    assert "".join(piece.text for piece in finished if piece.kind == "delta")
+    finished.close()
+    upstream.script({"content": "第二个回答慢慢地来", "chunk_delay": 0.1})
+    second = client.stream([{"role": "user", "content": "二"}])
+    texts = []
+    for piece in second:
+        if piece.kind == "delta":
+            texts.append(piece.text)
+        if len(texts) == 2:
+            first.cancel()
+    second.close()
+    assert upstream.connections == 1 and "".join(texts) == "第二个回答慢慢地来"
+    client.close()

@@ -172,7 +172,10 @@ class FakeUpstream:
                 behaviour = upstream._next()
                 if self.headers.get("Authorization") != f"Bearer {upstream.api_key}":
                     return self._json(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
-                time.sleep(behaviour.get("delay", upstream.latency))
+                if "delay" not in behaviour:
+                    time.sleep(upstream.latency)
+                elif not self._silent(behaviour["delay"]):  # the app hung up before the headers (Stop)
+                    return
                 kind = behaviour.get("kind", "reply")
                 if kind == "status":
                     return self._json(behaviour["status"], behaviour.get("body", {}), behaviour.get("headers", {}))
@@ -311,7 +314,7 @@ class FakeUpstream:
                 """Send nothing for `seconds`, noticing at once when the app hangs up; False if it did."""
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline:
-                    readable, _, _ = select.select([self.connection], [], [], 0.02)
+                    readable, _, _ = select.select([self.connection], [], [], min(0.02, deadline - time.monotonic()))
                     if readable and not self.connection.recv(1, socket.MSG_PEEK):
                         upstream.closed_at = time.monotonic()
                         upstream.closed_streams.set()
