@@ -309,13 +309,16 @@ def test_ordinary_json_skips_the_surrogate_walk(data):
 # ---- Stop: Cancel ends a turn's requests from another thread ------------------------------------------------------
 
 
-@pytest.mark.parametrize("route", ["direct", "through-a-proxy"])
+@pytest.mark.parametrize(
+    ("route", "retries"), [("direct", "2"), ("direct", "0"), ("through-a-proxy", "2")], ids=lambda v: v
+)
 def test_cancel_ends_a_request_still_waiting_for_its_headers_at_once(
-    make_settings, upstream, forward_proxy, monkeypatch, route
+    make_settings, upstream, forward_proxy, monkeypatch, route, retries
 ):
+    """The shut socket is a stop, never a failure to retry or to report as the model's."""
     if route == "through-a-proxy":
         monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
-    client = UpstreamClient(make_settings(READ_TIMEOUT="30"))
+    client = UpstreamClient(make_settings(READ_TIMEOUT="30", RETRY_ATTEMPTS=retries))
     upstream.script({"delay": 8, "content": "迟到的回答"})
     cancel = Cancel()
     threading.Timer(0.3, cancel.cancel).start()
@@ -349,4 +352,14 @@ def test_a_late_cancel_never_reaches_the_connection_once_it_is_pooled_again(make
             first.cancel()
     second.close()
     assert upstream.connections == 1 and "".join(texts) == "第二个回答慢慢地来"
+    client.close()
+
+
+def test_no_request_is_sent_once_the_turn_was_stopped(make_settings, upstream):
+    client = UpstreamClient(make_settings())
+    cancel = Cancel()
+    cancel.cancel()  # Stop while the turn's reminder tools ran
+    with pytest.raises(UpstreamError) as raised:
+        client.stream([{"role": "user", "content": "你好"}], cancel=cancel)
+    assert raised.value.code == "stopped" and upstream.requests == []
     client.close()
