@@ -274,6 +274,8 @@ class ChatService:
             except StorageError as error:
                 log.warning("The interrupted reply %d was not stored: %s", message_id, error.message)
                 message = None
+            if message is not None:  # as stored: by this settler, by another, or by the writer just before it died
+                return _terminal(message)
             if begin.get("fallback") is not None:
                 return {"type": "done", "message": message}
             return {"type": "error", "error": INTERRUPTED, "code": "interrupted", "message": message}

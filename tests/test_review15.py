@@ -153,3 +153,21 @@ def test_a_server_that_runs_for_days_removes_its_day_old_journals(api, upstream)
     api.post("/api/chat/stream", json={"message": "再数"})
 
     wait_until(lambda: not (replies / f"main-{message_id}.jsonl").exists(), 10, message="the old journal removed")
+
+
+def test_a_writer_that_died_after_storing_its_reply_but_before_its_last_event_ends_done(make_settings, upstream):
+    """The final message was stored, then the process died before the journal's terminal event: settling found
+    the message finished (store.finish leaves it as it is) yet still told followers `error: interrupted`."""
+    from app import create_app
+    from upstream_client import Completion
+
+    service = create_app(make_settings()).extensions["chat"]
+    store = service.conversations.main
+    journal, placeholder = service._begin_reply(store, "main", None)
+    journal.write({"type": "delta", "content": "完整的回答"})
+    service._finish_reply(store, placeholder, Completion(content="完整的回答", model="m"))
+    journal.end()  # killed here: unlocked, no terminal event
+
+    *_, last = service.follow_reply("main", placeholder["id"])
+    assert last["type"] == "done" and last["message"]["content"] == "完整的回答", last
+    assert "interrupted" not in last["message"] and "streaming" not in last["message"]
