@@ -51,11 +51,15 @@ class Journal:
         # is always either locked by a live writer or ended, never caught unlocked before its writer starts.
         self._path = replies.folder / f".{conversation_id}-{secrets.token_hex(6)}.jsonl.tmp"
         self._descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._descriptor, fcntl.LOCK_EX)
         self.count = 0
         self.stopping = threading.Event()
         self._abort: Callable[[], None] | None = None
-        self._line({"id": 0, "type": "begin", "fallback": fallback})  # never sent; what settling a dead one needs
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX)
+            self._line({"id": 0, "type": "begin", "fallback": fallback})  # never sent; what settling a dead one needs
+        except BaseException:  # a full disk: no descriptor or half-made file left behind
+            self.end()
+            raise
 
     def bind(self, message_id: int) -> None:
         """Name the journal after the reply's message (called before the message is stored)."""

@@ -171,3 +171,27 @@ def test_a_writer_that_died_after_storing_its_reply_but_before_its_last_event_en
     *_, last = service.follow_reply("main", placeholder["id"])
     assert last["type"] == "done" and last["message"]["content"] == "完整的回答", last
     assert "interrupted" not in last["message"] and "streaming" not in last["message"]
+
+
+def test_a_journal_whose_first_line_cannot_be_written_leaves_no_descriptor_and_no_file(tmp_path):
+    """A full disk (here EFBIG from a file size limit of 0) while a journal was made leaked its descriptor and left
+    its temporary file behind, once per reply tried."""
+    import resource
+    import signal
+
+    from replies import Replies
+
+    replies = Replies(tmp_path / "replies")
+    replies.folder.mkdir()
+    descriptors = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        for _ in range(3):
+            with pytest.raises(OSError):
+                replies.open("main", "喝水")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert len(os.listdir("/proc/self/fd")) == descriptors and list(replies.folder.iterdir()) == []
