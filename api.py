@@ -35,6 +35,7 @@ from responses import (
     GUARDED,
     IMPORT_BODY,
     IMPORT_REFUSED,
+    KEY_REUSED,
     MAIN_CONVERSATION,
     MESSAGE_NOT_FOUND,
     NO_BODY,
@@ -139,6 +140,7 @@ EVENTS = {
 
 
 NAMES_A_CONVERSATION = {404: CONVERSATION_NOT_FOUND, 503: STORAGE_UNAVAILABLE}
+TURN_REFUSED = {404: CONVERSATION_NOT_FOUND, 422: KEY_REUSED}
 
 
 def _service() -> ChatService:
@@ -207,24 +209,24 @@ def _sse(events: Iterator[dict[str, Any]]) -> Response:
 @api.post(
     "/chat",
     security=TOKEN_OR_COOKIE,
-    responses={200: ChatResult, **TAKES_JSON, **GUARDED, 404: CONVERSATION_NOT_FOUND, **CALLS_THE_MODEL},
+    responses={200: ChatResult, **TAKES_JSON, **GUARDED, **TURN_REFUSED, **CALLS_THE_MODEL},
 )
 @spends_api_key
 def chat(body: ChatRequest) -> Any:
     """Send a message; answers the stored assistant message as `reply` (and in full as `message`)."""
-    message = _service().reply(body.message, body.retry_of, body.conversation_id)
+    message = _service().reply(body.message, body.retry_of, body.conversation_id, body.idempotency_key)
     return {"success": True, "reply": message["content"], "message": message}
 
 
 @api.post(
     "/chat/stream",
     security=TOKEN_OR_COOKIE,
-    responses={200: EVENTS, **TAKES_JSON, **GUARDED, 404: CONVERSATION_NOT_FOUND, **CALLS_THE_MODEL},
+    responses={200: EVENTS, **TAKES_JSON, **GUARDED, **TURN_REFUSED, **CALLS_THE_MODEL},
 )
 @spends_api_key
 def chat_stream(body: ChatRequest) -> Response:
     """Send a message; answers server-sent events: start, reasoning, delta, then done or error."""
-    return _sse(_service().stream_reply(body.message, body.retry_of, body.conversation_id))
+    return _sse(_service().stream_reply(body.message, body.retry_of, body.conversation_id, body.idempotency_key))
 
 
 @api.get(

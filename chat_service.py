@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from config import Settings
 from conversations import MAIN, Conversations
-from errors import INTERNAL_ERROR, AppError, NotConfigured, NotFound, StorageError, UpstreamError
-from history_store import STREAMING, HistoryStore, Message
+from errors import INTERNAL_ERROR, AppError, KeyReused, NotConfigured, NotFound, StorageError, UpstreamError
+from history_store import KEYED_LOOKBACK, STREAMING, HistoryStore, Message
 from reminder_tools import (
     MAX_TOOL_ROUNDS,
     TOOLS,
@@ -45,6 +46,7 @@ REMINDER_PROMPT = (
 
 # Besides the reminder's own wording time, how long its message may wait for a turn in progress to end.
 TURN_WAIT_MARGIN_SECONDS = 30
+KEYED_POLL_SECONDS = 0.1  # a message sent again: how often to look for the reply its first sending is getting
 STOP_WAIT_SECONDS = 5.0  # Stop answers once the reply is stored stopped; the writer notices within 0.1 s
 SETTLE_WAIT_SECONDS = 2.0  # reading a dead writer's journal to settle its reply
 INTERRUPTED = "The server stopped while writing this reply; try again."
@@ -94,11 +96,22 @@ class ChatService:
 
     # ---- input ---------------------------------------------------------------------------
 
-    def _question(self, store: HistoryStore, text: str, retry_of: int | None) -> Message:
-        """The user's message: the stored one when retrying a turn that got no whole reply, else a new one.
+    def _question(
+        self, store: HistoryStore, text: str, retry_of: int | None, key: str | None
+    ) -> tuple[Message, Message | None]:
+        """The user's message: the stored one when retrying a turn that got no whole reply, else a new one; and,
+        when the message came before with its idempotency key, the reply to it to answer with instead.
 
         A retry that names another message, or one already answered, stores the text as new.
         """
+        if key is not None:
+            stored: list[int] = []
+            question = store.append("user", text, durable=False, on_id=stored.append, idempotency_key=key)
+            if stored:
+                return question, None
+            if question["role"] != "user" or question["content"] != text:
+                raise KeyReused("This idempotency_key came before with another message; make up a new one.")
+            return question, self._reply_under_way(store, question)
         if retry_of is not None:
             recent = store.recent(self.settings.history_live_limit)
             answered = any(
@@ -106,9 +119,25 @@ class ChatService:
             )
             earlier = next((m for m in recent if m["id"] == retry_of), None)
             if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
-                return earlier
+                return earlier, None
         # Synced with the turn's reply or failure record, which are always stored: the model is asked sooner.
-        return store.append("user", text, durable=False)
+        return store.append("user", text, durable=False), None
+
+    def _reply_under_way(self, store: HistoryStore, question: Message) -> Message | None:
+        """The reply to `question`, sent again with its key: being written, or ended. Its turn may still wait for
+        the model's first words; this waits too, no longer than that turn can. None when there is none to answer
+        with (the turn failed, or died before the model answered): the question is then asked again."""
+        settings = self.settings
+        longest = settings.connect_timeout + settings.read_timeout + settings.retry_max_seconds
+        asked = datetime.fromisoformat(question["timestamp"]).timestamp()
+        while True:
+            recent = store.recent(KEYED_LOOKBACK)
+            reply = next((m for m in reversed(recent) if m.get("reply_to") == question["id"]), None)
+            if reply is not None:
+                return None if reply.get("error_code") and not reply.get(STREAMING) else reply
+            if time.time() - asked > longest:
+                return None
+            time.sleep(KEYED_POLL_SECONDS)
 
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:
@@ -116,12 +145,18 @@ class ChatService:
 
     # ---- turns ---------------------------------------------------------------------------
 
-    def reply(self, text: str, retry_of: int | None = None, conversation_id: str | None = None) -> Message:
+    def reply(
+        self, text: str, retry_of: int | None = None, conversation_id: str | None = None, key: str | None = None
+    ) -> Message:
         """Store the user's message, get the whole reply (carrying out its reminder calls), store it and return it."""
         store = self.conversations.store(conversation_id)
         self._require_configured()
         with contextlib.closing(self._gate(conversation_id or MAIN).turn()):
-            question = self._question(store, text, retry_of)
+            question, earlier = self._question(store, text, retry_of, key)
+            if earlier is not None:  # the same message sent again: its reply, once it ends, unless it fails
+                earlier = self._awaited(conversation_id or MAIN, store, earlier, self.settings.read_timeout + 30)
+                if not earlier.get("error_code"):
+                    return earlier
             turn = self._start_turn(conversation_id or MAIN, store, question)
             with self._failing_turn(turn):
                 completion = self._complete(turn)
@@ -130,20 +165,24 @@ class ChatService:
         return reply
 
     def stream_reply(
-        self, text: str, retry_of: int | None = None, conversation_id: str | None = None
+        self, text: str, retry_of: int | None = None, conversation_id: str | None = None, key: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Store the user's message and open the model stream now, so refusals raise before any event.
 
         The reply is then written by a thread of its own, into the history (a `streaming` message from the
         start) and into its journal; a client that leaves does not stop it, only `stop_reply` does. The returned
-        iterator follows the journal: the page's events, each with its `id`.
+        iterator follows the journal: the page's events, each with its `id`. The same message sent again with
+        its idempotency key follows the reply already under way instead, from its first event.
         """
         conversation_id = conversation_id or MAIN
         store = self.conversations.store(conversation_id)
         self._require_configured()
         hold = self._gate(conversation_id).turn()
         try:
-            question = self._question(store, text, retry_of)
+            question, earlier = self._question(store, text, retry_of, key)
+            if earlier is not None:
+                hold.close()
+                return self._follow(conversation_id, store, earlier, 0)
             turn = self._start_turn(conversation_id, store, question)
             with self._failing_turn(turn):
                 pieces = self._ask(turn, self.upstream.stream)

@@ -131,6 +131,13 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class KeyReused(AppError):
+    """An idempotency key sent again with another message: it names a different request."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 class Conflict(AppError):
     """The request cannot apply to the thing in its current state (e.g. changing the read-only .env reminder)."""
 

@@ -169,6 +169,7 @@ class _Log:
 
 
 STREAMING = "streaming"  # marks a reply still being written; its "finish" line replaces it
+KEYED_LOOKBACK = 200  # how far back a message's idempotency key is looked for
 GENERATION_BYTES = 48  # '{"version":3,"generation":"<16 hex>"' and a little more
 
 
@@ -266,6 +267,11 @@ def _scheduled_in(log_state: _Log, scheduled_for: str, reminder_id: str | None) 
         ),
         None,
     )
+
+
+def _keyed_in(log_state: _Log, key: str) -> Message | None:
+    """The recent message stored with idempotency key `key`: a client sends a message again within minutes."""
+    return next((m for m in reversed(log_state.messages[-KEYED_LOOKBACK:]) if m.get("idempotency_key") == key), None)
 
 
 def _sent_by(message: Message, message_id: int, reminder_id: str | None) -> bool:
@@ -610,7 +616,8 @@ class HistoryStore:
 
         A scheduled message carries `scheduled_for` (its tick) and, for a user's reminder, `reminder_id`;
         a second append for the same occurrence returns the stored message instead of adding another,
-        so a reminder is never stored twice. `durable=False` leaves the fdatasync to the next durable append
+        so a reminder is never stored twice. So does a second with the `idempotency_key` of a recent
+        message. `durable=False` leaves the fdatasync to the next durable append
         (a turn's question, synced with its reply: one sync a turn, none before the model is asked).
         `on_id(id)` runs under the lock before the message is written: what it prepares (a reply's journal) is in
         place before any reader can see the message; if it raises, nothing is stored.
@@ -620,6 +627,11 @@ class HistoryStore:
             tick = fields.get("scheduled_for")
             if tick is not None:
                 existing = _scheduled_in(log_state, tick, fields.get("reminder_id"))
+                if existing is not None:
+                    return existing
+            key = fields.get("idempotency_key")
+            if key is not None:
+                existing = _keyed_in(log_state, key)
                 if existing is not None:
                     return existing
             message: Message = {

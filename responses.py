@@ -24,6 +24,7 @@ class Message(BaseModel):
     timestamp: str = Field(description="ISO 8601 with the TIMEZONE's offset.")
     is_scheduled: bool = Field(description="A reminder sent by the scheduler.")
     reply_to: int | None = Field(None, description="The id of the user message this answers.")
+    idempotency_key: str | None = Field(None, description="A user message's key, as the client sent it.")
     model: str | None = None
     reasoning: str | None = Field(None, description="The model's reasoning, kept apart from the reply.")
     usage: dict[str, Any] | None = None
@@ -429,6 +430,7 @@ BAD_REQUEST = _error(
         "invalid_message",
         "empty_message",
         "invalid_retry_of",
+        "invalid_idempotency_key",
         "invalid_message_id",
         "invalid_limit",
         "invalid_before",
@@ -513,6 +515,10 @@ RATE_LIMITED = _error(
 UPSTREAM_FAILED = _error(
     "The model API failed: an error status, a reply that is not chat completion JSON, or no connection",
     ["upstream_error", "upstream_auth_failed", "upstream_bad_response", "upstream_unreachable", "upstream_incomplete"],
+)
+KEY_REUSED = _error(
+    "This `idempotency_key` came before with another message: make up a new key for each message",
+    ["idempotency_key_reused"],
 )
 UNAVAILABLE = _error(
     "Chat is not configured (no API_KEY), or the history cannot be saved (the data folder is read-only or full)",

@@ -67,6 +67,7 @@ def whole_number(minimum: int) -> Any:
 
 
 CONVERSATION_ID_PATTERN = r"^(main|[0-9a-f]{12})$"
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 CONVERSATION_FORM = "A conversation's id from GET /api/conversations; absent: the main conversation."
 ConversationId = Annotated[str | None, Strict(), Field(pattern=CONVERSATION_ID_PATTERN, description=CONVERSATION_FORM)]
 
@@ -91,6 +92,18 @@ class ChatRequest(Schema):
     ] = None
 
     conversation_id: ConversationId = None
+
+    idempotency_key: Annotated[
+        str | None,
+        Strict(),
+        Field(
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="A key the client makes up for this message (8 to 64 letters, digits, `-` or `_`). Sending "
+            "the message again with it, after a connection that dropped before any answer, stores nothing twice: "
+            "the answer is the turn already under way (or done); one that failed is asked again. The same key with "
+            "other text is 422 `idempotency_key_reused`.",
+        ),
+    ] = None
 
     model_config = ConfigDict(json_schema_extra={"example": {"message": "你好"}})
 
