@@ -79,16 +79,17 @@ def test_a_message_answered_already_is_answered_the_same_again_without_asking_th
     assert [m["role"] for m in stored] == ["user", "assistant"] * 2 and len(upstream.requests) == 2
 
 
-def test_a_failed_turn_sent_again_with_its_key_asks_again_with_the_question_stored_once(upstream, tmp_path):
+@pytest.mark.parametrize("path", ["/api/chat", "/api/chat/stream"])
+def test_a_failed_turn_sent_again_with_its_key_asks_again_with_the_question_stored_once(upstream, tmp_path, path):
     upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}})
     body = {"message": "再试一次", "idempotency_key": KEY}
     with gunicorn(upstream, tmp_path) as server:
-        failed = sent(server, body, "/api/chat")
-        answered = sent(server, body, "/api/chat")
+        failed = sent(server, body, path)
+        answered = sent(server, body, path)
         stored = history(server)
     assert failed.status_code == 502 and answered.status_code == 200
     assert len([m for m in stored if m["role"] == "user"]) == 1 and len(upstream.requests) == 2
-    assert answered.json()["message"]["reply_to"] == stored[0]["id"]
+    assert stored[-1]["reply_to"] == stored[0]["id"] and stored[-1]["content"] and "error_code" not in stored[-1]
 
 
 def test_a_key_sent_with_other_text_or_malformed_is_refused_clearly(upstream, tmp_path):
