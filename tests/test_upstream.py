@@ -363,3 +363,30 @@ def test_no_request_is_sent_once_the_turn_was_stopped(make_settings, upstream):
         client.stream([{"role": "user", "content": "你好"}], cancel=cancel)
     assert raised.value.code == "stopped" and upstream.requests == []
     client.close()
+
+
+def test_a_late_cancel_never_reaches_the_connection_of_a_stream_that_ended_without_done(make_settings, upstream):
+    """review16: a body that ends without [DONE] (or one with a Content-Length) is read to its end while the turn
+    still iterates, and urllib3 pools the connection then, before `close()` releases it from the turn's Cancel.
+    Stop on that turn meanwhile (its last events still being relayed) shut the next turn's connection."""
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    ended = {"frames": [json.dumps({"choices": [{"index": 0, "delta": {"content": "一"}}]}), json.dumps(finish)]}
+    upstream.script({**ended, "ending": "eof"}, {"content": "第二个回答慢慢地来", "chunk_delay": 0.1})
+    client = UpstreamClient(make_settings())
+    first = Cancel()
+    ending = client.stream([{"role": "user", "content": "一"}], cancel=first)
+    assert [piece.kind for piece in ending] == ["delta", "finish"]  # not closed yet: the relay is still at work
+    second = client.stream([{"role": "user", "content": "二"}])  # another turn of this worker, on the pooled connection
+    texts = []
+    try:
+        for piece in second:
+            if piece.kind == "delta":
+                texts.append(piece.text)
+            if len(texts) == 1:
+                first.cancel()  # Stop pressed on the first turn just as it ends
+    except UpstreamError as error:
+        texts.append(f"<{error.code}>")
+    ending.close()
+    second.close()
+    assert upstream.connections == 1 and "".join(texts) == "第二个回答慢慢地来", texts
+    client.close()
