@@ -390,3 +390,27 @@ def test_a_late_cancel_never_reaches_the_connection_of_a_stream_that_ended_witho
     second.close()
     assert upstream.connections == 1 and "".join(texts) == "第二个回答慢慢地来", texts
     client.close()
+
+
+def test_a_late_cancel_never_reaches_the_next_turn_through_a_buffering_proxy(
+    make_settings, upstream, forward_proxy, monkeypatch
+):
+    """review16: a proxy that sends the stream with a Content-Length (as tests/support/forward_proxy.py does, and
+    buffering gateways) lets urllib3 pool the connection at the stream's last read, [DONE] or not, before the turn
+    has relayed its events and closed it. Stop on that turn then shut the next turn's request while it waited for
+    its headers: a failure to connect, so that request was silently sent to the model a second time."""
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    client = UpstreamClient(make_settings(READ_TIMEOUT="30"))
+    upstream.script({"content": "第一个回答"}, {"content": "第二个回答", "delay": 1.0})
+    first = Cancel()
+    ending = client.stream([{"role": "user", "content": "一"}], cancel=first)
+    assert "".join(piece.text for piece in ending if piece.kind == "delta") == "第一个回答"  # not closed yet
+    threading.Timer(0.3, first.cancel).start()  # Stop on the first turn while the second waits for its headers
+    second = client.stream([{"role": "user", "content": "二"}])
+    text = "".join(piece.text for piece in second if piece.kind == "delta")
+    ending.close()
+    second.close()
+    client.close()
+    assert text == "第二个回答" and len(upstream.requests) == 2, [
+        r["messages"][-1]["content"] for r in upstream.requests
+    ]
