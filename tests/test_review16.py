@@ -136,3 +136,32 @@ def test_stop_through_an_https_proxy_to_an_https_api_ends_the_request(
     assert failures == [], failures
     assert raised.value.code == "stopped" and took < 2.0, (raised.value.code, took)
     assert model.hung_up.wait(2)
+
+
+def test_stop_while_the_next_request_is_still_connecting_ends_it_at_once(make_settings):
+    """A tool round's next request, or a retry after a failure to connect, may need a new connection; while
+    connect() (or the TLS handshake) waits, the socket is not handed to the Cancel yet, so Stop waits for
+    CONNECT_TIMEOUT (10 s by default, longer than Stop's STOP_WAIT_SECONDS) and a connection made meanwhile
+    still carries the request to the model."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)  # never accepts: once its queue is full,
+    port = listener.getsockname()[1]  # a new connect() hangs as to an API behind a black hole
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+    time.sleep(0.2)
+    client = UpstreamClient(make_settings(API_URL=f"http://127.0.0.1:{port}/v1", CONNECT_TIMEOUT="4"))
+    cancel = Cancel()
+    threading.Timer(0.5, cancel.cancel).start()
+    asked = time.monotonic()
+    try:
+        with pytest.raises(UpstreamError) as raised:
+            client.stream([{"role": "user", "content": "你好"}], cancel=cancel)
+        took = time.monotonic() - asked
+    finally:
+        client.close()
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert raised.value.code == "stopped" and took < 2.0, (raised.value.code, took)
