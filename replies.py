@@ -151,7 +151,10 @@ class Replies:
             for path, journal in writing:
                 if not journal.stopping.is_set() and path.with_suffix(".stop").exists():
                     log.info("Stop asked for reply %s", path.stem)
-                    journal.stop()
+                    try:
+                        journal.stop()
+                    except Exception:  # this thread must outlive any one reply: later Stops depend on it
+                        log.exception("Stopping reply %s failed", path.stem)
             time.sleep(STOP_POLL_SECONDS)
 
     # ---- any process ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_netrc_auth
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.ssltransport import SSLTransport
 
 from config import Settings, url_shown
 from errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
@@ -52,13 +53,16 @@ class Cancel:
 
     The request in flight, whether still waiting for its response headers or mid-stream, has its socket shut
     down, so the blocked read returns; no request is retried or sent after it. A connection hands its socket
-    over just before it waits for the response; a stream releases it before its connection goes back to the
-    pool, so a late Stop never reaches a connection that another turn uses by then.
+    over once connected and again before it waits for the response, and takes it back before it goes back to
+    the pool, so a late Stop never reaches a connection that another turn uses by then.
+
+    Stop during a connection attempt takes effect when the attempt ends (CONNECT_TIMEOUT at most): the socket is
+    shut before the request is sent.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
+        self._socket: Any = None  # a socket, or urllib3's SSLTransport (TLS inside an https:// proxy's TLS)
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -73,27 +77,54 @@ class Cancel:
             time.sleep(min(left, 0.05))
         return self.cancelled
 
-    def attach(self, sock: socket.socket | None) -> None:
+    def attach(self, sock: Any) -> None:
         with self._lock:
             self._socket = sock
             if self.cancelled:
                 _shut(sock)
 
-    def release(self) -> None:
+    def release(self, sock: Any = None) -> None:
+        """Forget the socket (`sock` only: the one going back to the pool); a later cancel() cannot reach it."""
         with self._lock:
-            self._socket = None
+            if sock is None or self._socket is sock:
+                self._socket = None
 
 
 class _Cancellable:
-    """A connection that hands its socket to the sending thread's Cancel before waiting for the response."""
+    """A connection that hands its socket to the sending thread's Cancel: once connected (nothing is sent after
+    Stop) and before waiting for the response; and takes it back when it returns to the pool."""
 
     sock: socket.socket | None
+    _cancel: Cancel | None = None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._hand_over()
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        self._hand_over()
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+    def _hand_over(self) -> None:
         cancel = getattr(_sending, "cancel", None)
         if cancel is not None:
+            self._cancel = cancel
             cancel.attach(self.sock)
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+    def pooled(self) -> None:
+        if self._cancel is not None:
+            self._cancel.release(self.sock)
+            self._cancel = None
+
+
+class _ReturnsToPool:
+    """A pool that takes each connection back from its turn's Cancel first: urllib3 pools a connection as soon as
+    its body is read to the end, which may be before the turn closes its stream."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _Cancellable):
+            conn.pooled()
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _CancellableHTTP(_Cancellable, HTTPConnection):
@@ -104,11 +135,11 @@ class _CancellableHTTPS(_Cancellable, HTTPSConnection):
     pass
 
 
-class _CancellableHTTPPool(HTTPConnectionPool):
+class _CancellableHTTPPool(_ReturnsToPool, HTTPConnectionPool):
     ConnectionCls = _CancellableHTTP
 
 
-class _CancellableHTTPSPool(HTTPSConnectionPool):
+class _CancellableHTTPSPool(_ReturnsToPool, HTTPSConnectionPool):
     ConnectionCls = _CancellableHTTPS
 
 
@@ -116,8 +147,8 @@ CANCELLABLE_POOLS = {"http": _CancellableHTTPPool, "https": _CancellableHTTPSPoo
 
 
 class _CancellableAdapter(HTTPAdapter):
-    """requests' adapter with connections a Cancel can reach, direct or through an HTTP(S) proxy. (Through a
-    SOCKS proxy only an open stream can be stopped: a request still waiting for its headers runs on.)"""
+    """requests' adapter with connections a Cancel can reach, direct or through an HTTP(S) proxy. (SOCKS proxies
+    need PySocks, which is not installed: requests refuses them.)"""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -597,7 +628,9 @@ def _finished(finish: StreamPiece | None, usage: dict[str, Any], calls: dict[int
     return piece
 
 
-def _shut(sock: socket.socket | None) -> None:
+def _shut(sock: Any) -> None:
+    if isinstance(sock, SSLTransport):  # TLS inside TLS (an https:// proxy): shut the proxy connection it runs in
+        sock = sock.socket
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

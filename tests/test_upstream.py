@@ -365,9 +365,6 @@ def test_no_request_is_sent_once_the_turn_was_stopped(make_settings, upstream):
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="review16: a stream pooled before close() is still in its Cancel"
-)
 def test_a_late_cancel_never_reaches_the_connection_of_a_stream_that_ended_without_done(make_settings, upstream):
     """review16: a body that ends without [DONE] (or one with a Content-Length) is read to its end while the turn
     still iterates, and urllib3 pools the connection then, before `close()` releases it from the turn's Cancel.
@@ -395,9 +392,6 @@ def test_a_late_cancel_never_reaches_the_connection_of_a_stream_that_ended_witho
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="review16: a stream pooled before close() is still in its Cancel"
-)
 def test_a_late_cancel_never_reaches_the_next_turn_through_a_buffering_proxy(
     make_settings, upstream, forward_proxy, monkeypatch
 ):
