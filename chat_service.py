@@ -102,9 +102,10 @@ class ChatService:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one; and,
         when the message came before with its idempotency key, the reply to it to answer with instead.
 
-        A retry that names another message, or one already answered, stores the text as new.
+        A retry that names another message, or one already answered, stores the text as new. With both a key
+        and `retry_of`, a key not seen before leaves the retry to `retry_of`.
         """
-        if key is not None:
+        if key is not None and (retry_of is None or store.keyed(key) is not None):
             stored: list[int] = []
             question = store.append("user", text, durable=False, on_id=stored.append, idempotency_key=key)
             if stored:
@@ -133,8 +134,9 @@ class ChatService:
         while True:
             recent = store.recent(KEYED_LOOKBACK)
             reply = next((m for m in reversed(recent) if m.get("reply_to") == question["id"]), None)
-            if reply is not None:
-                return None if reply.get("error_code") and not reply.get(STREAMING) else reply
+            if reply is not None:  # one failed or stopped is asked again, as `retry_of` would
+                ended_short = reply.get("error_code") or reply.get("stopped")
+                return None if ended_short and not reply.get(STREAMING) else reply
             if time.time() - asked > longest:
                 return None
             time.sleep(KEYED_POLL_SECONDS)

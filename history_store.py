@@ -662,6 +662,10 @@ class HistoryStore:
             self._compact(appended)
             return appended.messages[_live_index(appended.messages, message_id) or 0]
 
+    def keyed(self, key: str) -> Message | None:
+        """The recent message stored with idempotency key `key`, if any."""
+        return _keyed_in(self._log(), key)
+
     def message(self, message_id: int) -> Message | None:
         """Visible message `message_id`, live or archived; None if there is none."""
         log_state = self._log()

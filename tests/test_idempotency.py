@@ -120,3 +120,15 @@ def test_a_question_whose_turn_died_before_any_reply_is_asked_again_once_that_tu
     assert 1.5 < waited < 4, waited
     assert [m["role"] for m in store.recent(10)] == ["user", "assistant"] and reply["reply_to"] == 1
     assert len(upstream.requests) == 1
+
+
+def test_retry_of_with_a_key_never_seen_retries_that_question_as_before(upstream, tmp_path):
+    upstream.script({"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}})
+    with gunicorn(upstream, tmp_path) as server:
+        failed = sent(server, {"message": "重试", "idempotency_key": KEY}, "/api/chat")
+        question = failed.json()["user_message"]
+        retried = sent(server, {"message": "重试", "retry_of": question["id"], "idempotency_key": "fresh-key-2"})
+        stored = history(server)
+    assert failed.status_code == 502 and retried.status_code == 200
+    assert [m["id"] for m in stored if m["role"] == "user"] == [question["id"]]
+    assert stored[-1]["reply_to"] == question["id"] and stored[-1]["content"]
