@@ -207,11 +207,13 @@ export const logOut = () => request('/api/logout', { method: 'POST' }).catch(() 
 
 /**
  * Start a streamed turn in conversation `conversationId` (none: main) and return its text/event-stream
- * body (bytes). `retryOf` answers an already stored user message again instead of storing `message` twice.
+ * body (bytes). `retryOf` answers an already stored user message again instead of storing `message` twice;
+ * so does sending it again with its `idempotencyKey`, which also joins the turn already under way for it.
  */
-export async function openChatStream({ message, retryOf = null, conversationId = null, signal }) {
+export async function openChatStream({ message, retryOf = null, conversationId = null, idempotencyKey = null, signal }) {
   const body = retryOf ? { message, retry_of: retryOf } : { message };
   if (conversationId) body.conversation_id = conversationId;
+  if (idempotencyKey) body.idempotency_key = idempotencyKey;
   const response = await request('/api/chat/stream', { method: 'POST', body, signal });
   if (!response.ok) throw await errorFrom(response);
   return response.body;

@@ -12,6 +12,7 @@ export class Chat {
   #thread;
   #history;
   #composer;
+  #ownQuestions = new Set();  // ids of the turn in flight's question, as polling found it (by its key)
   #onTurnEnd;
   #onReminder;
   #onFollowedEnd;
@@ -111,6 +112,19 @@ export class Chat {
     this.#offerRetry(found && { text: found.text, questionId: found.id, user: found.user, reply: found.reply });
   }
 
+  /**
+   * Messages polling brought, less the turn in flight's own question and reply: a poll sent just before Send can
+   * bring them before `start` does, and the turn draws them itself. Its idempotency key tells its question.
+   */
+  withoutOwnTurn(messages) {
+    const key = this.#turn?.idempotencyKey;
+    if (!key) return messages;
+    for (const message of messages) {
+      if (message.role === 'user' && message.idempotency_key === key) this.#ownQuestions.add(message.id);
+    }
+    return messages.filter(message => !this.#ownQuestions.has(message.id) && !this.#ownQuestions.has(message.reply_to));
+  }
+
   /** Messages polling added (other tabs, reminders): a new question, or an answer to the failed one, ends the offer. */
   noteNewMessages(messages) {
     const failed = this.#failed;
@@ -122,11 +136,11 @@ export class Chat {
   /**
    * Send `text` as a new turn and stream the reply into the thread. Retrying a turn whose message
    * the server already stored passes `retryOf` (its id) and that message's element, so it is
-   * neither stored nor shown twice.
+   * neither stored nor shown twice; and the key it was first sent with, if known.
    */
-  async send(text, { retryOf = null, userEl = null } = {}) {
+  async send(text, { retryOf = null, userEl = null, idempotencyKey = null } = {}) {
     if (this.#turn || !text.trim()) return;
-    const turn = new Turn(text, { retryOf, conversationId: this.#conversationId() });
+    const turn = new Turn(text, { retryOf, idempotencyKey, conversationId: this.#conversationId() });
     const user = userEl ?? messageElement({ role: 'user', content: text });
     const reply = messageElement({ role: 'assistant', content: '' });
     if (userEl) this.#thread.add(reply);
@@ -139,6 +153,7 @@ export class Chat {
   async #track(turn, user, reply, { owns, joined }, begin) {
     if (owns) {
       this.#turn = turn;
+      this.#ownQuestions.clear();
       this.#composer.setStreaming(true);
     }
     if (turn.messageId !== null) this.#followed.set(turn.messageId, turn);
@@ -236,7 +251,7 @@ export class Chat {
     if (error.code === 'unauthorized' || !turn.text) return;  // the login form takes over; a reminder has no question
     if (!joined) this.#composer.restore(turn.text);  // another tab's words stay out of this tab's box
     if (error.code === 'message_too_long') return;  // the same words would only be refused again
-    this.#offerRetry({ text: turn.text, questionId, user, reply });
+    this.#offerRetry({ text: turn.text, questionId, user, reply, key: turn.idempotencyKey });
   }
 
   /** Show Retry on this failed turn only (or on none). */
@@ -246,16 +261,20 @@ export class Chat {
     this.#failed?.reply.classList.add('retryable');
   }
 
-  /** Send the failed turn's words again: as a retry of the stored question, or anew if it was never stored. */
+  /**
+   * Send the failed turn's words again: as a retry of the stored question, or anew if it was never stored; with
+   * the key they were first sent with, so a retry that loses its connection too is still answered once.
+   */
   #retryFailed() {
     const { text, questionId, user, reply } = this.#failed;
+    const idempotencyKey = this.#failed.key ?? user?.message?.idempotency_key ?? null;
     this.#offerRetry(null);
     if (reply.classList.contains('failed')) reply.remove();  // no text to keep: the new reply takes its place
-    if (questionId !== null) {
-      this.send(text, { retryOf: questionId, userEl: user ?? null });  // no element if the question is on an unloaded page
+    if (questionId !== null) {  // no element if the question is on an unloaded page
+      this.send(text, { retryOf: questionId, userEl: user ?? null, idempotencyKey });
     } else {
       user?.remove();
-      this.send(text);
+      this.send(text, { idempotencyKey });
     }
   }
 

@@ -232,7 +232,7 @@ async function pollNewMessages() {
   for await (const fresh of history.newerPages()) {
     if (history !== messageHistory) return;  // another conversation was opened meanwhile
     const stick = thread.nearBottom();
-    const shown = thread.append(fresh);
+    const shown = thread.append(chat.withoutOwnTurn(fresh));
     chat.noteNewMessages(shown);
     chat.followStreaming(shown);  // another tab's turn, a reminder being worded: they stream in here too
     if (stick && shown.length) thread.scrollToBottom();

@@ -23,6 +23,20 @@ export function reconnectDelay(attempt) {
   return RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)];
 }
 
+/** A fresh idempotency key (32 hex digits): the server stores a message once however often it is sent with it. */
+export function newIdempotencyKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), byte => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Whether the connection itself was lost, not answered: the network failed, or the body ended without a terminal
+ * event. Before `start` that is all the page can tell: the message may or may not have reached the server.
+ */
+function connectionLost(error) {
+  if (error instanceof ApiError) return error.code === 'network' || error.code === 'stream_ended';
+  return error instanceof TypeError;  // fetch's "network error" mid-body
+}
+
 /**
  * Whether a failed connection is worth opening again: the network (fetch rejected, a body that broke
  * off, or our own abort of a dead connection), or a server briefly unable to answer (5xx, 429). A 4xx
@@ -46,7 +60,9 @@ function worthRetrying(error) {
  *
  * The reply belongs to the server: a dropped connection is opened again from the last SSE `id:`
  * (kept in lastEventId) with a growing pause, until a terminal event or a 404; events already seen are
- * skipped, so nothing is shown twice. Only Stop (the server's stop route) ends the reply early.
+ * skipped, so nothing is shown twice. Only Stop (the server's stop route) ends the reply early. A connection
+ * lost before `start` sends the message again with the same idempotency key: the server stores it once and
+ * answers with the turn it already began, if it did.
  */
 export class Turn {
   state = TurnState.READY;
@@ -59,6 +75,7 @@ export class Turn {
   error = null;
   lastEventId = '';
   reconnecting = false;
+  idempotencyKey;
   #listeners = new Map();
   #connection = null;  // the current request's controller: aborting it drops that connection only
   #wakers = new Set();  // pauses to cut short (the network is back)
@@ -70,14 +87,16 @@ export class Turn {
 
   /**
    * `retryOf`: the id of an already stored user message this turn answers again; `conversationId`: where
-   * (none: main); `messageId`: the reply to follow(). The rest replace the server calls and the pauses in tests.
+   * (none: main); `messageId`: the reply to follow(); `idempotencyKey`: the key the message was first sent with
+   * (Retry), else a new one. The rest replace the server calls and the pauses in tests.
    */
   constructor(text, {
-    retryOf = null, conversationId = null, messageId = null,
+    retryOf = null, conversationId = null, messageId = null, idempotencyKey = null,
     resume = resumeChatStream, requestStop = stopChatStream, delay = reconnectDelay,
   } = {}) {
     this.text = text;
     this.retryOf = retryOf;
+    this.idempotencyKey = idempotencyKey ?? newIdempotencyKey();
     this.conversationId = conversationId;
     this.messageId = messageId;
     this.#resume = resume;
@@ -108,7 +127,8 @@ export class Turn {
   async run(open = openChatStream) {
     this.#begin(TurnState.SENDING);
     return this.#drive(signal => open({
-      message: this.text, retryOf: this.retryOf, conversationId: this.conversationId, signal,
+      message: this.text, retryOf: this.retryOf, conversationId: this.conversationId,
+      idempotencyKey: this.idempotencyKey, signal,
     }));
   }
 
@@ -244,14 +264,18 @@ export class Turn {
         this.leave();  // aborted by the browser (the page is unloading): the server goes on anyway
         break;
       }
-      if (this.messageId === null || !(ours || worthRetrying(problem) || problem?.code === 'stream_ended')) {
-        this.#failWith(problem);  // nothing to resume (no start yet), or a refusal that would only come again
+      const lost = ours || connectionLost(problem);
+      // Before start only a lost connection is sent again (an answer, even a 5xx, came from a server that
+      // decided); once the reply has an id, a server briefly unable to answer is asked again too.
+      const again = this.messageId !== null ? lost || worthRetrying(problem) : lost && !this.#startSeen;
+      if (!again) {
+        this.#failWith(problem);  // a refusal that would only come again
         break;
       }
       this.#setReconnecting(true);
       await this.#pause(this.#delay(attempt));
       attempt += 1;
-      open = signal => this.#reopen(signal);
+      if (this.messageId !== null) open = signal => this.#reopen(signal);
     }
     return this.state;
   }

@@ -120,10 +120,12 @@ describe('api', () => {
     const body = await openChatStream({ message: 'again', retryOf: 4, signal });
     assert.equal(typeof body.getReader, 'function');
     await openChatStream({ message: 'new' });
+    await openChatStream({ message: 'keyed', idempotencyKey: 'abcdef0123456789' });
     assert.equal(calls[0].url, '/api/chat/stream');
     assert.equal(calls[0].init.signal, signal);
     assert.deepEqual(JSON.parse(calls[0].init.body), { message: 'again', retry_of: 4 });
     assert.deepEqual(JSON.parse(calls[1].init.body), { message: 'new' });
+    assert.deepEqual(JSON.parse(calls[2].init.body), { message: 'keyed', idempotency_key: 'abcdef0123456789' });
   });
 
   test('openChatStream throws the refusal with the stored user message', async () => {

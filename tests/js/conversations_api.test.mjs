@@ -58,7 +58,7 @@ describe('conversation_id on every call', () => {
   test('a Turn passes its conversation to the stream it opens', async () => {
     const seen = [];
     const turn = new Turn('hi', { conversationId: 'abcdefabcdef' });
-    await turn.run(async options => { seen.push(options.conversationId); throw new ApiError('x', { code: 'network' }); });
+    await turn.run(async options => { seen.push(options.conversationId); throw new ApiError('x', { code: 'upstream_error', status: 502 }); });
     assert.deepEqual(seen, ['abcdefabcdef']);
   });
 });

@@ -119,12 +119,46 @@ describe('reconnecting', () => {
     assert.deepEqual(seen.filter(([name]) => name === 'reconnecting').at(-1), ['reconnecting', false]);
   });
 
-  test('a drop before start (no reply id yet) cannot be resumed: it fails as before', async () => {
+  test('a connection lost before start sends the message again with the same key, and that answer drives the turn', async () => {
     const resume = resumeRoute();
-    const turn = new Turn('hi', { resume, delay: noPauses() });
-    assert.equal(await turn.run(async () => { throw network(); }), TurnState.ERROR);
-    assert.equal(turn.error.code, 'network');
-    assert.equal(resume.calls.length, 0);
+    const delay = noPauses();
+    const turn = new Turn('hi', { resume, delay });
+    const seen = record(turn);
+    const sends = [];
+    const answers = [
+      () => { throw network(); },  // the request never got an answer
+      () => stream([], { end: 'break' }),  // an answer whose body broke before any event
+      () => stream([]),  // one that ended with no event
+      () => stream([start(), delta(2, 'a'), done(3, 'a')]),  // the server answers with the turn it began
+    ];
+    const state = await turn.run(async request => { sends.push(request); return answers[sends.length - 1](); });
+    assert.equal(state, TurnState.DONE);
+    assert.equal(sends.length, 4);
+    assert.match(turn.idempotencyKey, /^[0-9a-f]{32}$/);
+    assert.ok(sends.every(request => request.idempotencyKey === turn.idempotencyKey && request.message === 'hi'));
+    assert.deepEqual(delay.asked, [0, 1, 2]);
+    assert.equal(resume.calls.length, 0, 'no reply id to resume with: the message itself is sent again');
+    assert.equal(turn.content, 'a');
+    assert.deepEqual(seen.filter(([name]) => name === 'reconnecting').map(([, on]) => on), [true, false]);
+  });
+
+  test('an answer before start, even a 5xx, is not sent again: the server decided', async () => {
+    for (const refusal of [
+      new ApiError('The model API failed.', { code: 'upstream_error', status: 502, userMessage: USER }),
+      new ApiError('Too many requests.', { code: 'rate_limited', status: 429 }),
+    ]) {
+      let sends = 0;
+      const turn = new Turn('hi', { resume: resumeRoute(), delay: noPauses() });
+      assert.equal(await turn.run(async () => { sends += 1; throw refusal; }), TurnState.ERROR);
+      assert.equal(sends, 1);
+      assert.equal(turn.error.code, refusal.code);
+    }
+  });
+
+  test('each turn gets its own key; Retry passes the first one on', () => {
+    const first = new Turn('hi');
+    assert.notEqual(first.idempotencyKey, new Turn('hi').idempotencyKey);
+    assert.equal(new Turn('hi', { idempotencyKey: first.idempotencyKey }).idempotencyKey, first.idempotencyKey);
   });
 
   test('retryNow() (online, tab visible) ends the pause at once', async () => {
