@@ -180,6 +180,40 @@ def test_a_dropped_connection_reconnects_by_itself_with_no_gap_and_no_repeat(ser
     assert bubble_text(page) == WHOLE
 
 
+def test_a_send_whose_connection_breaks_before_any_answer_is_sent_again_and_answered_once(server, upstream, open_page):
+    """The message reached the server, but the page's connection broke before `start` (a phone changing networks
+    while the model thinks): the page cannot know whether it arrived, so it sends it again with the same
+    idempotency key, and the server answers with the turn it already began: one question, one reply, one call."""
+    upstream.script({"delay": 1.0, "pieces": PIECES[:10], "chunk_delay": 0.05})
+    page = open_page(server.base_url, "?poll=1000")
+    posts: list[dict] = []
+
+    def arrives_but_breaks(body: bytes) -> None:  # the request reaches the server; its answer never comes back
+        connection = HTTPConnection("127.0.0.1", server.gunicorn.port, timeout=30)
+        connection.request("POST", "/api/chat/stream", body=body, headers={"Content-Type": "application/json"})
+        time.sleep(0.3)
+        connection.close()
+
+    def first_breaks(route) -> None:
+        posts.append(json.loads(route.request.post_data))
+        if len(posts) == 1:
+            threading.Thread(target=arrives_but_breaks, args=(route.request.post_data_buffer,)).start()
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/chat/stream", first_breaks)
+    send(page, "想好了再说")
+    stored = server.finished_reply()
+    wait_finished(page, stored)
+    page.wait_for_timeout(1500)  # a poll or two later: still one copy of each
+    expect(page.locator("article.message.user")).to_have_count(1)
+    expect(page.locator(REPLY)).to_have_count(1)
+    assert stored["content"] == "".join(PIECES[:10]) and bubble_text(page) == stored["content"]
+    assert len(posts) == 2 and posts[0]["idempotency_key"] == posts[1]["idempotency_key"], posts
+    assert [m["role"] for m in server.history()] == ["user", "assistant"] and len(upstream.requests) == 1
+
+
 # ---- (c) Stop during a stall ---------------------------------------------------------------------------------
 
 
