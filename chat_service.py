@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 from config import Settings
@@ -46,7 +45,6 @@ REMINDER_PROMPT = (
 
 # Besides the reminder's own wording time, how long its message may wait for a turn in progress to end.
 TURN_WAIT_MARGIN_SECONDS = 30
-KEYED_POLL_SECONDS = 0.1  # a message sent again: how often to look for the reply its first sending is getting
 STOP_WAIT_SECONDS = 5.0  # Stop answers once the reply is stored stopped; the writer notices within 0.1 s
 SETTLE_WAIT_SECONDS = 2.0  # reading a dead writer's journal to settle its reply
 INTERRUPTED = "The server stopped while writing this reply; try again."
@@ -112,7 +110,7 @@ class ChatService:
                 return question, None
             if question["role"] != "user" or question["content"] != text:
                 raise KeyReused("This idempotency_key came before with another message; make up a new one.")
-            return question, self._reply_under_way(store, question)
+            return question, self._answer_to(store, question)
         if retry_of is not None:
             recent = store.recent(self.settings.history_live_limit)
             answered = any(
@@ -124,22 +122,26 @@ class ChatService:
         # Synced with the turn's reply or failure record, which are always stored: the model is asked sooner.
         return store.append("user", text, durable=False), None
 
-    def _reply_under_way(self, store: HistoryStore, question: Message) -> Message | None:
-        """The reply to `question`, sent again with its key: being written, or ended. Its turn may still wait for
-        the model's first words; this waits too, no longer than that turn can. None when there is none to answer
-        with (the turn failed, or died before the model answered): the question is then asked again."""
-        settings = self.settings
-        longest = settings.connect_timeout + settings.read_timeout + settings.retry_max_seconds
-        asked = datetime.fromisoformat(question["timestamp"]).timestamp()
-        while True:
-            recent = store.recent(KEYED_LOOKBACK)
-            reply = next((m for m in reversed(recent) if m.get("reply_to") == question["id"]), None)
-            if reply is not None:  # one failed or stopped is asked again, as `retry_of` would
-                ended_short = reply.get("error_code") or reply.get("stopped")
-                return None if ended_short and not reply.get(STREAMING) else reply
-            if time.time() - asked > longest:
-                return None
-            time.sleep(KEYED_POLL_SECONDS)
+    @staticmethod
+    def _answer_to(store: HistoryStore, question: Message) -> Message | None:
+        """The reply that answers `question` when the message comes again: being written, or ended whole. None
+        when there is none (its sender died before the model answered) or it failed or was stopped: ask again,
+        as `retry_of` would."""
+        recent = store.recent(KEYED_LOOKBACK)
+        reply = next((m for m in reversed(recent) if m.get("reply_to") == question["id"]), None)
+        if reply is None or ((reply.get("error_code") or reply.get("stopped")) and not reply.get(STREAMING)):
+            return None
+        return reply
+
+    def _sending(self, conversation_id: str, key: str | None) -> contextlib.AbstractContextManager[Any]:
+        """Held from storing a keyed message until its reply is begun (or stored, or failed): the same message sent
+        again meanwhile, on any worker, waits for that and then answers with it."""
+        if key is None:
+            return contextlib.nullcontext()
+        try:
+            return self.replies.sending(conversation_id, key)
+        except OSError as error:
+            raise StorageError(f"The message cannot be stored: {error.strerror or error}.") from None
 
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:
@@ -153,7 +155,10 @@ class ChatService:
         """Store the user's message, get the whole reply (carrying out its reminder calls), store it and return it."""
         store = self.conversations.store(conversation_id)
         self._require_configured()
-        with contextlib.closing(self._gate(conversation_id or MAIN).turn()):
+        with (
+            contextlib.closing(self._gate(conversation_id or MAIN).turn()),
+            self._sending(conversation_id or MAIN, key),
+        ):
             question, earlier = self._question(store, text, retry_of, key)
             if earlier is not None:  # the same message sent again: its reply, once it ends, unless it fails
                 earlier = self._awaited(conversation_id or MAIN, store, earlier, self.settings.read_timeout + 30)
@@ -181,18 +186,19 @@ class ChatService:
         self._require_configured()
         hold = self._gate(conversation_id).turn()
         try:
-            question, earlier = self._question(store, text, retry_of, key)
-            if earlier is not None:
-                hold.close()
-                return self._follow(conversation_id, store, earlier, 0)
-            turn = self._start_turn(conversation_id, store, question)
-            with self._failing_turn(turn):
-                pieces = self._ask(turn, self.upstream.stream)
-                try:
-                    journal, placeholder = self._begin_reply(store, conversation_id, None, reply_to=question["id"])
-                except BaseException:
-                    pieces.close()
-                    raise
+            with self._sending(conversation_id, key):
+                question, earlier = self._question(store, text, retry_of, key)
+                if earlier is not None:
+                    hold.close()
+                    return self._follow(conversation_id, store, earlier, 0)
+                turn = self._start_turn(conversation_id, store, question)
+                with self._failing_turn(turn):
+                    pieces = self._ask(turn, self.upstream.stream)
+                    try:
+                        journal, placeholder = self._begin_reply(store, conversation_id, None, reply_to=question["id"])
+                    except BaseException:
+                        pieces.close()
+                        raise
         except BaseException:
             hold.close()
             raise

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,13 @@ class Replies:
         except FileNotFoundError:
             return None
 
+    def sending(self, conversation_id: str, key: str) -> contextlib.AbstractContextManager[Any]:
+        """An exclusive hold on idempotency key `key` of a conversation, across processes; a process that dies lets
+        go. Its lock file is swept after KEEP_SECONDS: a message comes again within minutes."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / f".{conversation_id}-{key}.lock", "ab")  # noqa: SIM115 (closed by _held)
+        return _held(handle)
+
     def sweep(self) -> list[tuple[str, int, bool]]:
         """Remove Stop marks and temporary journals left over; returns the (conversation, message, old) of each
         unlocked journal, for the caller to settle those a dead writer left unfinished, then `remove` the old ones
@@ -259,7 +266,7 @@ class Replies:
         cutoff = time.time() - KEEP_SECONDS
         for path in self.folder.iterdir():
             with contextlib.suppress(OSError, ValueError):
-                if path.suffix == ".stop" and path.stat().st_mtime < cutoff:
+                if path.suffix in (".stop", ".lock") and path.stat().st_mtime < cutoff:
                     path.unlink()
                 elif path.suffix in (".jsonl", ".tmp"):
                     with open(path, "rb") as journal:
@@ -301,3 +308,10 @@ def _event(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) and isinstance(event.get("id"), int) else None
+
+
+@contextlib.contextmanager
+def _held(handle: IO[bytes]) -> Iterator[None]:
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield

@@ -180,15 +180,12 @@ def test_a_dropped_connection_reconnects_by_itself_with_no_gap_and_no_repeat(ser
     assert bubble_text(page) == WHOLE
 
 
-def test_a_send_whose_connection_breaks_before_any_answer_is_sent_again_and_answered_once(server, upstream, open_page):
-    """The message reached the server, but the page's connection broke before `start` (a phone changing networks
-    while the model thinks): the page cannot know whether it arrived, so it sends it again with the same
-    idempotency key, and the server answers with the turn it already began: one question, one reply, one call."""
-    upstream.script({"delay": 1.0, "pieces": PIECES[:10], "chunk_delay": 0.05})
-    page = open_page(server.base_url, "?poll=1000")
+def break_the_first_send(page: Page, server: Server) -> list[dict]:
+    """The page's next POST /api/chat/stream reaches the server, but its answer never comes back (a phone changing
+    networks while the model thinks); later ones go through. Returns the bodies the page posted."""
     posts: list[dict] = []
 
-    def arrives_but_breaks(body: bytes) -> None:  # the request reaches the server; its answer never comes back
+    def arrives_but_breaks(body: bytes) -> None:
         connection = HTTPConnection("127.0.0.1", server.gunicorn.port, timeout=30)
         connection.request("POST", "/api/chat/stream", body=body, headers={"Content-Type": "application/json"})
         time.sleep(0.3)
@@ -203,6 +200,15 @@ def test_a_send_whose_connection_breaks_before_any_answer_is_sent_again_and_answ
             route.continue_()
 
     page.route("**/api/chat/stream", first_breaks)
+    return posts
+
+
+def test_a_send_whose_connection_breaks_before_any_answer_is_sent_again_and_answered_once(server, upstream, open_page):
+    """The page cannot know whether the message arrived, so it sends it again with the same idempotency key,
+    and the server answers with the turn it already began: one question, one reply, one call to the model."""
+    upstream.script({"delay": 1.0, "pieces": PIECES[:10], "chunk_delay": 0.05})
+    page = open_page(server.base_url, "?poll=1000")
+    posts = break_the_first_send(page, server)
     send(page, "想好了再说")
     stored = server.finished_reply()
     wait_finished(page, stored)
@@ -212,6 +218,65 @@ def test_a_send_whose_connection_breaks_before_any_answer_is_sent_again_and_answ
     assert stored["content"] == "".join(PIECES[:10]) and bubble_text(page) == stored["content"]
     assert len(posts) == 2 and posts[0]["idempotency_key"] == posts[1]["idempotency_key"], posts
     assert [m["role"] for m in server.history()] == ["user", "assistant"] and len(upstream.requests) == 1
+
+
+def test_a_retry_whose_connection_breaks_too_is_answered_once(server, upstream, open_page):
+    """Retry sends the key the question was first sent with: sent again after its own connection broke, it joins
+    the retry under way instead of storing the question a second time."""
+    upstream.script(
+        {"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}},
+        {"delay": 1.0, "pieces": PIECES[:10], "chunk_delay": 0.05},
+    )
+    page = open_page(server.base_url, "?poll=1000")
+    send(page, "第一次失败")
+    retry = page.locator(f"{REPLY} .turn-error").get_by_role("button", name=RETRY["zh-CN"])
+    expect(retry).to_be_visible(timeout=15_000)
+    first_key = json.loads(page.evaluate("JSON.stringify(document.querySelector('article.message.user').message)"))[
+        "idempotency_key"
+    ]
+    posts = break_the_first_send(page, server)
+    retry.click()
+    stored = server.finished_reply()
+    wait_finished(page, stored)
+    page.wait_for_timeout(1500)
+    expect(page.locator("article.message.user")).to_have_count(1)
+    assert [p["idempotency_key"] for p in posts] == [first_key, first_key], posts
+    questions = [m for m in server.history() if m["role"] == "user"]
+    assert len(questions) == 1 and stored["reply_to"] == questions[0]["id"] and len(upstream.requests) == 2
+
+
+def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(server, upstream, open_page):
+    """A poll sent just before Send, answered after the server stored the turn but before the page read `start`,
+    brought the question and the reply as new: they were drawn twice. The page knows its question by the
+    idempotency key it sent."""
+    upstream.script({"pieces": PIECES[:10], "chunk_delay": 0.02})
+    page = open_page(server.base_url, "?poll=300")
+    polls, posts = [], []
+
+    def hold_one_poll(route) -> None:
+        if not polls and "after=" in route.request.url:
+            polls.append(route)  # answered below
+        else:
+            route.continue_()
+
+    page.route("**/api/history?*", hold_one_poll)
+    page.route("**/api/chat/stream", lambda route: posts.append(route))  # answered below
+    while not polls:
+        page.wait_for_timeout(50)
+    send(page, "轮询途中发送")
+    while not posts:
+        page.wait_for_timeout(50)
+    answer = posts[0].fetch()  # the whole turn, stored on the server; the page has seen none of it yet
+    polls[0].fulfill(response=polls[0].fetch())  # the poll's answer comes first, holding the question and reply
+    page.wait_for_timeout(300)
+    posts[0].fulfill(response=answer)
+
+    stored = server.finished_reply()
+    wait_finished(page, stored)
+    page.wait_for_timeout(1000)
+    expect(page.locator("article.message.user")).to_have_count(1)
+    expect(page.locator(REPLY)).to_have_count(1)
+    assert bubble_text(page) == stored["content"] == "".join(PIECES[:10])
 
 
 # ---- (c) Stop during a stall ---------------------------------------------------------------------------------
