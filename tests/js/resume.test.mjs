@@ -254,6 +254,23 @@ describe('following a reply already being written', () => {
 });
 
 describe('stop', () => {
+  test('Stop while the message is being sent again before start (offline) ends the turn instead of sending on', {
+    todo: 'review17: Stop with no reply id yet only waits for start, so the page sends the message again and again',
+  }, async () => {
+    const turn = new Turn('hi', { requestStop: async () => ({ success: true, message: null }), delay: noPauses() });
+    let sends = 0;
+    let sendsAfterStop = 0;
+    const state = await turn.run(async () => {
+      sends += 1;
+      if (sends === 2) turn.stop();  // pressed while the page is sending the message again
+      else if (sends > 2) sendsAfterStop += 1;
+      if (sends > 30) throw new ApiError('gave up', { code: 'test_gave_up', status: 400 });
+      throw network();  // still offline
+    });
+    assert.equal(state, TurnState.STOPPED);
+    assert.ok(sendsAfterStop <= 1, `the message was sent ${sendsAfterStop} more times after Stop`);
+  });
+
   test('Stop before start is sent as soon as start names the reply, and the stored reply ends the turn', async () => {
     const stored = { id: 12, role: 'assistant', content: '', stopped: true, reply_to: 11 };
     const stops = [];
