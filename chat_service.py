@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from config import Settings
 from conversations import MAIN, Conversations
@@ -70,6 +70,15 @@ class _Turn:
         return TOOLS if self.offer_tools and self.rounds < MAX_TOOL_ROUNDS else None
 
 
+class _Asked(NamedTuple):
+    """A turn's question, the reply to answer with instead when the message came before, and what its new reply
+    carries (the key a retry was sent with)."""
+
+    question: Message
+    answer: Message | None
+    reply_fields: dict[str, Any] = {}  # noqa: RUF012 (never changed)
+
+
 class ChatService:
     """Ties the history store and the upstream client together; routes and the scheduler call it."""
 
@@ -94,23 +103,29 @@ class ChatService:
 
     # ---- input ---------------------------------------------------------------------------
 
-    def _question(
-        self, store: HistoryStore, text: str, retry_of: int | None, key: str | None
-    ) -> tuple[Message, Message | None]:
+    def _question(self, store: HistoryStore, text: str, retry_of: int | None, key: str | None) -> _Asked:
         """The user's message: the stored one when retrying a turn that got no whole reply, else a new one; and,
         when the message came before with its idempotency key, the reply to it to answer with instead.
 
-        A retry that names another message, or one already answered, stores the text as new. With both a key
-        and `retry_of`, a key not seen before leaves the retry to `retry_of`.
+        A retry that names another message, or one already answered, stores the text as new. A retry of a
+        stored question with a key not seen before puts the key on its reply, so that sending it again finds it.
         """
-        if key is not None and (retry_of is None or store.keyed(key) is not None):
-            stored: list[int] = []
-            question = store.append("user", text, durable=False, on_id=stored.append, idempotency_key=key)
-            if stored:
-                return question, None
-            if question["role"] != "user" or question["content"] != text:
-                raise KeyReused("This idempotency_key came before with another message; make up a new one.")
-            return question, self._answer_to(store, question)
+        if key is not None:
+            known = store.keyed(key)
+            if known is not None and known["role"] == "assistant":  # a retry first sent with this key
+                question = store.message(known.get("reply_to") or 0)
+                if question is None or question["content"] != text:
+                    raise KeyReused("This idempotency_key came before with another message; make up a new one.")
+                return _Asked(question, self._answer_to(store, question), {"idempotency_key": key})
+            if known is not None or retry_of is None:
+                stored: list[int] = []
+                question = store.append("user", text, durable=False, on_id=stored.append, idempotency_key=key)
+                if stored:
+                    return _Asked(question, None)
+                if question["content"] != text:
+                    raise KeyReused("This idempotency_key came before with another message; make up a new one.")
+                return _Asked(question, self._answer_to(store, question))
+        keyed = {"idempotency_key": key} if key is not None else {}
         if retry_of is not None:
             recent = store.recent(self.settings.history_live_limit)
             answered = any(
@@ -118,9 +133,9 @@ class ChatService:
             )
             earlier = next((m for m in recent if m["id"] == retry_of), None)
             if earlier and not answered and earlier["role"] == "user" and earlier["content"] == text:
-                return earlier, None
+                return _Asked(earlier, None, keyed)
         # Synced with the turn's reply or failure record, which are always stored: the model is asked sooner.
-        return store.append("user", text, durable=False), None
+        return _Asked(store.append("user", text, durable=False, **keyed), None)
 
     @staticmethod
     def _answer_to(store: HistoryStore, question: Message) -> Message | None:
@@ -159,7 +174,7 @@ class ChatService:
             contextlib.closing(self._gate(conversation_id or MAIN).turn()),
             self._sending(conversation_id or MAIN, key),
         ):
-            question, earlier = self._question(store, text, retry_of, key)
+            question, earlier, reply_fields = self._question(store, text, retry_of, key)
             if earlier is not None:  # the same message sent again: its reply, once it ends, unless it fails
                 earlier = self._awaited(conversation_id or MAIN, store, earlier, self.settings.read_timeout + 30)
                 if not earlier.get("error_code"):
@@ -167,7 +182,9 @@ class ChatService:
             turn = self._start_turn(conversation_id or MAIN, store, question)
             with self._failing_turn(turn):
                 completion = self._complete(turn)
-            reply = self._store_reply(store, completion, reply_to=question["id"], **_actions_field(turn))
+            reply = self._store_reply(
+                store, completion, reply_to=question["id"], **reply_fields, **_actions_field(turn)
+            )
         self.titles.after_exchange(conversation_id or MAIN, store, question, reply)
         return reply
 
@@ -187,7 +204,7 @@ class ChatService:
         hold = self._gate(conversation_id).turn()
         try:
             with self._sending(conversation_id, key):
-                question, earlier = self._question(store, text, retry_of, key)
+                question, earlier, reply_fields = self._question(store, text, retry_of, key)
                 if earlier is not None:
                     hold.close()
                     return self._follow(conversation_id, store, earlier, 0)
@@ -195,7 +212,9 @@ class ChatService:
                 with self._failing_turn(turn):
                     pieces = self._ask(turn, self.upstream.stream)
                     try:
-                        journal, placeholder = self._begin_reply(store, conversation_id, None, reply_to=question["id"])
+                        journal, placeholder = self._begin_reply(
+                            store, conversation_id, None, reply_to=question["id"], **reply_fields
+                        )
                     except BaseException:
                         pieces.close()
                         raise

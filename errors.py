@@ -131,15 +131,14 @@ class NotFound(AppError):
     code = "not_found"
 
 
-class KeyReused(AppError):
-    """An idempotency key sent again with another message: it names a different request."""
-
-    status = 422
-    code = "idempotency_key_reused"
-
-
 class Conflict(AppError):
     """The request cannot apply to the thing in its current state (e.g. changing the read-only .env reminder)."""
 
     status = 409
     code = "conflict"
+
+
+class KeyReused(Conflict):
+    """An idempotency key sent again with another message: it names a different request."""
+
+    code = "idempotency_key_reused"

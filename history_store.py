@@ -270,7 +270,7 @@ def _scheduled_in(log_state: _Log, scheduled_for: str, reminder_id: str | None) 
 
 
 def _keyed_in(log_state: _Log, key: str) -> Message | None:
-    """The recent message stored with idempotency key `key`: a client sends a message again within minutes."""
+    """The newest recent message stored with idempotency key `key`: a client sends a message again within minutes."""
     return next((m for m in reversed(log_state.messages[-KEYED_LOOKBACK:]) if m.get("idempotency_key") == key), None)
 
 
@@ -630,9 +630,9 @@ class HistoryStore:
                 if existing is not None:
                     return existing
             key = fields.get("idempotency_key")
-            if key is not None:
+            if key is not None and role == "user":  # a reply may carry its retry's key too; it never stands for it
                 existing = _keyed_in(log_state, key)
-                if existing is not None:
+                if existing is not None and existing["role"] == "user":
                     return existing
             message: Message = {
                 "id": log_state.next_id,
@@ -663,7 +663,7 @@ class HistoryStore:
             return appended.messages[_live_index(appended.messages, message_id) or 0]
 
     def keyed(self, key: str) -> Message | None:
-        """The recent message stored with idempotency key `key`, if any."""
+        """The newest recent message stored with idempotency key `key`, if any: a question, or a retry's reply."""
         return _keyed_in(self._log(), key)
 
     def message(self, message_id: int) -> Message | None:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,7 @@ class Replies:
         """An exclusive hold on idempotency key `key` of a conversation, across processes; a process that dies lets
         go. Its lock file is swept after KEEP_SECONDS: a message comes again within minutes."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / f".{conversation_id}-{key}.lock", "ab")  # noqa: SIM115 (closed by _held)
-        return _held(handle)
+        return _held(self.folder / f".{conversation_id}-{key}.lock")
 
     def sweep(self) -> list[tuple[str, int, bool]]:
         """Remove Stop marks and temporary journals left over; returns the (conversation, message, old) of each
@@ -266,8 +265,12 @@ class Replies:
         cutoff = time.time() - KEEP_SECONDS
         for path in self.folder.iterdir():
             with contextlib.suppress(OSError, ValueError):
-                if path.suffix in (".stop", ".lock") and path.stat().st_mtime < cutoff:
+                if path.suffix == ".stop" and path.stat().st_mtime < cutoff:
                     path.unlink()
+                elif path.suffix == ".lock" and path.stat().st_mtime < cutoff:
+                    with open(path, "rb") as lock:  # removed only while no sender holds it
+                        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        path.unlink()
                 elif path.suffix in (".jsonl", ".tmp"):
                     with open(path, "rb") as journal:
                         fcntl.flock(journal.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -311,7 +314,19 @@ def _event(line: bytes) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _held(handle: IO[bytes]) -> Iterator[None]:
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
+def _held(path: Path) -> Iterator[None]:
+    """An exclusive flock on the file at `path` now: one the sweep removed while this waited is taken again."""
+    while True:
+        with open(path, "ab") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            except OSError:  # no locks on this file system (some network ones): go on without, as the turn gate does
+                yield
+                return
+            try:
+                current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                yield
+                return

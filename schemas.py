@@ -101,7 +101,7 @@ class ChatRequest(Schema):
             description="A key the client makes up for this message (8 to 64 letters, digits, `-` or `_`). Sending "
             "the message again with it, after a connection that dropped before any answer, stores nothing twice: "
             "the answer is the turn already under way (or done); one that failed or was stopped is asked again "
-            "(so Retry needs no `retry_of`). The same key with other text is 422 `idempotency_key_reused`.",
+            "(so Retry needs no `retry_of`). The same key with other text is 409 `idempotency_key_reused`.",
         ),
     ] = None
 

@@ -98,7 +98,7 @@ def test_a_key_sent_with_other_text_or_malformed_is_refused_clearly(upstream, tm
         assert sent(server, {"message": "一", "idempotency_key": KEY}, "/api/chat").status_code == 200
         for path in ("/api/chat", "/api/chat/stream"):
             reused = sent(server, {"message": "二", "idempotency_key": KEY}, path)
-            assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused", reused.text
+            assert reused.status_code == 409 and reused.json()["code"] == "idempotency_key_reused", reused.text
             for bad in ("short", "有中文的键有中文的键", "a" * 65, 12345678, ""):
                 refused = sent(server, {"message": "三", "idempotency_key": bad}, path)
                 assert refused.status_code == 400 and refused.json()["code"] == "invalid_idempotency_key", bad
@@ -144,12 +144,6 @@ def test_retry_of_with_a_key_never_seen_retries_that_question_as_before(upstream
     assert stored[-1]["reply_to"] == question["id"] and stored[-1]["content"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review17: retry_of with a key never seen stores the question without the key, so the page's resend "
-    "after a drop before start finds the retry answered (streaming) and stores and asks the question again",
-)
 def test_a_retry_with_a_new_key_sent_again_after_a_drop_before_start_is_asked_once(upstream, tmp_path):
     """Retry of a question stored without a key (an older page, an API client): the page makes up a key, and a
     connection lost before `start` sends the same retry again with it, as for any message."""
@@ -172,12 +166,6 @@ def test_a_retry_with_a_new_key_sent_again_after_a_drop_before_start_is_asked_on
     assert len(upstream.requests) == 2, "the model was asked once for the retry"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review17: the sweep unlinks a day-old lock file by its mtime even while a sender holds it (open and "
-    "flock leave the mtime alone), so the next sender locks a new file and both ask the model",
-)
 def test_the_sweep_leaves_a_keys_lock_file_alone_while_it_is_held(make_settings, upstream):
     """Retry the day after: the key's lock file from the first sending is still there, a day old, when the hourly
     sweep runs while the retry holds it."""
@@ -202,3 +190,33 @@ def test_the_sweep_leaves_a_keys_lock_file_alone_while_it_is_held(make_settings,
         took_it = held_by_second.wait(1.0)
     second.join(5)
     assert not took_it, "a second sender held the key while the first still did"
+
+
+def test_a_sender_that_waited_on_a_lock_file_swept_meanwhile_takes_the_new_one(tmp_path):
+    """A sender opens the key's lock file and waits; the file is swept (unlinked) before it gets the lock. Holding
+    the unlinked file would let a later sender create and lock a new one: two senders at once."""
+    from replies import Replies
+
+    replies = Replies(tmp_path / "replies")
+    path = replies.folder / f".main-{KEY}.lock"
+    b_holds, c_holds = threading.Event(), threading.Event()
+
+    def sender(holds: threading.Event, until: threading.Event) -> None:
+        with replies.sending("main", KEY):
+            holds.set()
+            until.wait(5)
+
+    release_b = threading.Event()
+    with replies.sending("main", KEY):
+        b = threading.Thread(target=sender, args=(b_holds, release_b))
+        b.start()
+        time.sleep(0.3)  # b has opened the file and waits for its lock
+        path.unlink()  # the sweep removes it
+    assert b_holds.wait(5)
+    c = threading.Thread(target=sender, args=(c_holds, threading.Event()))
+    c.start()
+    c_took_it = c_holds.wait(1.0)
+    release_b.set()
+    b.join(5)
+    c.join(10)
+    assert not c_took_it, "a later sender held the key while the waiting one did"

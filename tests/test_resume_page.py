@@ -279,12 +279,6 @@ def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(se
     assert bubble_text(page) == stored["content"] == "".join(PIECES[:10])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review17: withoutOwnTurn knows the turn's question only from a poll that brings it; a Retry's question "
-    "is old, so a poll in flight when Retry is pressed draws (and follows) the retry's reply a second time",
-)
 def test_a_poll_in_flight_when_retry_is_pressed_leaves_the_retry_to_draw_itself(server, upstream, open_page):
     upstream.script(
         {"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}},
@@ -323,12 +317,6 @@ def test_a_poll_in_flight_when_retry_is_pressed_leaves_the_retry_to_draw_itself(
     assert page.locator(f"{REPLY}:not([data-id])").count() == 0, "no second, unnumbered copy of it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review17: a followed turn's failure offers Retry with that Turn's own random key, not the question's; "
-    "a retry_of with a key never seen is not idempotent, so its resend after a drop stores the question again",
-)
 def test_retry_of_a_reply_followed_after_a_reload_sends_the_key_the_question_was_stored_with(
     server, upstream, open_page
 ):

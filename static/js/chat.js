@@ -154,6 +154,7 @@ export class Chat {
     if (owns) {
       this.#turn = turn;
       this.#ownQuestions.clear();
+      if (turn.retryOf !== null) this.#ownQuestions.add(turn.retryOf);  // a retry's question is old: no poll brings it
       this.#composer.setStreaming(true);
     }
     if (turn.messageId !== null) this.#followed.set(turn.messageId, turn);
@@ -251,7 +252,7 @@ export class Chat {
     if (error.code === 'unauthorized' || !turn.text) return;  // the login form takes over; a reminder has no question
     if (!joined) this.#composer.restore(turn.text);  // another tab's words stay out of this tab's box
     if (error.code === 'message_too_long') return;  // the same words would only be refused again
-    this.#offerRetry({ text: turn.text, questionId, user, reply, key: turn.idempotencyKey });
+    this.#offerRetry({ text: turn.text, questionId, user, reply, key: joined ? null : turn.idempotencyKey });
   }
 
   /** Show Retry on this failed turn only (or on none). */
@@ -267,7 +268,7 @@ export class Chat {
    */
   #retryFailed() {
     const { text, questionId, user, reply } = this.#failed;
-    const idempotencyKey = this.#failed.key ?? user?.message?.idempotency_key ?? null;
+    const idempotencyKey = user?.message?.idempotency_key ?? this.#failed.key ?? null;  // the stored one first
     this.#offerRetry(null);
     if (reply.classList.contains('failed')) reply.remove();  // no text to keep: the new reply takes its place
     if (questionId !== null) {  // no element if the question is on an unloaded page

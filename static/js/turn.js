@@ -228,6 +228,7 @@ export class Turn {
     if (!this.#stopWanted) {
       this.#stopWanted = true;
       if (this.messageId !== null) this.#stopOnServer();
+      else if (this.reconnecting) this.retryNow();  // sending again after a lost connection: give up now
     }
     return true;
   }
@@ -272,12 +273,22 @@ export class Turn {
         this.#failWith(problem);  // a refusal that would only come again
         break;
       }
+      if (this.#stoppedUnsent()) break;
       this.#setReconnecting(true);
       await this.#pause(this.#delay(attempt));
+      if (this.#stoppedUnsent()) break;
       attempt += 1;
       if (this.messageId !== null) open = signal => this.#reopen(signal);
     }
     return this.state;
+  }
+
+  /**
+   * Stop pressed while the message is being sent again after a lost connection: the server may never have had
+   * it, so the turn ends here and nothing more is sent (if it did arrive, polling shows it and its reply).
+   */
+  #stoppedUnsent() {
+    return this.#stopWanted && this.messageId === null && this.#stopped(null);
   }
 
   /** The stream of this reply's events after lastEventId. */

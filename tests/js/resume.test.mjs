@@ -254,9 +254,7 @@ describe('following a reply already being written', () => {
 });
 
 describe('stop', () => {
-  test('Stop while the message is being sent again before start (offline) ends the turn instead of sending on', {
-    todo: 'review17: Stop with no reply id yet only waits for start, so the page sends the message again and again',
-  }, async () => {
+  test('Stop while the message is being sent again before start (offline) ends the turn instead of sending on', async () => {
     const turn = new Turn('hi', { requestStop: async () => ({ success: true, message: null }), delay: noPauses() });
     let sends = 0;
     let sendsAfterStop = 0;
