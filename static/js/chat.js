@@ -252,7 +252,7 @@ export class Chat {
     if (error.code === 'unauthorized' || !turn.text) return;  // the login form takes over; a reminder has no question
     if (!joined) this.#composer.restore(turn.text);  // another tab's words stay out of this tab's box
     if (error.code === 'message_too_long') return;  // the same words would only be refused again
-    this.#offerRetry({ text: turn.text, questionId, user, reply, key: joined ? null : turn.idempotencyKey });
+    this.#offerRetry({ text: turn.text, questionId, user, reply, key: turn.idempotencyKey });
   }
 
   /** Show Retry on this failed turn only (or on none). */
