@@ -254,6 +254,16 @@ describe('following a reply already being written', () => {
 });
 
 describe('stop', () => {
+  test('Stop during the pause before sending again ends the turn at once, not after the pause', { timeout: 2000 }, async () => {
+    const turn = new Turn('hi', { delay: () => 60_000 });
+    let sends = 0;
+    const running = turn.run(async () => { sends += 1; throw network(); });
+    while (!turn.reconnecting) await new Promise(resolve => setTimeout(resolve, 5));  // the first send failed
+    turn.stop();
+    assert.equal(await running, TurnState.STOPPED);
+    assert.equal(sends, 1);
+  });
+
   test('Stop while the message is being sent again before start (offline) ends the turn instead of sending on', async () => {
     const turn = new Turn('hi', { requestStop: async () => ({ success: true, message: null }), delay: noPauses() });
     let sends = 0;
