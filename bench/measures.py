@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import statistics
 import sys
 import threading
@@ -105,6 +106,7 @@ def timed_chat(session: requests.Session, base_url: str) -> Callable[[], float]:
 
 # What the issue asks of a chat (issue 14): what the app adds over calling the upstream directly.
 ADDED_GOAL_SECONDS = 0.002
+KEYED = "keyed"  # this checkout's streams sent with an idempotency key
 
 
 def measure_overhead(chats: int, streams: int, work: Path, apps: dict[str, Path]) -> list[Row]:
@@ -133,9 +135,16 @@ def measure_overhead(chats: int, streams: int, work: Path, apps: dict[str, Path]
             assert response.status_code == 200, response.text
             return time.perf_counter() - started
 
-        def stream_via(label: str) -> Callable[[], float]:
+        def stream_via(label: str, keyed: bool = False) -> Callable[[], float]:
             url = servers[label].base_url + "/api/chat/stream"
-            return lambda: first_token_time(sessions[label], url, b'"type": "delta"', json={"message": "讲个笑话"})[0]
+
+            def call() -> float:
+                body = {"message": "讲个笑话"}
+                if keyed:  # as the page sends it: a fresh idempotency key per message
+                    body["idempotency_key"] = secrets.token_hex(16)
+                return first_token_time(sessions[label], url, b'"type": "delta"', json=body)[0]
+
+            return call
 
         def stream_direct() -> float:
             # The fake's first frame carries an empty content; the first token is the first non-empty one.
@@ -148,6 +157,7 @@ def measure_overhead(chats: int, streams: int, work: Path, apps: dict[str, Path]
         chat_calls = {label: timed_chat(sessions[label], servers[label].base_url) for label in apps}
         chat_times = interleave({**chat_calls, DIRECT: direct}, chats, warmup=20)
         stream_calls = {label: stream_via(label) for label in apps}
+        stream_calls[KEYED] = stream_via(THIS, keyed=True)
         first_tokens = interleave({**stream_calls, DIRECT: stream_direct}, streams, warmup=10)
     section = "overhead"
     rows = []
@@ -168,6 +178,9 @@ def measure_overhead(chats: int, streams: int, work: Path, apps: dict[str, Path]
             Row(section, f"stream first token, added at p50{of}", ms(added_ttft), "≤ 2 ms",
                 added_ttft <= ADDED_GOAL_SECONDS),
         ]  # fmt: skip
+    keyed_ttft = percentile(first_tokens[KEYED], 0.5) - percentile(first_tokens[DIRECT], 0.5)
+    rows.append(Row(section, "stream first token with an idempotency_key (as the page sends it), added at p50",
+                    ms(keyed_ttft), "≤ 2 ms", keyed_ttft <= ADDED_GOAL_SECONDS))  # fmt: skip
     return rows
 
 
