@@ -10,7 +10,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -245,12 +245,10 @@ def test_a_retry_whose_connection_breaks_too_is_answered_once(server, upstream, 
     assert len(questions) == 1 and stored["reply_to"] == questions[0]["id"] and len(upstream.requests) == 2
 
 
-def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(server, upstream, open_page):
-    """A poll sent just before Send, answered after the server stored the turn but before the page read `start`,
-    brought the question and the reply as new: they were drawn twice. The page knows its question by the
-    idempotency key it sent."""
-    upstream.script({"pieces": PIECES[:10], "chunk_delay": 0.02})
-    page = open_page(server.base_url, "?poll=300")
+def poll_answered_before_the_turn(page: Page, press: Callable[[], None]) -> None:
+    """Hold the page's next poll, `press` (Send or Retry), hold its POST, and let the server store the whole turn;
+    then answer the poll first, holding the turn's messages, and only then the POST: a poll sent just before the
+    turn and answered after the server stored it, but before the page read `start`."""
     polls, posts = [], []
 
     def hold_one_poll(route) -> None:
@@ -263,13 +261,21 @@ def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(se
     page.route("**/api/chat/stream", lambda route: posts.append(route))  # answered below
     while not polls:
         page.wait_for_timeout(50)
-    send(page, "轮询途中发送")
+    press()
     while not posts:
         page.wait_for_timeout(50)
     answer = posts[0].fetch()  # the whole turn, stored on the server; the page has seen none of it yet
-    polls[0].fulfill(response=polls[0].fetch())  # the poll's answer comes first, holding the question and reply
+    polls[0].fulfill(response=polls[0].fetch())
     page.wait_for_timeout(300)
     posts[0].fulfill(response=answer)
+
+
+def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(server, upstream, open_page):
+    """Such a poll brought the question and the reply as new: they were drawn twice. The page knows its question
+    by the idempotency key it sent."""
+    upstream.script({"pieces": PIECES[:10], "chunk_delay": 0.02})
+    page = open_page(server.base_url, "?poll=300")
+    poll_answered_before_the_turn(page, lambda: send(page, "轮询途中发送"))
 
     stored = server.finished_reply()
     wait_finished(page, stored)
@@ -280,6 +286,8 @@ def test_a_poll_in_flight_when_send_is_pressed_leaves_the_turn_to_draw_itself(se
 
 
 def test_a_poll_in_flight_when_retry_is_pressed_leaves_the_retry_to_draw_itself(server, upstream, open_page):
+    """A retry's question is old, so no poll brings it: the page knows the retry's reply by the question it
+    answers."""
     upstream.script(
         {"kind": "status", "status": 401, "body": {"error": {"message": "Invalid API key"}}},
         {"pieces": PIECES[:10], "chunk_delay": 0.02},
@@ -289,25 +297,7 @@ def test_a_poll_in_flight_when_retry_is_pressed_leaves_the_retry_to_draw_itself(
     retry = page.locator(f"{REPLY} .turn-error").get_by_role("button", name=RETRY["zh-CN"])
     expect(retry).to_be_visible(timeout=15_000)
     page.wait_for_timeout(1000)  # polls have brought the failure record
-    polls, posts = [], []
-
-    def hold_one_poll(route) -> None:
-        if not polls and "after=" in route.request.url:
-            polls.append(route)  # answered below
-        else:
-            route.continue_()
-
-    page.route("**/api/history?*", hold_one_poll)
-    page.route("**/api/chat/stream", lambda route: posts.append(route))  # answered below
-    while not polls:
-        page.wait_for_timeout(50)
-    retry.click()
-    while not posts:
-        page.wait_for_timeout(50)
-    answer = posts[0].fetch()  # the whole retry, stored on the server; the page has seen none of it yet
-    polls[0].fulfill(response=polls[0].fetch())  # the poll's answer comes first, holding the new reply
-    page.wait_for_timeout(300)
-    posts[0].fulfill(response=answer)
+    poll_answered_before_the_turn(page, retry.click)
 
     stored = server.finished_reply()
     expect(page.locator(f'{REPLY}[data-id="{stored["id"]}"]').last).not_to_have_class("streaming", timeout=60_000)
