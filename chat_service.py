@@ -148,15 +148,17 @@ class ChatService:
             return None
         return reply
 
-    def _sending(self, conversation_id: str, key: str | None) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def _sending(self, conversation_id: str, key: str | None) -> Iterator[None]:
         """Held from storing a keyed message until its reply is begun (or stored, or failed): the same message sent
         again meanwhile, on any worker, waits for that and then answers with it."""
-        if key is None:
-            return contextlib.nullcontext()
-        try:
-            return self.replies.sending(conversation_id, key)
-        except OSError as error:
-            raise StorageError(f"The message cannot be stored: {error.strerror or error}.") from None
+        with contextlib.ExitStack() as held:
+            if key is not None:
+                try:
+                    held.enter_context(self.replies.sending(conversation_id, key))
+                except OSError as error:
+                    raise StorageError(f"The message cannot be stored: {error.strerror or error}.") from None
+            yield
 
     def _require_configured(self) -> None:
         if not self.settings.chat_configured:

@@ -220,3 +220,12 @@ def test_a_sender_that_waited_on_a_lock_file_swept_meanwhile_takes_the_new_one(t
     b.join(5)
     c.join(10)
     assert not c_took_it, "a later sender held the key while the waiting one did"
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/chat/stream"])
+def test_a_keys_lock_that_cannot_be_made_is_a_clear_503_not_a_500(upstream, tmp_path, path):
+    with gunicorn(upstream, tmp_path) as server:
+        (tmp_path / "data" / "replies" / f".main-{KEY}.lock").mkdir(parents=True)  # where the lock file must go
+        refused = sent(server, {"message": "你好", "idempotency_key": KEY}, path)
+        assert refused.status_code == 503 and refused.json()["code"] == "storage_unavailable", refused.text
+        assert "Traceback" not in server.log_text()
