@@ -114,17 +114,11 @@ class ChatService:
             known = store.keyed(key)
             if known is not None and known["role"] == "assistant":  # a retry first sent with this key
                 question = store.message(known.get("reply_to") or 0)
-                if question is None or question["content"] != text:
-                    raise KeyReused("This idempotency_key came before with another message; make up a new one.")
-                return _Asked(question, self._answer_to(store, question), {"idempotency_key": key})
+                return self._sent_again(store, question, text, {"idempotency_key": key})
             if known is not None or retry_of is None:
                 stored: list[int] = []
                 question = store.append("user", text, durable=False, on_id=stored.append, idempotency_key=key)
-                if stored:
-                    return _Asked(question, None)
-                if question["content"] != text:
-                    raise KeyReused("This idempotency_key came before with another message; make up a new one.")
-                return _Asked(question, self._answer_to(store, question))
+                return _Asked(question, None) if stored else self._sent_again(store, question, text, {})
         keyed = {"idempotency_key": key} if key is not None else {}
         if retry_of is not None:
             recent = store.recent(self.settings.history_live_limit)
@@ -136,6 +130,14 @@ class ChatService:
                 return _Asked(earlier, None, keyed)
         # Synced with the turn's reply or failure record, which are always stored: the model is asked sooner.
         return _Asked(store.append("user", text, durable=False, **keyed), None)
+
+    def _sent_again(
+        self, store: HistoryStore, question: Message | None, text: str, reply_fields: dict[str, Any]
+    ) -> _Asked:
+        """A message whose key came before: its question, and the reply to answer with if there is one."""
+        if question is None or question["content"] != text:
+            raise KeyReused("This idempotency_key came before with another message; make up a new one.")
+        return _Asked(question, self._answer_to(store, question), reply_fields)
 
     @staticmethod
     def _answer_to(store: HistoryStore, question: Message) -> Message | None:

@@ -63,19 +63,20 @@ class Cancel:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._socket: Any = None  # a socket, or urllib3's SSLTransport (TLS inside an https:// proxy's TLS)
-        self.cancelled = False
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def cancel(self) -> None:
         with self._lock:
-            self.cancelled = True
+            self._cancelled.set()
             _shut(self._socket)
 
     def wait(self, seconds: float) -> bool:
         """Sleep `seconds` unless cancelled meanwhile (a retry's backoff); True once cancelled."""
-        deadline = time.monotonic() + seconds
-        while not self.cancelled and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 0.05))
-        return self.cancelled
+        return self._cancelled.wait(seconds)
 
     def attach(self, sock: Any) -> None:
         with self._lock:
@@ -83,10 +84,10 @@ class Cancel:
             if self.cancelled:
                 _shut(sock)
 
-    def release(self, sock: Any = None) -> None:
-        """Forget the socket (`sock` only: the one going back to the pool); a later cancel() cannot reach it."""
+    def release(self, sock: Any) -> None:
+        """Forget `sock`, its connection going back to the pool: a later cancel() cannot reach it."""
         with self._lock:
-            if sock is None or self._socket is sock:
+            if self._socket is sock:
                 self._socket = None
 
 
@@ -222,8 +223,7 @@ class UpstreamClient:
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, cancel: Cancel | None = None
     ) -> Completion:
         """Ask for a whole reply; with `tools`, the model may answer with calls to them instead."""
-        cancel = cancel or Cancel()
-        response = self._post(self._payload(messages, tools, stream=False), stream=False, cancel=cancel)
+        response = self._post(self._payload(messages, tools, stream=False), stream=False, cancel=cancel or Cancel())
         try:
             body = response.json()
             if may_hold_surrogates(response.content):
@@ -243,8 +243,6 @@ class UpstreamClient:
             raise UpstreamError(
                 "The model API sent a reply that is not valid chat completion JSON.", code="upstream_bad_response"
             ) from None
-        finally:
-            cancel.release()
         return completion
 
     def stream(
@@ -344,10 +342,7 @@ class UpstreamClient:
             _sending.cancel = None
         if response.status_code < 400:
             return response
-        try:
-            return self._retryable_status_failure(response)
-        finally:
-            cancel.release()  # the connection may be pooled again
+        return self._retryable_status_failure(response)
 
     def _retryable_request_failure(self, error: requests.RequestException) -> UpstreamError:
         """A failure to connect, to retry; a read timeout or a body cut off mid-way is raised at once."""
@@ -510,7 +505,6 @@ class UpstreamStream:
         self._cancel.cancel()
 
     def close(self) -> None:
-        self._cancel.release()  # before the connection may go back to the pool
         if self._whole:
             self._read_to_end()
         self._response.close()  # drops the connection unless the body was read to its end (urllib3 kept it)
