@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 LOCK_RETRY_SECONDS = 5.0  # only when the lock file cannot even be opened (e.g. read-only folder)
 NEXT_RUNS_SHOWN = 3
+# A leader's exit frees the lock a moment before the waiting worker the kernel wakes takes it
+# (milliseconds; more on a busy machine). Only a lock free for this long means no scheduler.
+HANDOVER_SECONDS = 0.3
 
 
 class Reminders:
@@ -146,6 +150,14 @@ class Reminders:
             return False
         if self._leader_fd is not None:
             return True
+        deadline = time.monotonic() + HANDOVER_SECONDS
+        while not self._held_elsewhere():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _held_elsewhere(self) -> bool:
         try:
             descriptor = os.open(self.lock_path, os.O_RDONLY)
         except OSError:

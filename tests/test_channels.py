@@ -183,7 +183,7 @@ def test_a_push_the_leader_was_killed_before_sending_goes_out_once_after_the_res
         with gunicorn(upstream, tmp_path, workers=2, **slow_retry):
             wait_until(lambda: receiver.arrivals(), 30, message="the push after the restart")
             time.sleep(1.5)
-    assert len(receiver.arrivals()) == 1 and len(reminder_messages(data_dir)) == 1
+    assert len(receiver.arrivals()) == 1 and len(reminder_messages(data_dir, streaming_too=True)) == 1
 
 
 def test_a_slow_channel_delays_neither_the_next_reminder_nor_a_chat(upstream, receiver, tmp_path):

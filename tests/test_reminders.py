@@ -35,9 +35,14 @@ def in_a_while(**delta: float) -> str:
     return local(datetime.now(ZONE) + timedelta(**delta))
 
 
-def reminder_messages(data_dir: Path) -> list[dict]:
-    """Messages sent for users' reminders, straight from the main conversation's live log."""
-    return [m for m in main_history(data_dir).recent(10_000) if m.get("reminder_id")]
+def reminder_messages(data_dir: Path, *, streaming_too: bool = False) -> list[dict]:
+    """Messages sent for users' reminders, straight from the main conversation's live log.
+
+    One still being worded (`streaming`, its content still growing) counts only with `streaming_too`:
+    a wait for "the reminder arrived" must not stop at its first, empty form.
+    """
+    messages = [m for m in main_history(data_dir).recent(10_000) if m.get("reminder_id")]
+    return messages if streaming_too else [m for m in messages if not m.get("streaming")]
 
 
 def claimed(data_dir: Path) -> list[str]:
@@ -274,7 +279,7 @@ def test_twenty_reminders_due_together_survive_a_kill_9_of_the_leader(upstream, 
         wait_until(lambda: len(reminder_messages(data_dir)) >= 20, 30, message="twenty reminders")
         new_leader = leader_pid(data_dir)
         time.sleep(2)  # a double would come now
-        messages = reminder_messages(data_dir)
+        messages = reminder_messages(data_dir, streaming_too=True)
         claims = json.loads((data_dir / "reminders.json").read_bytes())["claims"]
     assert new_leader != leader
     assert_once_each(messages, 20)
@@ -301,7 +306,7 @@ def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restar
         os.killpg(server.pid, signal.SIGKILL)
     finally:
         server.stop()
-    assert [m["content"] for m in reminder_messages(data_dir)] == [
+    assert [m["content"] for m in reminder_messages(data_dir, streaming_too=True)] == [
         "收到：" + reminder_calls(upstream)[0]["messages"][-1]["content"]
     ]
     wait_until(lambda: time.time() > due.timestamp() + 3, 10, message="the grace time to pass")
@@ -313,7 +318,7 @@ def test_an_occurrence_cut_off_by_killing_every_process_is_sent_after_the_restar
             message="every reminder handled",
         )
         time.sleep(1)
-    messages = reminder_messages(data_dir)
+    messages = reminder_messages(data_dir, streaming_too=True)
     assert [m["reminder_id"] for m in messages] == ["1", "2", "3"], "a reminder claimed before the kill was lost"
     # Sent seconds after their time by the next server: on time, not `late` (that means over 30 s).
     assert [m.get("late", False) for m in messages] == [False, False, False]
@@ -358,7 +363,7 @@ def test_an_occurrence_missed_longer_ago_than_the_grace_time_is_recorded_as_miss
     assert shown["status"] == "missed" and shown["scheduled_for"] == missed.isoformat()
     assert "not running" in shown["error"]
     assert [run["status"] for run in runs] == ["missed"]
-    assert reminder_messages(data_dir) == []
+    assert reminder_messages(data_dir, streaming_too=True) == []
 
 
 def test_a_claim_left_by_a_dead_leader_is_delivered_once(upstream, tmp_path):
@@ -376,7 +381,7 @@ def test_a_claim_left_by_a_dead_leader_is_delivered_once(upstream, tmp_path):
     with gunicorn(upstream, tmp_path, workers=2) as server:
         wait_until(lambda: listed(server)["1"]["last_run"], 20, message="the claimed reminder")
         time.sleep(1)
-    messages = reminder_messages(data_dir)
+    messages = reminder_messages(data_dir, streaming_too=True)
     assert [(m["content"], m["scheduled_for"], m["generated"]) for m in messages] == [("取快递", scheduled_for, False)]
     assert json.loads((data_dir / "reminders.json").read_bytes())["claims"] == {}
 
@@ -674,7 +679,7 @@ def test_a_reminder_due_while_the_leader_was_suspended_counts_as_missed(upstream
         finally:
             os.kill(leader, signal.SIGCONT)
         shown = wait_until(lambda: listed(server)["1"]["last_run"], 15, message="the occurrence recorded")
-    assert shown["status"] == "missed" and reminder_messages(data_dir) == []
+    assert shown["status"] == "missed" and reminder_messages(data_dir, streaming_too=True) == []
 
 
 def test_an_unreadable_delivery_log_is_set_aside_and_delivery_goes_on(upstream, tmp_path):
@@ -696,7 +701,7 @@ def test_a_run_on_request_left_claimed_by_an_old_version_is_cleared(upstream, tm
     write_reminders(data_dir, [stored_reminder("1")], {key: claim})
     with gunicorn(upstream, tmp_path, workers=1):
         wait_until(lambda: claimed(data_dir) == [], 20, message="the orphaned claim removed")
-    assert reminder_messages(data_dir) == []
+    assert reminder_messages(data_dir, streaming_too=True) == []
 
 
 def test_reminders_due_during_a_hup_reload_arrive_once_each(upstream, tmp_path):
@@ -713,7 +718,7 @@ def test_reminders_due_during_a_hup_reload_arrive_once_each(upstream, tmp_path):
         wait_until(lambda: claimed(data_dir) == [], 20, message="every claim finished")
         new_leader = wait_until(lambda: leader_pid(data_dir), 15, message="a leader after the reload")
         time.sleep(1.5)  # a double would be stored meanwhile
-        messages = reminder_messages(data_dir)
+        messages = reminder_messages(data_dir, streaming_too=True)
     assert new_leader != leader
     assert_once_each(messages, 10)
 
@@ -738,11 +743,11 @@ def test_a_three_minute_stop_gives_one_late_message_per_reminder_not_a_burst(ups
         minutes = sorted({(stopped_at + timedelta(seconds=s)).minute for s in (70, 130)})
         twice = create(server, text="活动一下", cron=f"{','.join(map(str, minutes))} * * * *")
     wait_until(lambda: datetime.now(ZONE) > stopped_at + timedelta(minutes=3), 200, interval=1, message="3 minutes")
-    assert reminder_messages(data_dir) == []
+    assert reminder_messages(data_dir, streaming_too=True) == []
     with gunicorn(upstream, tmp_path, workers=2) as server:
         wait_until(lambda: len(reminder_messages(data_dir)) >= 2, 30, message="the two missed reminders")
         time.sleep(2)  # a burst of the other missed occurrence would be stored meanwhile
-        messages = reminder_messages(data_dir)
+        messages = reminder_messages(data_dir, streaming_too=True)
     assert Counter(m["reminder_id"] for m in messages) == {one_off["id"]: 1, twice["id"]: 1}
     assert all(m["late"] is True for m in messages)
 

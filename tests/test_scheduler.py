@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -419,3 +421,29 @@ def test_a_tick_at_or_before_the_last_one_handled_never_calls_the_model(make_set
     reminders._run_tick(last + timedelta(days=1))  # a newer tick still runs
     assert len(reminder_calls(upstream)) == 1
     assert [m["scheduled_for"] for m in scheduled(settings.data_dir)] == [(last + timedelta(days=1)).isoformat()]
+
+
+def test_health_sees_a_scheduler_through_the_moment_one_leader_hands_over_to_the_next(make_settings):
+    """The lock is free between the old leader's exit and the waiting worker taking it; that is no gap
+    in the reminders, so the health check must not report one (CI caught one such sample in a HUP)."""
+    settings = make_settings(SCHEDULER_ENABLED="true")
+    reminders = create_app(settings).extensions["reminders"]  # wired, not started: it only observes the lock
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    old_leader = os.open(reminders.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(old_leader, fcntl.LOCK_EX)
+    assert reminders.is_running()
+
+    held: list[int] = []
+
+    def next_leader() -> None:
+        time.sleep(0.1)  # woken late, as on a busy machine
+        held.append(descriptor := os.open(reminders.lock_path, os.O_RDWR))
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+    successor = threading.Thread(target=next_leader)
+    os.close(old_leader)
+    successor.start()
+    assert reminders.is_running(), "the health check saw no scheduler in the handover"
+    successor.join()
+    os.close(held[0])
+    assert not reminders.is_running()  # free for the whole grace: no scheduler
