@@ -73,6 +73,7 @@ def test_preview_refuses_what_create_refuses_with_the_same_sentence(api, params,
     created = api.post("/api/reminders", json={"text": "x", **{k: v for k, v in params.items() if v}})
     assert preview.status_code == 400 and created.status_code == 400
     assert preview.json()["code"] == code == created.json()["code"]
+
     # The two requests may straddle a second, and the at_in_past sentence names the clock.
     def sentence(response):
         return re.sub(r"it is now [0-9T:-]+", "it is now …", response.json()["error"])
