@@ -120,7 +120,8 @@ def test_a_question_whose_sender_died_before_any_reply_is_asked_again_at_once(ma
     assert len(upstream.requests) == 1
 
 
-def test_a_keys_lock_file_is_swept_after_a_day(make_settings, upstream):
+def answered_a_day_ago(make_settings):
+    """A service that answered a keyed message, and that key's lock file, made two days old."""
     from app import create_app
 
     service = create_app(make_settings()).extensions["chat"]
@@ -128,6 +129,11 @@ def test_a_keys_lock_file_is_swept_after_a_day(make_settings, upstream):
     [lock] = service.replies.folder.glob("*.lock")
     day_old = time.time() - 2 * 24 * 3600
     os.utime(lock, (day_old, day_old))
+    return service, lock
+
+
+def test_a_keys_lock_file_is_swept_after_a_day(make_settings, upstream):
+    service, lock = answered_a_day_ago(make_settings)
     service.settle_orphans()
     assert not lock.exists()
 
@@ -169,14 +175,9 @@ def test_a_retry_with_a_new_key_sent_again_after_a_drop_before_start_is_asked_on
 def test_the_sweep_leaves_a_keys_lock_file_alone_while_it_is_held(make_settings, upstream):
     """Retry the day after: the key's lock file from the first sending is still there, a day old, when the hourly
     sweep runs while the retry holds it."""
-    from app import create_app
     from conversations import MAIN
 
-    service = create_app(make_settings()).extensions["chat"]
-    service.reply("你好", key=KEY)
-    [lock] = service.replies.folder.glob("*.lock")
-    day_old = time.time() - 2 * 24 * 3600
-    os.utime(lock, (day_old, day_old))
+    service, _ = answered_a_day_ago(make_settings)
     held_by_second = threading.Event()
 
     def second_sender():
